@@ -1,0 +1,78 @@
+# Qingdao carbon-inclusion backend. `make help` lists the targets; README.md explains each.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+PY_BOOT ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+PORT ?= 8000
+PG_PORT ?= 55432
+REDIS_PORT ?= 56379
+export PG_PORT REDIS_PORT
+SERVICES_ENV = DATABASE_URL=postgres://postgres@127.0.0.1:$(PG_PORT)/qingdao REDIS_URL=redis://127.0.0.1:$(REDIS_PORT)/0
+TEST_WORKERS ?= 2
+LOCAL := .local
+
+.PHONY: help venv run test test-only lint schema schema-check services-up services-down up down load bench lock clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: requirements.txt
+	@test -x $(PY) || $(PY_BOOT) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt
+	@touch $@
+
+venv: $(VENV)/.installed ## Create .venv and install the pinned dependencies
+
+run: venv ## Serve the API on the embedded default (SQLite, in-process tasks) at http://127.0.0.1:$(PORT)
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py seed
+	$(PY) manage.py runserver 127.0.0.1:$(PORT)
+
+services-up: ## Install (when missing) and start private PostgreSQL and Redis on loopback ports
+	infra/services.sh start
+
+services-down: ## Stop the private PostgreSQL and Redis
+	infra/services.sh stop
+
+lint: venv ## Ruff over the whole tree
+	$(VENV)/bin/ruff check .
+
+schema: venv ## Regenerate api_schema/openapi.yaml
+	$(PY) manage.py spectacular --validate --fail-on-warn --file api_schema/openapi.yaml
+
+schema-check: venv ## Fail when the committed schema differs from the code
+	@$(PY) manage.py spectacular --validate --fail-on-warn --file $(LOCAL)/openapi.check.yaml 2>$(LOCAL)/schema.log \
+	  || { cat $(LOCAL)/schema.log; exit 1; }
+	@diff -u api_schema/openapi.yaml $(LOCAL)/openapi.check.yaml >/dev/null \
+	  || { diff -u api_schema/openapi.yaml $(LOCAL)/openapi.check.yaml | head -40; \
+	       echo "api_schema/openapi.yaml is out of date: run 'make schema' and commit it"; exit 1; }
+	@echo "schema up to date"
+
+test: venv ## Install what is needed, start PostgreSQL + Redis, run lint, schema check and the whole suite
+	@mkdir -p $(LOCAL)
+	infra/services.sh start
+	@trap 'infra/services.sh stop' EXIT; \
+	  $(MAKE) --no-print-directory lint schema-check && \
+	  $(SERVICES_ENV) $(MAKE) --no-print-directory test-only
+
+test-only: ## Run pytest against already running services (DATABASE_URL / REDIS_URL)
+	$(VENV)/bin/pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
+
+up: venv ## Production-like local stack: PostgreSQL, Redis, gunicorn, Celery worker and beat (logs in .local/logs)
+	infra/stack.sh up
+
+down: ## Stop everything `make up` started
+	infra/stack.sh down
+
+load: venv ## Locust suite, headless, 60 s against `make up`; fails when thresholds in locust/ are missed
+	infra/load.sh
+
+bench: venv ## Benchmarks beside the Locust suite (ledger postings/s, ingestion actions/s)
+	infra/bench.sh
+
+lock: ## Re-pin requirements.txt from requirements.in
+	$(PY) -m pip install -q -r requirements.in && $(PY) -m pip freeze --exclude-editable > requirements.txt
+
+clean: down ## Remove .local (databases, logs, reports)
+	rm -rf $(LOCAL)

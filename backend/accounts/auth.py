@@ -1,0 +1,68 @@
+"""Authentication by mobile number, with an atomic brute-force lockout per number."""
+
+from django.conf import settings
+from django.contrib.auth.backends import ModelBackend
+from django.core.cache import cache
+from django.utils.translation import gettext_lazy as _
+from rest_framework import status
+
+from backend.accounts.phones import normalize_phone, phone_hash
+from backend.core.errors import ApplicationError
+
+
+class PhoneBackend(ModelBackend):
+    """ModelBackend whose username is the phone number as typed (the manager hashes it for the lookup)."""
+
+    def user_can_authenticate(self, user):
+        return super().user_can_authenticate(user) and user.status == user.Status.ACTIVE
+
+
+def user_may_authenticate(user) -> bool:
+    """simplejwt rule: deactivated, suspended and erased users get no tokens (and old access tokens stop)."""
+    return user is not None and user.is_active and user.status == user.Status.ACTIVE
+
+
+class LoginLocked(ApplicationError):
+    status_code = status.HTTP_429_TOO_MANY_REQUESTS
+    default_code = "login_locked"
+    default_detail = _("Too many failed login attempts for this number. Try again later.")
+
+
+class InvalidCredentials(ApplicationError):
+    status_code = status.HTTP_401_UNAUTHORIZED
+    default_code = "invalid_credentials"
+    default_detail = _("Phone number or password is wrong.")
+
+
+def _attempts_key(e164: str) -> str:
+    return f"login-attempts:{phone_hash(e164)}"
+
+
+def login_attempt_register(raw_phone: str) -> str:
+    """Count this attempt before checking the password, atomically (Redis INCR), so N parallel attempts
+    cannot all read "4 failures so far" and slip past the limit. Raises LoginLocked past the limit.
+    The window starts with the first attempt and is not extended by later ones."""
+    try:
+        e164 = normalize_phone(raw_phone)
+    except Exception:
+        return ""
+    key = _attempts_key(e164)
+    cache.add(key, 0, timeout=settings.LOGIN_WINDOW_SECONDS)
+    try:
+        attempts = cache.incr(key)
+    except ValueError:  # expired between add and incr
+        cache.add(key, 1, timeout=settings.LOGIN_WINDOW_SECONDS)
+        attempts = 1
+    if attempts > settings.LOGIN_MAX_ATTEMPTS:
+        ttl = getattr(cache, "ttl", None)
+        wait = ttl(key) if ttl else settings.LOGIN_WINDOW_SECONDS
+        exc = LoginLocked()
+        exc.wait = max(int(wait or 0), 1)
+        raise exc
+    return e164
+
+
+def login_attempt_succeeded(e164: str) -> None:
+    """A correct password clears the failure count for the number."""
+    if e164:
+        cache.delete(_attempts_key(e164))

@@ -1,0 +1,164 @@
+"""Every write on accounts: registration, profile, consents, erasure."""
+
+from django.conf import settings
+from django.contrib.auth.password_validation import validate_password
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+from rest_framework.exceptions import ValidationError
+from rest_framework_simplejwt.exceptions import TokenError
+from rest_framework_simplejwt.settings import api_settings
+from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
+from rest_framework_simplejwt.tokens import RefreshToken
+
+from backend.accounts.models import Consent, District, User
+from backend.accounts.phones import mask_phone, normalize_phone, phone_hash
+from backend.core.crypto import encrypt
+from backend.core.errors import ApplicationError, ConflictError
+
+ERASED_DISPLAY_NAME = "已注销用户"
+
+
+def _district_or_error(code: str | None) -> District | None:
+    if code in (None, ""):
+        return None
+    district = District.objects.filter(code=code).first()
+    if district is None:
+        raise ValidationError({"district": [_("Unknown district code.")]}, code="district_unknown")
+    return district
+
+
+@transaction.atomic
+def user_create(
+    *,
+    phone: str,
+    password: str | None,
+    role: str = User.Role.RESIDENT,
+    display_name: str = "",
+    district: str | None = None,
+    validate: bool = True,
+) -> User:
+    """Create a user of any role. The number is stored as a keyed hash (lookup) plus ciphertext, never plain."""
+    e164 = normalize_phone(phone)
+    if role not in User.Role.values:
+        raise ValidationError({"role": [_("Unknown role.")]}, code="role_unknown")
+    user = User(
+        phone_hash=phone_hash(e164),
+        phone_encrypted=encrypt(e164),
+        phone_masked=mask_phone(e164),
+        display_name=display_name,
+        district=_district_or_error(district),
+        role=role,
+    )
+    if password:
+        if validate:
+            try:
+                validate_password(password, user)
+            except DjangoValidationError as exc:
+                raise ValidationError({"password": list(exc.messages)}, code="password_weak") from None
+        user.set_password(password)
+    else:
+        user.set_unusable_password()
+    try:
+        with transaction.atomic():
+            user.save()
+    except IntegrityError:
+        raise ConflictError(_("This phone number is already registered."), code="phone_taken", attr="phone") from None
+    return user
+
+
+@transaction.atomic
+def user_register(
+    *, phone: str, password: str, display_name: str, district: str | None, partner_data_consent: bool
+) -> User:
+    """A resident signs up: accepting the current privacy policy is part of registering; processing of transit
+    and transaction records is a separate, optional consent (PIPL art. 29 / 单独同意)."""
+    user = user_create(phone=phone, password=password, display_name=display_name, district=district)
+    Consent.objects.create(user=user, kind=Consent.Kind.PRIVACY_POLICY, version=settings.PRIVACY_POLICY_VERSION)
+    if partner_data_consent:
+        Consent.objects.create(user=user, kind=Consent.Kind.PARTNER_DATA, version=settings.PRIVACY_POLICY_VERSION)
+    return user
+
+
+@transaction.atomic
+def user_update_profile(*, user: User, display_name: str | None = None, district: str | None = "__keep__") -> User:
+    fields = []
+    if display_name is not None:
+        user.display_name = display_name
+        fields.append("display_name")
+    if district != "__keep__":
+        user.district = _district_or_error(district)
+        fields.append("district")
+    if fields:
+        user.save(update_fields=fields)
+    return user
+
+
+@transaction.atomic
+def consent_set(*, user: User, kind: str, granted: bool) -> Consent | None:
+    """Grant or withdraw a consent. Granting twice keeps the live one; withdrawing keeps the history row."""
+    live = Consent.objects.select_for_update().filter(user=user, kind=kind, withdrawn_at__isnull=True).first()
+    if granted:
+        if live is not None:
+            return live
+        return Consent.objects.create(user=user, kind=kind, version=settings.PRIVACY_POLICY_VERSION)
+    if kind == Consent.Kind.PRIVACY_POLICY:
+        raise ValidationError(
+            {"kind": [_("The privacy policy cannot be withdrawn; delete the account instead.")]},
+            code="consent_required",
+        )
+    if live is not None:
+        live.withdrawn_at = timezone.now()
+        live.save(update_fields=["withdrawn_at"])
+    return live
+
+
+def user_has_partner_data_consent(*, user_id: int) -> bool:
+    return Consent.objects.filter(user_id=user_id, kind=Consent.Kind.PARTNER_DATA, withdrawn_at__isnull=True).exists()
+
+
+def _blacklist_all_tokens(user: User) -> None:
+    outstanding = OutstandingToken.objects.filter(user=user).exclude(blacklistedtoken__isnull=False)
+    BlacklistedToken.objects.bulk_create([BlacklistedToken(token=t) for t in outstanding], ignore_conflicts=True)
+
+
+@transaction.atomic
+def user_erase(*, user: User) -> User:
+    """PIPL erasure (删除权): deactivate the account and remove or anonymise its personal data.
+
+    The user row itself stays, anonymised, because ledger postings reference its accounts: aggregate figures
+    (credited grams per district, issued points) stay consistent. Tokens are revoked; later domains register
+    their own clean-up in ERASURE_HOOKS (bindings, evidence photos ...)."""
+    user = User.objects.select_for_update().get(pk=user.pk)
+    user.phone_hash = None
+    user.phone_encrypted = ""
+    user.phone_masked = ""
+    user.display_name = ERASED_DISPLAY_NAME
+    user.status = User.Status.ERASED
+    user.is_active = False
+    user.erased_at = timezone.now()
+    user.set_unusable_password()
+    user.last_login = None
+    user.save()
+    now = timezone.now()
+    Consent.objects.filter(user=user, withdrawn_at__isnull=True).update(withdrawn_at=now)
+    _blacklist_all_tokens(user)
+    for hook in ERASURE_HOOKS:
+        hook(user=user)
+    return user
+
+
+# Domain apps append callables `hook(*, user)` that delete or anonymise their personal data on erasure.
+ERASURE_HOOKS: list = []
+
+
+def logout(*, refresh_token: str, user: User) -> None:
+    """Blacklist one of the user's refresh tokens. Someone else's token is treated as invalid."""
+    try:
+        token = RefreshToken(refresh_token)
+        if str(token.get(api_settings.USER_ID_CLAIM)) != str(user.pk):
+            raise TokenError("not this user's token")
+        token.blacklist()
+    except TokenError:
+        raise ApplicationError(_("Token is invalid or expired."), code="token_not_valid", attr="refresh") from None

@@ -1,0 +1,131 @@
+"""One error shape for the whole API.
+
+    {"type": "validation_error" | "client_error" | "server_error",
+     "errors": [{"code": "snake_case", "detail": "human readable", "attr": null | "field.path"}]}
+
+Services raise ApplicationError (or a subclass with its own status); DRF's own exceptions, Django's 404 and
+unhandled exceptions are all rendered through `exception_handler`, and Django-level 404/500 (outside DRF
+views) through `handler404` / `handler500`.
+"""
+
+import logging
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import Http404, JsonResponse
+from django.utils.translation import gettext_lazy as _
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.serializers import as_serializer_error
+from rest_framework.views import set_rollback
+
+logger = logging.getLogger(__name__)
+
+
+class ApplicationError(exceptions.APIException):
+    """A domain rule refused the request. `code` is the stable machine-readable reason."""
+
+    status_code = status.HTTP_400_BAD_REQUEST
+    default_detail = _("The request could not be processed.")
+    default_code = "application_error"
+
+    def __init__(self, detail=None, code=None, *, attr: str | None = None, status_code: int | None = None):
+        super().__init__(detail=detail, code=code)
+        self.attr = attr
+        if status_code is not None:
+            self.status_code = status_code
+
+
+class ConflictError(ApplicationError):
+    status_code = status.HTTP_409_CONFLICT
+    default_code = "conflict"
+
+
+def error_body(error_type: str, errors: list[dict]) -> dict:
+    return {"type": error_type, "errors": errors}
+
+
+def error_item(code: str, detail, attr: str | None = None) -> dict:
+    return {"code": str(code), "detail": str(detail), "attr": attr}
+
+
+def _flatten_validation(detail, prefix: str | None = None) -> list[dict]:
+    """Turn DRF's nested ValidationError detail into flat items with dotted attribute paths."""
+    items: list[dict] = []
+    if isinstance(detail, dict):
+        for key, value in detail.items():
+            if key in ("non_field_errors", "__all__"):
+                attr = prefix
+            else:
+                attr = f"{prefix}.{key}" if prefix else str(key)
+            items.extend(_flatten_validation(value, attr))
+    elif isinstance(detail, list):
+        for index, value in enumerate(detail):
+            if isinstance(value, (dict, list)):
+                items.extend(_flatten_validation(value, f"{prefix}.{index}" if prefix else str(index)))
+            else:
+                items.extend(_flatten_validation(value, prefix))
+    else:
+        code = getattr(detail, "code", None) or "invalid"
+        items.append(error_item(code, detail, prefix))
+    return items
+
+
+def exception_handler(exc, context):
+    if isinstance(exc, DjangoValidationError):
+        exc = exceptions.ValidationError(as_serializer_error(exc))
+    elif isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = exceptions.PermissionDenied()
+
+    if not isinstance(exc, exceptions.APIException):
+        # Unhandled: log with the traceback (the request id ties it to the access log), answer in our shape.
+        logger.exception("unhandled error in %s", context.get("view").__class__.__name__ if context else "?")
+        set_rollback()
+        return Response(
+            error_body("server_error", [error_item("server_error", _("A server error occurred."))]),
+            status=status.HTTP_500_INTERNAL_SERVER_ERROR,
+        )
+
+    headers = {}
+    if getattr(exc, "auth_header", None):
+        headers["WWW-Authenticate"] = exc.auth_header
+    if getattr(exc, "wait", None):
+        headers["Retry-After"] = str(int(exc.wait))
+
+    if isinstance(exc, exceptions.ValidationError):
+        body = error_body("validation_error", _flatten_validation(exc.detail))
+    else:
+        error_type = "server_error" if exc.status_code >= 500 else "client_error"
+        detail = exc.detail
+        if isinstance(detail, dict) and "detail" in detail and "code" in detail:
+            # simplejwt's InvalidToken carries {"detail", "code", "messages"}: keep its code, drop the internals.
+            items = [error_item(detail["code"], detail["detail"], getattr(exc, "attr", None))]
+        elif isinstance(detail, (dict, list)):
+            items = _flatten_validation(detail)
+        else:
+            items = [error_item(getattr(detail, "code", None) or exc.default_code, detail, getattr(exc, "attr", None))]
+        body = error_body(error_type, items)
+    set_rollback()
+    return Response(body, status=exc.status_code, headers=headers)
+
+
+def handler404(request, exception=None):
+    return JsonResponse(error_body("client_error", [error_item("not_found", _("Not found."))]), status=404)
+
+
+def handler500(request):
+    return JsonResponse(
+        error_body("server_error", [error_item("server_error", _("A server error occurred."))]), status=500
+    )
+
+
+def handler403(request, exception=None):
+    return JsonResponse(
+        error_body("client_error", [error_item("permission_denied", _("You do not have permission."))]), status=403
+    )
+
+
+def handler400(request, exception=None):
+    return JsonResponse(error_body("client_error", [error_item("bad_request", _("Bad request."))]), status=400)

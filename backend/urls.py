@@ -1,0 +1,27 @@
+"""URL map: the API under /api/v1/, its schema and docs, probes, metrics and the admin."""
+
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+
+from backend.core import health
+
+handler400 = "backend.core.errors.handler400"
+handler403 = "backend.core.errors.handler403"
+handler404 = "backend.core.errors.handler404"
+handler500 = "backend.core.errors.handler500"
+
+api_v1 = [
+    path("", include("backend.accounts.urls")),
+]
+
+urlpatterns = [
+    path("api/v1/", include(api_v1)),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
+    path("", include("django_prometheus.urls")),
+    path("admin/", admin.site.urls),
+]

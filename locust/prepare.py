@@ -1,0 +1,34 @@
+"""Before a load run: register and log in the residents the Locust users act as (not part of the measurement:
+Argon2 is deliberately slow). Writes their tokens to a JSON file the locustfile reads."""
+import argparse
+import json
+import random
+
+import requests
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--host", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--residents", type=int, default=40)
+    a = ap.parse_args()
+    session = requests.Session()
+    run = random.randint(0, 9999)
+    users = []
+    for i in range(a.residents):
+        phone = f"137{run:04d}{i:04d}"
+        password = "Load-Test-Pass-1"
+        session.post(f"{a.host}/api/v1/auth/register", json={"phone": phone, "password": password,
+                     "display_name": f"load{i}", "district": "370202", "partner_data_consent": True}, timeout=30)
+        tokens = session.post(f"{a.host}/api/v1/auth/token", json={"phone": phone, "password": password},
+                              timeout=30)
+        tokens.raise_for_status()
+        users.append({"phone": phone, **tokens.json()})
+    with open(a.out, "w") as fh:
+        json.dump(users, fh)
+    print(f"prepared {len(users)} residents")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,158 @@
+import os
+import shutil
+import socket
+import subprocess
+import time
+
+import pytest
+from django.core.cache import cache
+from rest_framework.test import APIClient
+
+from backend.accounts.services import user_create, user_register
+
+PASSWORD = "Gr33n-Travel!"
+
+
+def pytest_collection_modifyitems(config, items):
+    # The suite is meant to run against PostgreSQL + Redis (`make test`); say so loudly when it is not.
+    if not os.environ.get("DATABASE_URL"):
+        print("\nWARNING: DATABASE_URL not set: running on SQLite; PostgreSQL-only tests are skipped.")
+
+
+@pytest.fixture(autouse=True)
+def _clean_cache():
+    """Each test starts with an empty cache (only this xdist worker's keys: the prefix is per worker)."""
+    if hasattr(cache, "delete_pattern"):
+        cache.delete_pattern("*")
+    else:
+        cache.clear()
+    yield
+
+
+@pytest.fixture
+def api():
+    return APIClient()
+
+
+_phone_counter = iter(range(10_000_000))
+
+
+def next_phone() -> str:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or "0"
+    return f"139{int(worker) % 10}{next(_phone_counter):07d}"
+
+
+@pytest.fixture
+def reference_data(db):
+    """Reference rows from data migrations. Transactional tests flush the database afterwards, so the next test
+    may find them gone: put them back (idempotent, one query when present)."""
+    from backend.core.seeding import SEEDERS
+
+    for _name, seeder in SEEDERS:
+        seeder()
+
+
+@pytest.fixture
+def make_user(reference_data):
+    def make(role="resident", phone=None, partner_data_consent=True, **extra):
+        phone = phone or next_phone()
+        if role == "resident":
+            user = user_register(
+                phone=phone,
+                password=PASSWORD,
+                display_name=extra.pop("display_name", "居民"),
+                district=extra.pop("district", "370202"),
+                partner_data_consent=partner_data_consent,
+            )
+        else:
+            user = user_create(phone=phone, password=PASSWORD, role=role, **extra)
+        user.raw_phone = phone
+        return user
+
+    return make
+
+
+@pytest.fixture
+def resident(make_user):
+    return make_user()
+
+
+@pytest.fixture
+def reviewer(make_user):
+    return make_user(role="reviewer")
+
+
+def client_for(user) -> APIClient:
+    from rest_framework_simplejwt.tokens import RefreshToken
+
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {RefreshToken.for_user(user).access_token}")
+    return client
+
+
+@pytest.fixture
+def resident_client(resident):
+    return client_for(resident)
+
+
+@pytest.fixture
+def reviewer_client(reviewer):
+    return client_for(reviewer)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def throwaway_redis(tmp_path):
+    """A real Redis server of the test's own, so a test may stop it without touching the shared one."""
+    binary = shutil.which("redis-server")
+    if not binary:
+        pytest.skip("redis-server not installed")
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(tmp_path),
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    import redis
+
+    client = redis.Redis(port=port)
+    for _ in range(100):
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            time.sleep(0.05)
+
+    class Handle:
+        url = f"redis://127.0.0.1:{port}/0"
+
+        @staticmethod
+        def stop():
+            proc.terminate()
+            proc.wait(10)
+
+    yield Handle
+    if proc.poll() is None:
+        proc.terminate()
+        proc.wait(10)
+
+
+requires_postgres = pytest.mark.skipif(
+    not os.environ.get("DATABASE_URL", "").startswith("postgres"), reason="needs PostgreSQL (make test)"
+)

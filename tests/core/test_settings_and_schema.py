@@ -1,0 +1,89 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+REAL_SECRET = "k3J9s!vQ2w@pL8zX#rT5yN1mB7cD4fG6hJ0aS9dF2gH5jK8lZ3xC6vB"
+
+
+def run_manage(*args, **env):
+    full_env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY")}
+    full_env.update(env)
+    return subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=120
+    )
+
+
+@pytest.mark.parametrize(
+    ("env", "complaint"),
+    [
+        ({}, "SECRET_KEY"),
+        (
+            {
+                "SECRET_KEY": "django-insecure-" + "x" * 60,
+                "DATABASE_URL": "postgres://db/x",
+                "REDIS_URL": "redis://r:6379/0",
+            },
+            "SECRET_KEY",
+        ),
+        ({"SECRET_KEY": REAL_SECRET, "REDIS_URL": "redis://r:6379/0"}, "DATABASE_URL"),
+        (
+            {"SECRET_KEY": REAL_SECRET, "DATABASE_URL": "sqlite:///x.db", "REDIS_URL": "redis://r:6379/0"},
+            "DATABASE_URL",
+        ),
+        ({"SECRET_KEY": REAL_SECRET, "DATABASE_URL": "postgres://db/x"}, "REDIS_URL"),
+    ],
+)
+def test_production_refuses_insecure_configuration(env, complaint):
+    result = run_manage("check", DJANGO_ENV="production", **env)
+    assert result.returncode != 0
+    assert "Refusing to start" in result.stderr and complaint in result.stderr
+
+
+def test_production_deploy_check_passes_with_real_configuration():
+    result = run_manage(
+        "check",
+        "--deploy",
+        "--fail-level",
+        "WARNING",
+        DJANGO_ENV="production",
+        SECRET_KEY=REAL_SECRET,
+        DATABASE_URL="postgres://u:p@127.0.0.1:1/x",
+        REDIS_URL="redis://127.0.0.1:1/0",
+        ALLOWED_HOSTS="api.qingdao.example",
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_committed_schema_matches_the_code(tmp_path):
+    """The drift check: regenerating the schema must give the committed file byte for byte."""
+    out = tmp_path / "openapi.yaml"
+    result = run_manage("spectacular", "--validate", "--fail-on-warn", "--file", str(out))
+    assert result.returncode == 0, result.stderr
+    committed = (ROOT / "api_schema" / "openapi.yaml").read_text()
+    assert out.read_text() == committed, "api_schema/openapi.yaml is stale: run `make schema`"
+
+
+def test_schema_documents_the_error_shape_on_every_operation():
+    schema = yaml.safe_load((ROOT / "api_schema" / "openapi.yaml").read_text())
+    assert "ErrorResponse" in schema["components"]["schemas"]
+    for path, item in schema["paths"].items():
+        for method, operation in item.items():
+            if method not in ("get", "post", "put", "patch", "delete"):
+                continue
+            assert "500" in operation["responses"], (method, path)
+            ref = operation["responses"]["500"]["content"]["application/json"]["schema"]["$ref"]
+            assert ref.endswith("/ErrorResponse")
+
+
+def test_schema_drift_is_detected(tmp_path):
+    """The check itself can fail: a schema that differs from the code is reported."""
+    stale = tmp_path / "openapi.yaml"
+    stale.write_text((ROOT / "api_schema" / "openapi.yaml").read_text().replace("/api/v1/me:", "/api/v1/you:"))
+    fresh = tmp_path / "fresh.yaml"
+    run_manage("spectacular", "--file", str(fresh))
+    assert fresh.read_text() != stale.read_text()
