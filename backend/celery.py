@@ -28,7 +28,7 @@ app.conf.update(
     enable_utc=True,
     worker_hijack_root_logger=False,
     # The beat schedule lives in code: each domain app adds its entries in BEAT_SCHEDULE below.
-    beat_schedule={},
+    beat_schedule={"core-heartbeat": {"task": "core.heartbeat", "schedule": 60.0}},
 )
 app.autodiscover_tasks()
 

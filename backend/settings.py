@@ -77,6 +77,10 @@ INSTALLED_APPS = [
     "django_prometheus",
     "backend.core",
     "backend.accounts",
+    "backend.methodologies",
+    "backend.ledger",
+    "backend.partners",
+    "backend.actions",
     "rewards",
 ]
 

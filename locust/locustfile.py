@@ -2,6 +2,7 @@
 
 Thresholds (locust/thresholds.json) are checked when the run ends: the process exits non-zero when the error
 rate or the 95th percentile response time is above them."""
+
 import itertools
 import json
 import os
@@ -50,8 +51,10 @@ def check_thresholds(environment, **_kwargs):
         problems.append(f"error rate {total.fail_ratio:.2%} > {THRESHOLDS['max_fail_ratio']:.0%}")
     if p95 > THRESHOLDS["max_p95_ms"]:
         problems.append(f"p95 {p95} ms > {THRESHOLDS['max_p95_ms']} ms")
-    print(f"load summary: {total.num_requests} requests, {total.fail_ratio:.2%} errors, p95 {p95} ms, "
-          f"{total.total_rps:.1f} req/s")
+    print(
+        f"load summary: {total.num_requests} requests, {total.fail_ratio:.2%} errors, p95 {p95} ms, "
+        f"{total.total_rps:.1f} req/s"
+    )
     if problems:
         print("THRESHOLDS MISSED: " + "; ".join(problems))
         environment.process_exit_code = 1

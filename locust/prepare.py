@@ -1,5 +1,6 @@
 """Before a load run: register and log in the residents the Locust users act as (not part of the measurement:
 Argon2 is deliberately slow). Writes their tokens to a JSON file the locustfile reads."""
+
 import argparse
 import json
 import random
@@ -19,10 +20,18 @@ def main() -> None:
     for i in range(a.residents):
         phone = f"137{run:04d}{i:04d}"
         password = "Load-Test-Pass-1"
-        session.post(f"{a.host}/api/v1/auth/register", json={"phone": phone, "password": password,
-                     "display_name": f"load{i}", "district": "370202", "partner_data_consent": True}, timeout=30)
-        tokens = session.post(f"{a.host}/api/v1/auth/token", json={"phone": phone, "password": password},
-                              timeout=30)
+        session.post(
+            f"{a.host}/api/v1/auth/register",
+            json={
+                "phone": phone,
+                "password": password,
+                "display_name": f"load{i}",
+                "district": "370202",
+                "partner_data_consent": True,
+            },
+            timeout=30,
+        )
+        tokens = session.post(f"{a.host}/api/v1/auth/token", json={"phone": phone, "password": password}, timeout=30)
         tokens.raise_for_status()
         users.append({"phone": phone, **tokens.json()})
     with open(a.out, "w") as fh:

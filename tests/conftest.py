@@ -156,3 +156,105 @@ def throwaway_redis(tmp_path):
 requires_postgres = pytest.mark.skipif(
     not os.environ.get("DATABASE_URL", "").startswith("postgres"), reason="needs PostgreSQL (make test)"
 )
+
+
+@pytest.fixture(autouse=True)
+def _celery_mode(request):
+    """Unit tests run tasks in-process; tests that take the `celery_worker` fixture talk to a real worker."""
+    from backend.celery import app
+
+    app.conf.task_always_eager = "celery_worker" not in request.fixturenames
+    yield
+    app.conf.task_always_eager = False
+
+
+class CeleryWorker:
+    """A real `celery worker` process on this xdist worker's own queue, against the Redis broker and the
+    test database. Tests that use it must commit their data (`django_db(transaction=True)`)."""
+
+    def __init__(self, env: dict, queue: str, log_path):
+        self.env, self.queue, self.log_path = env, queue, log_path
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, concurrency: int = 1) -> "CeleryWorker":
+        from pathlib import Path
+
+        root = Path(__file__).resolve().parents[1]
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [
+                str(root / ".venv" / "bin" / "celery"),
+                "-A",
+                "backend",
+                "worker",
+                "-Q",
+                self.queue,
+                "--concurrency",
+                str(concurrency),
+                "--pool",
+                "prefork",
+                "--loglevel",
+                "INFO",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+            ],
+            cwd=root,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.wait_ready()
+        return self
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        from backend.core.tasks import heartbeat
+
+        key = f"heartbeat:test:{os.getpid()}:{time.monotonic()}"
+        heartbeat.apply_async(kwargs={"key": key}, queue=self.queue)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if cache.get(key):
+                return
+            if self.proc and self.proc.poll() is not None:
+                raise RuntimeError(f"celery worker exited early, see {self.log_path}")
+            time.sleep(0.1)
+        raise TimeoutError(f"celery worker not ready, see {self.log_path}")
+
+    def kill(self, sig=None) -> None:
+        """SIGKILL the whole worker process group (main process and its pool children), like a lost machine."""
+        import signal
+
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, sig or signal.SIGKILL)
+            self.proc.wait(30)
+
+    def stop(self) -> None:
+        import signal
+
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+@pytest.fixture
+def celery_worker(transactional_db, tmp_path, settings):
+    """Start a real Celery worker for this test (see CeleryWorker); stopped afterwards."""
+    if not settings.REDIS_URL:
+        pytest.skip("needs Redis (make test)")
+    from django.db import connection
+
+    db = connection.settings_dict
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"postgres://{db['USER']}:{db['PASSWORD'] or ''}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        "CELERY_TASK_ALWAYS_EAGER": "false",
+    }
+    worker = CeleryWorker(env, settings.CELERY_TASK_DEFAULT_QUEUE, tmp_path / "celery-worker.log")
+    worker.start()
+    yield worker
+    worker.stop()
