@@ -183,12 +183,13 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "backend.core.schema.AutoSchema",
     "EXCEPTION_HANDLER": "backend.core.errors.exception_handler",
     "DEFAULT_THROTTLE_CLASSES": [
-        "rest_framework.throttling.AnonRateThrottle",
-        "rest_framework.throttling.UserRateThrottle",
+        "backend.core.throttling.AnonRateThrottle",
+        "backend.core.throttling.UserRateThrottle",
     ],
     "DEFAULT_THROTTLE_RATES": {
         "anon": os.environ.get("THROTTLE_ANON", "120/min"),
         "user": os.environ.get("THROTTLE_USER", "600/min"),
+        "partner": os.environ.get("THROTTLE_PARTNER", "1200/min"),
     },
     # How many reverse proxies sit in front of gunicorn: X-Forwarded-For is trusted only that deep.
     "NUM_PROXIES": env_int("NUM_PROXIES", 1 if PRODUCTION else 0),
@@ -208,6 +209,8 @@ SIMPLE_JWT = {
 # Login brute-force lockout: attempts per phone number within the window.
 LOGIN_MAX_ATTEMPTS = env_int("LOGIN_MAX_ATTEMPTS", 5)
 LOGIN_WINDOW_SECONDS = env_int("LOGIN_WINDOW_SECONDS", 15 * 60)
+# Signed partner requests: how far X-Timestamp may be from now.
+PARTNER_SIGNATURE_MAX_SKEW_S = env_int("PARTNER_SIGNATURE_MAX_SKEW_S", 300)
 PRIVACY_POLICY_VERSION = os.environ.get("PRIVACY_POLICY_VERSION", "2026-11-01")
 
 SPECTACULAR_SETTINGS = {

@@ -1,25 +1,33 @@
-"""Locust suite. Personas: a resident using the mobile app. Later issues add partners, merchants, reviewers.
+"""Locust suite. Personas: a resident using the mobile app; a data partner pushing signed batches.
 
 Thresholds (locust/thresholds.json) are checked when the run ends: the process exits non-zero when the error
 rate or the 95th percentile response time is above them."""
 
+import hashlib
+import hmac
 import itertools
 import json
 import os
+import random
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from locust import HttpUser, between, events, task
 
 THRESHOLDS = json.loads((Path(__file__).parent / "thresholds.json").read_text())
 _users_file = os.environ.get("LOCUST_USERS_FILE")
-PREPARED = json.loads(Path(_users_file).read_text()) if _users_file else []
-_next_prepared = itertools.cycle(PREPARED or [None])
+PREPARED = json.loads(Path(_users_file).read_text()) if _users_file else {"residents": [], "partner": None}
+_next_prepared = itertools.cycle(PREPARED["residents"] or [None])
+_CARDS = [r["card"] for r in PREPARED["residents"]] or ["LOAD-NOBODY"]
 
 
 class Resident(HttpUser):
-    """A resident opening the app: profile, consents, districts."""
+    """A resident opening the app: profile, consents, districts, actions."""
 
     wait_time = between(0.2, 1.0)
+    weight = 4
 
     def on_start(self):
         prepared = next(_next_prepared)
@@ -37,9 +45,42 @@ class Resident(HttpUser):
     def districts(self):
         self.client.get("/api/v1/districts")
 
+    @task(3)
+    def actions(self):
+        self.client.get("/api/v1/me/actions", headers=self.headers)
+
     @task(1)
     def health(self):
         self.client.get("/healthz")
+
+
+class Partner(HttpUser):
+    """A transit operator pushing signed batches of card taps (50 rides a request)."""
+
+    wait_time = between(0.5, 2.0)
+    weight = 1
+
+    def on_start(self):
+        self.partner = PREPARED.get("partner")
+
+    @task
+    def submit_batch(self):
+        if not self.partner:
+            return
+        now = datetime.now(UTC)
+        actions = [{
+            "external_id": f"load-{uuid.uuid4().hex}", "methodology": "bus_ride",
+            "subject": {"kind": "transit_card", "identifier": random.choice(_CARDS)},
+            "occurred_at": (now - timedelta(minutes=random.randint(10, 3000))).isoformat(),
+            "data": {"distance_km": f"{random.uniform(0.5, 20):.2f}", "duration_s": random.randint(900, 3000)},
+        } for _ in range(50)]
+        body = json.dumps({"actions": actions}).encode()
+        ts, nonce = str(int(time.time())), uuid.uuid4().hex
+        signature = hmac.new(self.partner["secret"].encode(), f"{ts}.{nonce}.".encode() + body,
+                             hashlib.sha256).hexdigest()
+        self.client.post("/api/v1/partner/actions", data=body, name="/api/v1/partner/actions [50]", headers={
+            "Content-Type": "application/json", "X-Partner-Id": str(self.partner["partner_id"]),
+            "X-Timestamp": ts, "X-Nonce": nonce, "X-Signature": signature})
 
 
 @events.quitting.add_listener

@@ -258,3 +258,29 @@ def celery_worker(transactional_db, tmp_path, settings):
     worker.start()
     yield worker
     worker.stop()
+
+
+@pytest.fixture
+def seeded(reference_data):
+    """Reference data plus the seeded methodology catalogue and points policy (idempotent)."""
+    return True
+
+
+@pytest.fixture
+def partner_factory(seeded):
+    from backend.partners.services import partner_create
+
+    counter = iter(range(1_000_000))
+
+    def make(methodologies=("bus_ride", "metro_ride", "bike_ride", "recycling", "walk_steps"), name=None):
+        partner, secret = partner_create(name=name or f"partner-{os.getpid()}-{next(counter)}-{time.monotonic_ns()}",
+                                         methodologies=list(methodologies))
+        partner.secret = secret
+        return partner
+
+    return make
+
+
+@pytest.fixture
+def partner(partner_factory):
+    return partner_factory()

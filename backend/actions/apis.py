@@ -1,0 +1,379 @@
+"""Actions API: partner ingestion (signed), residents' bindings, history and self-reports, reviewers' queue."""
+import json
+from datetime import datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from django.core.exceptions import ObjectDoesNotExist
+from django.utils.translation import gettext_lazy as _
+from drf_spectacular.utils import OpenApiExample, extend_schema
+from rest_framework import serializers, status
+from rest_framework.generics import ListAPIView
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from backend.actions import selectors, services
+from backend.actions.models import Action, ActionStatusChange, SubjectBinding, SubjectKind
+from backend.core.errors import ApplicationError
+from backend.core.permissions import IsReviewer
+from backend.core.throttling import PartnerRateThrottle
+from backend.partners.auth import PartnerSignatureAuthentication
+from backend.partners.permissions import IsSignedPartner
+from backend.partners.services import partner_nonce_record
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+
+# --- partners ---------------------------------------------------------------------------------------------
+
+class PartnerSubjectSerializer(serializers.Serializer):
+    kind = serializers.ChoiceField(choices=SubjectKind.choices)
+    identifier = serializers.CharField(max_length=128)
+
+
+class PartnerActionItemSerializer(serializers.Serializer):
+    """Shape of one item (documentation: items are validated one by one, a bad item never blocks the rest)."""
+
+    external_id = serializers.CharField(max_length=128)
+    methodology = serializers.CharField()
+    subject = PartnerSubjectSerializer()
+    occurred_at = serializers.DateTimeField()
+    data = serializers.DictField(help_text="The methodology's data keys; numbers as JSON numbers or decimal strings.")
+
+
+class PartnerBatchSerializer(serializers.Serializer):
+    actions = serializers.ListField(child=serializers.JSONField(), max_length=services.MAX_ACTIONS_PER_REQUEST,
+                                    allow_empty=False)
+
+
+class PartnerBatchDocSerializer(serializers.Serializer):
+    actions = PartnerActionItemSerializer(many=True)
+
+
+class PartnerItemErrorSerializer(serializers.Serializer):
+    code = serializers.CharField()
+    detail = serializers.CharField()
+    attr = serializers.CharField(allow_null=True)
+
+
+class PartnerResultSerializer(serializers.Serializer):
+    external_id = serializers.CharField(allow_null=True)
+    status = serializers.ChoiceField(choices=["accepted", "duplicate", "rejected"])
+    error = PartnerItemErrorSerializer(allow_null=True)
+
+
+class PartnerBatchResultSerializer(serializers.Serializer):
+    results = PartnerResultSerializer(many=True)
+
+
+class PartnerActionStatusSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Action
+        fields = ["external_id", "methodology", "occurred_at", "status", "reason", "grams", "points", "created_at",
+                  "processed_at"]
+
+
+PARTNER_EXAMPLE = {
+    "actions": [{
+        "external_id": "qdt-20261124-000123", "methodology": "bus_ride",
+        "subject": {"kind": "transit_card", "identifier": "3100123456789012"},
+        "occurred_at": "2026-11-24T08:05:00+08:00", "data": {"distance_km": "10.0", "duration_s": 1800},
+    }]
+}
+
+
+class PartnerActionsView(APIView):
+    authentication_classes = [PartnerSignatureAuthentication]
+    permission_classes = [IsSignedPartner]
+    throttle_classes = [PartnerRateThrottle]
+    parser_classes = [JSONParser]
+
+    @extend_schema(
+        operation_id="partner_actions_submit",
+        request=PartnerBatchDocSerializer,
+        responses={202: PartnerBatchResultSerializer},
+        examples=[
+            OpenApiExample("batch", value=PARTNER_EXAMPLE, request_only=True),
+            OpenApiExample("results", response_only=True, status_codes=["202"], value={"results": [
+                {"external_id": "qdt-20261124-000123", "status": "accepted", "error": None},
+                {"external_id": "qdt-20261124-000124", "status": "rejected",
+                 "error": {"code": "invalid_data", "detail": "distance_km: required", "attr": "data.distance_km"}},
+            ]}),
+        ],
+    )
+    def post(self, request):
+        """Submit up to 1,000 signed actions. 202 with one result per action, in order: `accepted`,
+        `duplicate` (the same `(partner, external_id)` was accepted before: never a second credit) or
+        `rejected` with an error code (`unknown_methodology`, `methodology_not_allowed`, `invalid_subject`,
+        `invalid_occurred_at`, `invalid_data` with the field, `occurred_in_future`, `too_old`). Accepted actions
+        are stored before the response and processed asynchronously."""
+        serializer = PartnerBatchSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        results = services.actions_ingest(partner=request.auth, nonce=request.headers.get("X-Nonce", ""),
+                                          items=serializer.validated_data["actions"])
+        return Response({"results": results}, status=status.HTTP_202_ACCEPTED)
+
+
+class PartnerActionDetailView(APIView):
+    authentication_classes = [PartnerSignatureAuthentication]
+    permission_classes = [IsSignedPartner]
+    throttle_classes = [PartnerRateThrottle]
+
+    @extend_schema(operation_id="partner_actions_status", responses={200: PartnerActionStatusSerializer})
+    def get(self, request, external_id: str):
+        """The status of one of this partner's actions (signed like the submission, with an empty body)."""
+        partner_nonce_record(partner=request.auth, nonce=request.headers.get("X-Nonce", ""))
+        try:
+            action = selectors.partner_action_get(partner=request.auth, external_id=external_id)
+        except ObjectDoesNotExist:
+            raise ApplicationError(_("No such action."), code="not_found", status_code=404) from None
+        return Response(PartnerActionStatusSerializer(action).data)
+
+
+# --- bindings ---------------------------------------------------------------------------------------------
+
+class BindingSerializer(serializers.ModelSerializer):
+    identifier = serializers.SerializerMethodField(help_text="Only the last four characters are kept.")
+
+    class Meta:
+        model = SubjectBinding
+        fields = ["id", "kind", "identifier", "created_at"]
+
+    def get_identifier(self, obj) -> str:
+        return f"****{obj.identifier_last4}"
+
+
+class BindingInputSerializer(serializers.Serializer):
+    kind = serializers.ChoiceField(choices=SubjectKind.choices)
+    identifier = serializers.CharField(max_length=128)
+
+
+class BindingCreatedSerializer(BindingSerializer):
+    claimed = serializers.DictField(child=serializers.IntegerField(), read_only=True,
+                                    help_text="Unclaimed actions of the last 7 days now processed, by status.")
+
+    class Meta(BindingSerializer.Meta):
+        fields = [*BindingSerializer.Meta.fields, "claimed"]
+
+
+class BindingsView(APIView):
+    pagination_class = None
+
+    @extend_schema(operation_id="me_bindings_list", responses={200: BindingSerializer(many=True)})
+    def get(self, request):
+        """My bound cards and accounts (identifiers masked)."""
+        return Response(BindingSerializer(selectors.binding_list(resident=request.user), many=True).data)
+
+    @extend_schema(
+        operation_id="me_bindings_create", request=BindingInputSerializer, responses={201: BindingCreatedSerializer},
+        examples=[OpenApiExample("card", value={"kind": "transit_card", "identifier": "3100123456789012"},
+                                 request_only=True)],
+    )
+    def post(self, request):
+        """Bind a card/account. Its unclaimed actions of the last 7 days are claimed and credited now.
+        409 `binding_taken` when another resident has bound it."""
+        serializer = BindingInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        binding, claimed = services.binding_create(resident=request.user, **serializer.validated_data)
+        binding.claimed = claimed
+        return Response(BindingCreatedSerializer(binding).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(operation_id="me_bindings_delete", request=BindingInputSerializer, responses={204: None})
+    def delete(self, request):
+        """Unbind a card/account given `{kind, identifier}`. Credited actions stay credited."""
+        serializer = BindingInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        services.binding_delete(resident=request.user, **serializer.validated_data)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class BindingDetailView(APIView):
+    @extend_schema(operation_id="me_bindings_delete_by_id", responses={204: None})
+    def delete(self, request, binding_id: int):
+        """Unbind by id."""
+        services.binding_delete(resident=request.user, kind="", binding_id=binding_id)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+# --- residents' actions -----------------------------------------------------------------------------------
+
+class ActionListItemSerializer(serializers.ModelSerializer):
+    version = serializers.IntegerField(source="methodology_version.number", allow_null=True, default=None)
+
+    class Meta:
+        model = Action
+        fields = ["id", "methodology", "version", "source", "occurred_at", "status", "reason", "grams", "points",
+                  "created_at"]
+
+
+class ActionHistorySerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ActionStatusChange
+        fields = ["status", "reason", "note", "at"]
+
+
+class ActionDetailSerializer(ActionListItemSerializer):
+    inputs = serializers.JSONField(source="data")
+    evidence_share = serializers.DecimalField(max_digits=5, decimal_places=4)
+    cap = serializers.SerializerMethodField()
+    history = serializers.SerializerMethodField()
+    points_policy_version = serializers.IntegerField(source="points_policy_version.number", allow_null=True,
+                                                     default=None)
+
+    class Meta(ActionListItemSerializer.Meta):
+        fields = [*ActionListItemSerializer.Meta.fields, "inputs", "breakdown", "evidence_share", "cap",
+                  "points_policy_version", "history"]
+
+    def get_cap(self, obj) -> dict:
+        return {"quantity": str(obj.quantity), "credited_quantity": str(obj.credited_quantity),
+                "capped_quantity": str(obj.capped_quantity),
+                "daily_cap": getattr(obj.methodology_version, "daily_cap", None)}
+
+    def get_history(self, obj) -> list[dict]:
+        received = {"status": "received", "reason": "", "note": "", "at": obj.created_at}
+        return [ActionHistorySerializer(received).data,
+                *ActionHistorySerializer(obj.history.all(), many=True).data]
+
+
+class SelfReportSerializer(serializers.Serializer):
+    methodology = serializers.CharField()
+    occurred_at = serializers.DateTimeField()
+    data = serializers.JSONField(help_text="The methodology's data keys (a JSON object; in multipart, a JSON string).")
+    evidence = serializers.FileField(help_text="JPEG or PNG photo, at most 5 MB; the type is checked from content.")
+
+    def validate_data(self, value):
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except ValueError:
+                raise serializers.ValidationError(_("data must be a JSON object."), code="invalid_data") from None
+        if not isinstance(value, dict):
+            raise serializers.ValidationError(_("data must be a JSON object."), code="invalid_data")
+        return value
+
+
+def _day_bounds(day) -> tuple[datetime, datetime]:
+    start = datetime.combine(day, time.min, tzinfo=SHANGHAI)
+    return start, start + timedelta(days=1)
+
+
+class ActionFilterSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=Action.Status.choices, required=False)
+    methodology = serializers.CharField(required=False)
+    date = serializers.DateField(required=False, help_text="One Asia/Shanghai calendar day.")
+    date_from = serializers.DateField(required=False)
+    date_to = serializers.DateField(required=False, help_text="Inclusive.")
+
+
+class MyActionsView(ListAPIView):
+    serializer_class = ActionListItemSerializer
+    parser_classes = [MultiPartParser, FormParser, JSONParser]
+
+    def get_queryset(self):
+        params = ActionFilterSerializer(data=self.request.query_params)
+        params.is_valid(raise_exception=True)
+        values = dict(params.validated_data)
+        if values.get("date"):
+            values["date_from"], values["date_to"] = _day_bounds(values.pop("date"))
+        else:
+            if values.get("date_from"):
+                values["date_from"] = _day_bounds(values["date_from"])[0]
+            if values.get("date_to"):
+                values["date_to"] = _day_bounds(values["date_to"])[1]
+        return selectors.resident_action_list(resident=self.request.user, filters=values)
+
+    @extend_schema(operation_id="me_actions_list", parameters=[ActionFilterSerializer])
+    def get(self, request, *args, **kwargs):
+        """My actions, newest first, filtered by status, methodology and Asia/Shanghai date."""
+        return super().get(request, *args, **kwargs)
+
+    @extend_schema(operation_id="me_actions_self_report", request={"multipart/form-data": SelfReportSerializer},
+                   responses={201: ActionDetailSerializer})
+    def post(self, request):
+        """Self-report an action with photo evidence (only methodologies that allow it). It waits for a
+        reviewer as `pending_review`; approval credits the self-report share (50 % by default)."""
+        serializer = SelfReportSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        action = services.self_report_create(resident=request.user, methodology_code=data["methodology"],
+                                             occurred_at=data["occurred_at"], data=data["data"],
+                                             evidence=data["evidence"])
+        action = selectors.resident_action_get(resident=request.user, action_id=action.id)
+        return Response(ActionDetailSerializer(action).data, status=status.HTTP_201_CREATED)
+
+
+class MyActionDetailView(APIView):
+    @extend_schema(operation_id="me_actions_retrieve", responses={200: ActionDetailSerializer})
+    def get(self, request, action_id: int):
+        """One of my actions with the full calculation: inputs, methodology version, baseline and project
+        emissions, cap applied, evidence share, grams, points and its status history."""
+        try:
+            action = selectors.resident_action_get(resident=request.user, action_id=action_id)
+        except ObjectDoesNotExist:
+            raise ApplicationError(_("No such action."), code="not_found", status_code=404) from None
+        return Response(ActionDetailSerializer(action).data)
+
+
+# --- review -----------------------------------------------------------------------------------------------
+
+class ReviewItemSerializer(ActionDetailSerializer):
+    resident = serializers.IntegerField(source="resident_id")
+    evidence_url = serializers.SerializerMethodField()
+
+    class Meta(ActionDetailSerializer.Meta):
+        fields = [*ActionDetailSerializer.Meta.fields, "resident", "evidence_url"]
+
+    def get_evidence_url(self, obj) -> str | None:
+        return obj.evidence.url if obj.evidence else None
+
+    def get_history(self, obj) -> list[dict]:
+        return []
+
+
+class ReviewDecisionSerializer(serializers.Serializer):
+    note = serializers.CharField(allow_blank=True, required=False, default="")
+
+
+class ReviewListView(ListAPIView):
+    permission_classes = [IsReviewer]
+    serializer_class = ReviewItemSerializer
+
+    def get_queryset(self):
+        return selectors.review_queue()
+
+    @extend_schema(operation_id="admin_reviews_list")
+    def get(self, request, *args, **kwargs):
+        """Flagged and self-reported actions waiting for a reviewer."""
+        return super().get(request, *args, **kwargs)
+
+
+class ReviewDecisionView(APIView):
+    permission_classes = [IsReviewer]
+    decision = "approve"
+
+    def post(self, request, action_id: int):
+        serializer = ReviewDecisionSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        decide = services.review_approve if self.decision == "approve" else services.review_reject
+        action = decide(action_id=action_id, reviewer=request.user, note=serializer.validated_data["note"])
+        return Response(ActionListItemSerializer(action).data)
+
+
+class ReviewApproveView(ReviewDecisionView):
+    decision = "approve"
+
+    @extend_schema(operation_id="admin_reviews_approve", request=ReviewDecisionSerializer,
+                   responses={200: ActionListItemSerializer})
+    def post(self, request, action_id: int):
+        """Approve: the pending credit becomes spendable (`credited`)."""
+        return super().post(request, action_id)
+
+
+class ReviewRejectView(ReviewDecisionView):
+    decision = "reject"
+
+    @extend_schema(operation_id="admin_reviews_reject", request=ReviewDecisionSerializer,
+                   responses={200: ActionListItemSerializer})
+    def post(self, request, action_id: int):
+        """Reject: the pending credit is reversed and the daily cap it used is given back."""
+        return super().post(request, action_id)

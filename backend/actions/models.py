@@ -1,0 +1,168 @@
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+
+class SubjectKind(models.TextChoices):
+    TRANSIT_CARD = "transit_card", _("Transit card (琴岛通)")
+    METRO_CARD = "metro_card", _("Metro card")
+    BIKE_ACCOUNT = "bike_account", _("Bike-share account")
+    RECYCLING_ACCOUNT = "recycling_account", _("Recycling account")
+    CHARGING_ACCOUNT = "charging_account", _("Charging account")
+    MERCHANT_RECEIPT = "merchant_receipt", _("Merchant receipt")
+
+
+class SubjectBinding(models.Model):
+    """A resident's card or account at a data partner. The identifier is personal data: only a keyed hash
+    (for matching partner data) and its last four characters (for display) are stored."""
+
+    resident = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="bindings")
+    kind = models.CharField(max_length=32, choices=SubjectKind.choices)
+    identifier_hash = models.CharField(max_length=64)
+    identifier_last4 = models.CharField(max_length=4)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            # One resident per card: the database, not a check-then-insert, decides `binding_taken`.
+            models.UniqueConstraint(fields=["kind", "identifier_hash"], name="binding_subject_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} ****{self.identifier_last4}"
+
+
+class IngestBatch(models.Model):
+    """One signed partner request that was accepted (audit trail; the unit the pipeline is enqueued by)."""
+
+    partner = models.ForeignKey("partners.Partner", on_delete=models.PROTECT, related_name="batches")
+    nonce = models.CharField(max_length=128)
+    received_at = models.DateTimeField(default=timezone.now)
+    submitted = models.PositiveIntegerField(default=0)
+    accepted = models.PositiveIntegerField(default=0)
+    duplicates = models.PositiveIntegerField(default=0)
+    rejected = models.PositiveIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"batch {self.pk} of partner {self.partner_id}"
+
+
+class Action(models.Model):
+    """One low-carbon action: a partner's record or a resident's self-report, and what became of it."""
+
+    class Status(models.TextChoices):
+        RECEIVED = "received", _("Received")
+        UNCLAIMED = "unclaimed", _("Unclaimed (no bound resident yet)")
+        REJECTED = "rejected", _("Rejected")
+        FLAGGED = "flagged", _("Flagged for review")
+        PENDING_REVIEW = "pending_review", _("Pending review")
+        CREDITED = "credited", _("Credited")
+        CAPPED = "capped", _("Over the daily cap")
+
+    class Source(models.TextChoices):
+        PARTNER = "partner", _("Partner data")
+        SELF_REPORT = "self_report", _("Self-report")
+
+    resident = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="actions"
+    )
+    methodology = models.CharField(max_length=32, db_index=True)
+    methodology_version = models.ForeignKey(
+        "methodologies.MethodologyVersion", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    occurred_at = models.DateTimeField()
+    data = models.JSONField(default=dict)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RECEIVED)
+    evidence_share = models.DecimalField(max_digits=5, decimal_places=4, default=Decimal(1))
+    grams = models.BigIntegerField(default=0)
+    points = models.BigIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    # --- ingestion (issue 5) ---
+    source = models.CharField(max_length=16, choices=Source.choices, default=Source.PARTNER)
+    partner = models.ForeignKey("partners.Partner", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    batch = models.ForeignKey(IngestBatch, null=True, blank=True, on_delete=models.PROTECT, related_name="actions")
+    external_id = models.CharField(max_length=128, null=True, blank=True)
+    subject_kind = models.CharField(max_length=32, choices=SubjectKind.choices, blank=True, default="")
+    subject_hash = models.CharField(max_length=64, blank=True, default="")
+    subject_last4 = models.CharField(max_length=4, blank=True, default="")
+    reason = models.CharField(max_length=64, blank=True, default="", help_text="Why rejected / flagged / capped.")
+    breakdown = models.JSONField(default=dict, blank=True)
+    quantity = models.DecimalField(max_digits=18, decimal_places=6, default=Decimal(0))
+    credited_quantity = models.DecimalField(max_digits=18, decimal_places=6, default=Decimal(0))
+    capped_quantity = models.DecimalField(max_digits=18, decimal_places=6, default=Decimal(0))
+    points_policy_version = models.ForeignKey(
+        "methodologies.PointsPolicyVersion", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    ledger_transaction_id = models.BigIntegerField(null=True, blank=True)
+    evidence = models.FileField(upload_to="evidence/%Y/%m/", blank=True, default="")
+    processed_at = models.DateTimeField(null=True, blank=True)
+    reviewed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+    review_note = models.TextField(blank=True, default="")
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["status", "occurred_at"]),
+            models.Index(fields=["resident", "occurred_at"]),
+            models.Index(fields=["subject_kind", "subject_hash", "status"], name="action_subject_status"),
+            models.Index(fields=["resident", "-id"], name="action_resident_recent"),
+        ]
+        constraints = [
+            # Exactly once per partner record: resubmission is a duplicate, never a second credit.
+            models.UniqueConstraint(fields=["partner", "external_id"], name="action_partner_external_unique"),
+            models.CheckConstraint(condition=Q(grams__gte=0) & Q(points__gte=0), name="action_amounts_non_negative"),
+            models.CheckConstraint(
+                condition=Q(source="self_report") | (Q(partner__isnull=False) & Q(external_id__isnull=False)),
+                name="action_partner_fields",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.methodology} #{self.pk} ({self.status})"
+
+
+class ActionStatusChange(models.Model):
+    """Every status an action went through, with who (a reviewer) or what (the pipeline) moved it and why."""
+
+    action = models.ForeignKey(Action, on_delete=models.CASCADE, related_name="history")
+    status = models.CharField(max_length=16, choices=Action.Status.choices)
+    reason = models.CharField(max_length=64, blank=True, default="")
+    note = models.TextField(blank=True, default="")
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT,
+                              related_name="+")
+    at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.action_id} -> {self.status}"
+
+
+class DailyCapUsage(models.Model):
+    """How much of a methodology's daily cap a resident has used on one Asia/Shanghai calendar day.
+
+    Rows are locked (in sorted order) by the pipeline while it credits, so two workers crediting the same
+    resident at once cannot both take the last ride under the cap."""
+
+    resident = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    methodology = models.CharField(max_length=32)
+    day = models.DateField()
+    used = models.DecimalField(max_digits=18, decimal_places=6, default=Decimal(0))
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["resident", "methodology", "day"], name="cap_usage_unique"),
+            models.CheckConstraint(condition=Q(used__gte=0), name="cap_usage_non_negative"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.resident_id} {self.methodology} {self.day}: {self.used}"

@@ -1,0 +1,365 @@
+"""The processing pipeline: received actions -> credited grams and points, exactly once, in bulk.
+
+For a batch of actions (any size up to a few thousand) the pipeline costs a constant number of queries:
+
+1. resolve each partner action's subject to a resident through bindings; unknown -> `unclaimed`;
+   residents without the separate partner-data consent -> `rejected` (`consent_missing`);
+2. pick the methodology version in force at `occurred_at`, apply its validity and plausibility rules and
+   the rules that need history (recycling weighings within 5 minutes, appliance serials) -> `rejected`;
+3. detect double claiming (same resident, overlapping trip times from two sources) -> `flagged`;
+4. apply daily caps per Asia/Shanghai day under row locks: credit up to the cap, record the rest as capped;
+5. apply the evidence share, compute grams and points, post to the ledger (one transaction per action,
+   idempotency key `action:<id>`) -> `credited` (flagged / self-reported: a pending credit).
+
+Everything happens in one database transaction that first locks the actions it processes (SKIP LOCKED), so
+a second run of the same batch (a redelivered task, the reconciler) finds nothing left to do.
+"""
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from backend.actions.models import Action, ActionStatusChange, DailyCapUsage, SubjectBinding, SubjectKind
+from backend.core.bulk import bulk_update_rows
+
+logger = logging.getLogger(__name__)
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+ZERO = Decimal(0)
+RECYCLING_DUPLICATE_WINDOW = timedelta(minutes=5)
+# Statuses whose actions count as claimed for double-claim and history rules.
+LIVE_STATUSES = (Action.Status.CREDITED, Action.Status.FLAGGED, Action.Status.PENDING_REVIEW)
+TRIP_KEYS = ("duration_s",)
+
+UPDATED_FIELDS = [
+    "status", "resident_id", "methodology_version_id", "evidence_share", "grams", "points", "reason", "breakdown",
+    "quantity", "credited_quantity", "capped_quantity", "points_policy_version_id", "ledger_transaction_id",
+    "processed_at",
+]
+
+
+@dataclass
+class Outcome:
+    action: Action
+    status: str = Action.Status.CREDITED
+    reason: str = ""
+    version: object = None
+    parsed: dict = field(default_factory=dict)
+    quantity: Decimal = ZERO
+    credited_quantity: Decimal = ZERO
+    grams: int = 0
+    points: int = 0
+    breakdown: dict = field(default_factory=dict)
+    policy: object = None
+
+    def reject(self, reason: str) -> None:
+        self.status, self.reason = Action.Status.REJECTED, reason
+
+
+def shanghai_day(at: datetime):
+    return at.astimezone(SHANGHAI).date()
+
+
+def _share_key(action: Action) -> str:
+    if action.source == Action.Source.SELF_REPORT:
+        return "self_report"
+    if action.subject_kind == SubjectKind.MERCHANT_RECEIPT:
+        return "merchant_receipt"
+    return "partner"
+
+
+def actions_process(*, action_ids: list[int]) -> dict[str, int]:
+    """Process `received` actions among `action_ids`. Safe to run twice and concurrently: actions another
+    worker is processing are skipped, processed ones are no longer `received`. Returns counts per status."""
+    with transaction.atomic():
+        actions = list(
+            Action.objects.select_for_update(skip_locked=True, of=("self",))
+            .filter(id__in=action_ids, status=Action.Status.RECEIVED)
+            .order_by("occurred_at", "id")
+        )
+        if not actions:
+            return {}
+        outcomes = _evaluate(actions)
+        _write(outcomes)
+    counts: dict[str, int] = defaultdict(int)
+    for outcome in outcomes:
+        counts[outcome.status] += 1
+    return dict(counts)
+
+
+def _evaluate(actions: list[Action]) -> list[Outcome]:
+    from backend.methodologies import engine, selectors
+    from backend.methodologies.models import Methodology
+
+    outcomes = [Outcome(action=a) for a in actions]
+    _resolve_residents(outcomes)
+    live = [o for o in outcomes if o.status == Action.Status.CREDITED]
+
+    methodologies = {m.code: m for m in Methodology.objects.filter(code__in={o.action.methodology for o in live})}
+    versions = selectors.versions_applicable(methodologies.keys())
+    policies = _PolicyTimeline()
+    for o in live:
+        action = o.action
+        methodology = methodologies.get(action.methodology)
+        o.version = selectors.version_at(versions.get(action.methodology, []), action.occurred_at)
+        if methodology is None or o.version is None:
+            o.reject("no_methodology_version")
+            continue
+        try:
+            o.parsed = engine.parse_action_data(methodology, action.data)
+        except engine.ActionDataInvalid as exc:
+            o.reject(f"invalid_data:{exc.field}"[:64])
+            continue
+        reason = engine.check_validity(o.version, o.parsed)
+        if reason:
+            o.reject(reason)
+            continue
+        if action.source == Action.Source.SELF_REPORT and not o.version.self_report_allowed:
+            o.reject("self_report_not_allowed")
+            continue
+        o.policy = policies.at(action.occurred_at)
+
+    live = [o for o in outcomes if o.status == Action.Status.CREDITED]
+    _history_rules(live)
+    live = [o for o in outcomes if o.status == Action.Status.CREDITED]
+    _double_claims(live)
+    for o in live:
+        if o.action.source == Action.Source.SELF_REPORT:
+            o.status = Action.Status.PENDING_REVIEW
+    _caps_and_amounts([o for o in outcomes if o.version is not None and o.status != Action.Status.REJECTED])
+    return outcomes
+
+
+def _resolve_residents(outcomes: list[Outcome]) -> None:
+    from backend.accounts.models import Consent
+
+    unresolved = [o for o in outcomes if o.action.resident_id is None]
+    if unresolved:
+        keys = {(o.action.subject_kind, o.action.subject_hash) for o in unresolved}
+        bindings = SubjectBinding.objects.filter(
+            subject_kind_hash_q(keys)
+        ).values_list("kind", "identifier_hash", "resident_id")
+        owner = {(kind, h): resident for kind, h, resident in bindings}
+        for o in unresolved:
+            resident = owner.get((o.action.subject_kind, o.action.subject_hash))
+            if resident is None:
+                o.status, o.reason = Action.Status.UNCLAIMED, "subject_not_bound"
+            else:
+                o.action.resident_id = resident
+    partner_residents = {o.action.resident_id for o in outcomes
+                         if o.action.resident_id and o.action.source == Action.Source.PARTNER}
+    consenting = set(
+        Consent.objects.filter(user_id__in=partner_residents, kind=Consent.Kind.PARTNER_DATA,
+                               withdrawn_at__isnull=True, user__is_active=True).values_list("user_id", flat=True)
+    )
+    for o in outcomes:
+        if (o.status == Action.Status.CREDITED and o.action.source == Action.Source.PARTNER
+                and o.action.resident_id not in consenting):
+            o.reject("consent_missing")
+
+
+def subject_kind_hash_q(keys) -> Q:
+    kinds = {k for k, _ in keys}
+    hashes = {h for _, h in keys}
+    return Q(kind__in=kinds, identifier_hash__in=hashes)
+
+
+class _PolicyTimeline:
+    """Points policy versions in force, loaded once per batch (a batch spans a few days at most)."""
+
+    def __init__(self):
+        from backend.methodologies import selectors
+
+        self._selectors = selectors
+        self._cache: dict = {}
+
+    def at(self, at: datetime):
+        day = shanghai_day(at)
+        cached = self._cache.get(day)
+        if cached is not None and _in_force(cached, at):
+            return cached
+        policy = self._selectors.points_policy_at(at)
+        self._cache[day] = policy
+        return policy
+
+
+def _in_force(version, at: datetime) -> bool:
+    return version.effective_from <= at and (version.effective_to is None or at < version.effective_to)
+
+
+def _history_rules(live: list[Outcome]) -> None:
+    """Rules that look at other actions: a recycling weighing of the same household and material within 5
+    minutes is a duplicate; an appliance serial is credited once ever."""
+    recycling = [o for o in live if o.action.methodology == "recycling"]
+    if recycling:
+        residents = {o.action.resident_id for o in recycling}
+        start = min(o.action.occurred_at for o in recycling) - RECYCLING_DUPLICATE_WINDOW
+        end = max(o.action.occurred_at for o in recycling) + RECYCLING_DUPLICATE_WINDOW
+        previous = list(
+            Action.objects.filter(methodology="recycling", resident_id__in=residents, status__in=LIVE_STATUSES,
+                                  occurred_at__gte=start, occurred_at__lte=end).values_list(
+                "resident_id", "occurred_at", "data")
+        )
+        seen = [(r, at, str(d.get("material", "")).lower()) for r, at, d in previous]
+        for o in sorted(recycling, key=lambda o: o.action.occurred_at):
+            material = str(o.parsed.get("material", "")).lower()
+            if any(r == o.action.resident_id and m == material
+                   and abs(at - o.action.occurred_at) < RECYCLING_DUPLICATE_WINDOW for r, at, m in seen):
+                o.reject("duplicate_weighing")
+                continue
+            seen.append((o.action.resident_id, o.action.occurred_at, material))
+    appliances = [o for o in live if o.action.methodology == "efficient_appliance"]
+    if appliances:
+        serials = {str(o.parsed.get("serial", "")).strip().upper() for o in appliances}
+        taken = {
+            str(s).strip().upper()
+            for s in Action.objects.filter(methodology="efficient_appliance", status__in=LIVE_STATUSES,
+                                           data__serial__in=list(serials)).values_list("data__serial", flat=True)
+        }
+        for o in appliances:
+            serial = str(o.parsed.get("serial", "")).strip().upper()
+            if serial in taken:
+                o.reject("serial_already_credited")
+            else:
+                taken.add(serial)
+
+
+def _trip_interval(action: Action, data: dict) -> tuple[datetime, datetime] | None:
+    duration = data.get("duration_s")
+    if duration in (None, ""):
+        return None
+    return action.occurred_at, action.occurred_at + timedelta(seconds=float(Decimal(str(duration))))
+
+
+def _double_claims(live: list[Outcome]) -> None:
+    """Same resident, overlapping trip times, different sources (two partners, or a partner and a
+    self-report): the later-processed one is flagged for review instead of credited."""
+    trips = [(o, _trip_interval(o.action, o.parsed)) for o in live]
+    trips = [(o, iv) for o, iv in trips if iv is not None]
+    if not trips:
+        return
+    residents = {o.action.resident_id for o, _ in trips}
+    start = min(iv[0] for _, iv in trips) - timedelta(days=1)
+    end = max(iv[1] for _, iv in trips)
+    existing = Action.objects.filter(
+        resident_id__in=residents, status__in=(*LIVE_STATUSES, Action.Status.CAPPED),
+        occurred_at__gte=start, occurred_at__lte=end, data__has_key="duration_s",
+    ).values_list("resident_id", "partner_id", "source", "occurred_at", "data")
+    claimed: dict[int, list] = defaultdict(list)
+    for resident, partner, source, at, data in existing:
+        seconds = float(Decimal(str(data.get("duration_s", 0) or 0)))
+        claimed[resident].append(((partner, source), at, at + timedelta(seconds=seconds)))
+    for o, (begin, finish) in sorted(trips, key=lambda t: t[1][0]):
+        origin = (o.action.partner_id, o.action.source)
+        others = claimed[o.action.resident_id]
+        if any(src != origin and begin < other_end and other_begin < finish for src, other_begin, other_end in others):
+            o.status, o.reason = Action.Status.FLAGGED, "double_claim"
+        others.append((origin, begin, finish))
+
+
+def _caps_and_amounts(outcomes: list[Outcome]) -> None:
+    from backend.methodologies import engine
+
+    keys = set()
+    for o in outcomes:
+        o.quantity = engine.cap_quantity(o.version, o.parsed)
+        if o.version.daily_cap:
+            keys.add((o.action.resident_id, o.action.methodology, shanghai_day(o.action.occurred_at)))
+    usage = _lock_cap_usage(keys)
+    for o in sorted(outcomes, key=lambda o: (o.action.occurred_at, o.action.id)):
+        credited = o.quantity
+        cap = o.version.daily_cap
+        if cap:
+            key = (o.action.resident_id, o.action.methodology, shanghai_day(o.action.occurred_at))
+            row = usage[key]
+            remaining = max(Decimal(str(cap["limit"])) - row.used, ZERO)
+            credited = min(o.quantity, remaining)
+            row.used += credited
+            row._changed = True
+        o.credited_quantity = credited
+        share = Decimal(str(o.version.evidence_shares.get(_share_key(o.action), "1")))
+        result = engine.calculate(o.version, o.parsed, evidence_share=share, credited_quantity=credited)
+        o.grams = result.grams
+        o.breakdown = result.breakdown
+        o.action.evidence_share = share
+        o.points = engine.points_for_grams(o.grams, o.policy) if o.policy is not None else 0
+        if credited == 0 and o.quantity > 0 and o.status == Action.Status.CREDITED:
+            o.status, o.reason = Action.Status.CAPPED, "daily_cap_reached"
+        elif credited < o.quantity and not o.reason:
+            o.reason = "partly_capped"
+    changed = [row for row in usage.values() if getattr(row, "_changed", False)]
+    if changed:
+        bulk_update_rows(DailyCapUsage, [{"id": r.id, "used": r.used} for r in changed], ["used"])
+
+
+def _lock_cap_usage(keys: set) -> dict:
+    """Create missing usage rows, then lock them all in one fixed order (no deadlock between workers)."""
+    if not keys:
+        return {}
+    DailyCapUsage.objects.bulk_create(
+        [DailyCapUsage(resident_id=r, methodology=m, day=d) for r, m, d in sorted(keys)], ignore_conflicts=True
+    )
+    rows = (
+        DailyCapUsage.objects.select_for_update()
+        .filter(resident_id__in={k[0] for k in keys}, methodology__in={k[1] for k in keys},
+                day__in={k[2] for k in keys})
+        .order_by("resident_id", "methodology", "day")
+    )
+    return {(r.resident_id, r.methodology, r.day): r for r in rows}
+
+
+def _reason_text(action: Action, quantity_label: str) -> str:
+    local = action.occurred_at.astimezone(SHANGHAI).date().isoformat()
+    return f"{action.methodology.replace('_', ' ').capitalize()} {quantity_label}, {local}".replace("  ", " ")
+
+
+def _quantity_label(action: Action, parsed: dict) -> str:
+    for key, unit in (("distance_km", "km"), ("steps", "steps"), ("mass_kg", "kg"), ("energy_kwh", "kWh"),
+                      ("count", "×")):
+        if key in parsed:
+            value = parsed[key]
+            return f"{value}{unit}" if unit == "×" else f"{value} {unit}"
+    return ""
+
+
+def _write(outcomes: list[Outcome]) -> None:
+    from backend.ledger.services import ActionCredit, action_credits_post_bulk
+
+    now = timezone.now()
+    credits = []
+    for o in outcomes:
+        a = o.action
+        if o.status in (Action.Status.CREDITED, Action.Status.FLAGGED, Action.Status.PENDING_REVIEW) and (
+            o.grams > 0 or o.points > 0
+        ):
+            credits.append(ActionCredit(
+                idempotency_key=f"action:{a.id}", resident_id=a.resident_id, methodology=a.methodology,
+                grams=o.grams, points=o.points, reason=_reason_text(a, _quantity_label(a, o.parsed)),
+                source_type="action", source_id=a.id, effective_at=a.occurred_at,
+                pending=o.status != Action.Status.CREDITED,
+                points_expiry_months=getattr(o.policy, "lot_expiry_months", 12) or 12,
+            ))
+    transaction_ids = action_credits_post_bulk(credits=credits) if credits else {}
+    rows = []
+    for o in outcomes:
+        a = o.action
+        rows.append({
+            "id": a.id, "status": o.status, "resident_id": a.resident_id,
+            "methodology_version_id": getattr(o.version, "id", None), "evidence_share": a.evidence_share,
+            "grams": o.grams, "points": o.points, "reason": o.reason, "breakdown": o.breakdown,
+            "quantity": o.quantity, "credited_quantity": o.credited_quantity,
+            "capped_quantity": o.quantity - o.credited_quantity, "points_policy_version_id": getattr(o.policy, "id", None),
+            "ledger_transaction_id": transaction_ids.get(f"action:{a.id}"), "processed_at": now,
+        })
+        a.status = o.status
+    bulk_update_rows(Action, rows, UPDATED_FIELDS)
+    ActionStatusChange.objects.bulk_create(
+        [ActionStatusChange(action_id=o.action.id, status=o.status, reason=o.reason, at=now) for o in outcomes]
+    )

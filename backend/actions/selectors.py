@@ -1,0 +1,42 @@
+from django.db.models import Prefetch, QuerySet
+
+from backend.actions.models import Action, ActionStatusChange, SubjectBinding
+
+
+def binding_list(*, resident) -> QuerySet[SubjectBinding]:
+    return SubjectBinding.objects.filter(resident=resident)
+
+
+def resident_action_list(*, resident, filters: dict | None = None) -> QuerySet[Action]:
+    filters = filters or {}
+    qs = Action.objects.filter(resident=resident).select_related("methodology_version")
+    if filters.get("status"):
+        qs = qs.filter(status=filters["status"])
+    if filters.get("methodology"):
+        qs = qs.filter(methodology=filters["methodology"])
+    if filters.get("date_from"):
+        qs = qs.filter(occurred_at__gte=filters["date_from"])
+    if filters.get("date_to"):
+        qs = qs.filter(occurred_at__lt=filters["date_to"])
+    return qs
+
+
+def resident_action_get(*, resident, action_id: int) -> Action:
+    """404 (DoesNotExist) for anyone else's action."""
+    return (
+        Action.objects.select_related("methodology_version", "points_policy_version")
+        .prefetch_related(Prefetch("history", queryset=ActionStatusChange.objects.order_by("at", "id")))
+        .get(pk=action_id, resident=resident)
+    )
+
+
+def partner_action_get(*, partner, external_id: str) -> Action:
+    return Action.objects.get(partner=partner, external_id=external_id)
+
+
+def review_queue() -> QuerySet[Action]:
+    return (
+        Action.objects.filter(status__in=(Action.Status.FLAGGED, Action.Status.PENDING_REVIEW))
+        .select_related("resident", "methodology_version")
+        .order_by("id")
+    )

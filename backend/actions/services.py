@@ -1,0 +1,344 @@
+"""Writes on actions: partner ingestion, bindings (and claiming), self-reports, review, housekeeping.
+The bulk processing itself is in pipeline.py."""
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+from django.utils.translation import gettext as _
+
+from backend.actions.models import Action, ActionStatusChange, IngestBatch, SubjectBinding, SubjectKind
+from backend.actions.pipeline import actions_process
+from backend.actions.subjects import normalize_identifier, subject_hash, subject_last4
+from backend.core.errors import ApplicationError, ConflictError
+from backend.partners.models import Partner
+from backend.partners.services import partner_nonce_record
+
+logger = logging.getLogger(__name__)
+MAX_ACTIONS_PER_REQUEST = 1000
+CLAIM_WINDOW = timedelta(days=7)          # Beijing MaaS practice: a 7-day claim window
+MAX_AGE = timedelta(days=7)               # older partner records are refused (`too_old`)
+FUTURE_TOLERANCE = timedelta(minutes=5)   # partner clocks drift a little
+UNCLAIMED_RETENTION = timedelta(days=30)
+RECONCILE_AFTER = timedelta(minutes=2)
+
+
+def _item_error(code: str, detail: str, attr: str | None = None) -> dict:
+    return {"code": code, "detail": detail, "attr": attr}
+
+
+def _result(external_id, status: str, error: dict | None = None) -> dict:
+    return {"external_id": external_id, "status": status, "error": error}
+
+
+def _validate_item(item, index: int, partner: Partner, methodologies: dict, now: datetime):
+    """Returns (Action, None) for a valid item or (None, error) — a bad item never blocks the good ones."""
+    from backend.methodologies import engine
+
+    if not isinstance(item, dict):
+        return None, _item_error("invalid_item", _("Each action must be an object."), str(index))
+    external_id = item.get("external_id")
+    if not isinstance(external_id, str) or not external_id.strip() or len(external_id) > 128:
+        return None, _item_error("invalid_external_id", _("external_id must be a string of 1 to 128 characters."),
+                                 "external_id")
+    code = item.get("methodology")
+    methodology = methodologies.get(code) if isinstance(code, str) else None
+    if methodology is None:
+        return None, _item_error("unknown_methodology", _("Unknown methodology."), "methodology")
+    if code not in (partner.methodologies or []):
+        return None, _item_error("methodology_not_allowed", _("This partner may not submit this methodology."),
+                                 "methodology")
+    subject = item.get("subject")
+    if not isinstance(subject, dict) or subject.get("kind") not in SubjectKind.values:
+        return None, _item_error("invalid_subject", _("subject.kind must be one of: %s.") % ", ".join(
+            SubjectKind.values), "subject.kind")
+    identifier = subject.get("identifier")
+    if not isinstance(identifier, str | int) or not normalize_identifier(str(identifier)) or len(str(identifier)) > 128:
+        return None, _item_error("invalid_subject", _("subject.identifier is required."), "subject.identifier")
+    raw_at = item.get("occurred_at")
+    occurred_at = parse_datetime(raw_at) if isinstance(raw_at, str) else None
+    if occurred_at is None or occurred_at.tzinfo is None:
+        return None, _item_error("invalid_occurred_at", _("occurred_at must be ISO 8601 with a time zone."),
+                                 "occurred_at")
+    if occurred_at > now + FUTURE_TOLERANCE:
+        return None, _item_error("occurred_in_future", _("occurred_at is in the future."), "occurred_at")
+    if occurred_at < now - MAX_AGE:
+        return None, _item_error("too_old", _("Actions older than 7 days are not accepted."), "occurred_at")
+    data = item.get("data")
+    if not isinstance(data, dict):
+        return None, _item_error("invalid_data", _("data must be an object."), "data")
+    try:
+        parsed = engine.parse_action_data(methodology, data)
+    except engine.ActionDataInvalid as exc:
+        return None, _item_error("invalid_data", f"{exc.field}: {exc.code}", f"data.{exc.field}")
+    kind = subject["kind"]
+    action = Action(
+        source=Action.Source.PARTNER, partner=partner, external_id=external_id, methodology=code,
+        subject_kind=kind, subject_hash=subject_hash(kind, str(identifier)),
+        subject_last4=subject_last4(str(identifier)), occurred_at=occurred_at, data=_storable(parsed),
+        status=Action.Status.RECEIVED,
+    )
+    return action, None
+
+
+def _storable(parsed: dict) -> dict:
+    """Decimals are stored as decimal strings (JSON numbers would go through float on the way back)."""
+    return {k: (str(v) if isinstance(v, Decimal) else v) for k, v in parsed.items()}
+
+
+def actions_ingest(*, partner: Partner, nonce: str, items: list) -> list[dict]:
+    """Accept a signed partner batch: store valid new actions as `received` in this request's transaction
+    (with the nonce), answer one result per item in order, and enqueue processing after commit.
+    `(partner, external_id)` is unique in the database: a resubmission is `duplicate`, also when 100 copies
+    arrive at once."""
+    from backend.methodologies.models import Methodology
+
+    if len(items) > MAX_ACTIONS_PER_REQUEST:
+        raise ApplicationError(_("At most 1000 actions per request."), code="too_many_actions", attr="actions")
+    now = timezone.now()
+    codes = {i.get("methodology") for i in items if isinstance(i, dict) and isinstance(i.get("methodology"), str)}
+    methodologies = {m.code: m for m in Methodology.objects.filter(code__in=codes)}
+    results: list[dict | None] = [None] * len(items)
+    candidates: dict[str, tuple[int, Action]] = {}
+    for index, item in enumerate(items):
+        action, error = _validate_item(item, index, partner, methodologies, now)
+        external_id = item.get("external_id") if isinstance(item, dict) else None
+        if error:
+            results[index] = _result(external_id, "rejected", error)
+        elif action.external_id in candidates:
+            results[index] = _result(external_id, "duplicate")
+        else:
+            candidates[action.external_id] = (index, action)
+
+    with transaction.atomic():
+        partner_nonce_record(partner=partner, nonce=nonce)
+        batch = IngestBatch.objects.create(partner=partner, nonce=nonce, received_at=now, submitted=len(items))
+        existing = set(
+            Action.objects.filter(partner=partner, external_id__in=list(candidates)).values_list("external_id",
+                                                                                              flat=True)
+        )
+        new = [action for ext, (_, action) in candidates.items() if ext not in existing]
+        for action in new:
+            action.batch = batch
+        # ON CONFLICT DO NOTHING: a concurrent copy of this batch that commits first wins; ours become
+        # duplicates below because they did not land in *this* batch.
+        Action.objects.bulk_create(new, ignore_conflicts=True, batch_size=1000)
+        landed = set(Action.objects.filter(batch=batch).values_list("external_id", flat=True))
+        for external_id, (index, _action) in candidates.items():
+            results[index] = _result(external_id, "accepted" if external_id in landed else "duplicate")
+        batch.accepted = len(landed)
+        batch.duplicates = sum(1 for r in results if r["status"] == "duplicate")
+        batch.rejected = sum(1 for r in results if r["status"] == "rejected")
+        batch.save(update_fields=["accepted", "duplicates", "rejected"])
+        if landed:
+            batch_id = batch.id
+            transaction.on_commit(lambda: enqueue_batch(batch_id))
+    return results
+
+
+def enqueue_batch(batch_id: int) -> None:
+    """Hand a batch to Celery. If the broker is down the actions stay `received` in PostgreSQL and the
+    reconciler enqueues them later: the partner's 202 never depends on Redis."""
+    from backend.actions.tasks import process_batch
+
+    try:
+        process_batch.apply_async(args=[batch_id], retry=False)
+    except Exception:  # broker unreachable: nothing is lost, see actions_reconcile
+        logger.warning("could not enqueue batch %s; the reconciler will pick it up", batch_id, exc_info=True)
+
+
+def batch_process(*, batch_id: int) -> dict[str, int]:
+    ids = list(Action.objects.filter(batch_id=batch_id, status=Action.Status.RECEIVED).values_list("id", flat=True))
+    return actions_process(action_ids=ids)
+
+
+def actions_reconcile(*, older_than: timedelta = RECONCILE_AFTER, limit: int = 20_000) -> int:
+    """Process actions still `received` a while after submission (broker was down, a worker died). Runs
+    them here in chunks of 1,000; idempotent with any task still in flight (SKIP LOCKED + status check)."""
+    cutoff = timezone.now() - older_than
+    ids = list(
+        Action.objects.filter(status=Action.Status.RECEIVED, created_at__lt=cutoff)
+        .order_by("id").values_list("id", flat=True)[:limit]
+    )
+    for start in range(0, len(ids), 1000):
+        actions_process(action_ids=ids[start:start + 1000])
+    return len(ids)
+
+
+def unclaimed_expire(*, now: datetime | None = None) -> int:
+    """Unclaimed partner records are kept 30 days for a late binding, then deleted (data minimisation)."""
+    cutoff = (now or timezone.now()) - UNCLAIMED_RETENTION
+    stale = Action.objects.filter(status=Action.Status.UNCLAIMED, occurred_at__lt=cutoff)
+    ActionStatusChange.objects.filter(action__in=stale).delete()
+    deleted, _ = stale.delete()
+    return deleted
+
+
+# --- bindings ---------------------------------------------------------------------------------------------
+
+def binding_create(*, resident, kind: str, identifier: str) -> tuple[SubjectBinding, dict[str, int]]:
+    """Bind a card/account to the resident and claim its unclaimed actions of the last 7 days, crediting them
+    now. An identifier bound to another resident is 409 `binding_taken`."""
+    if kind not in SubjectKind.values:
+        raise ApplicationError(_("Unknown subject kind."), code="invalid_subject", attr="kind")
+    if not normalize_identifier(identifier):
+        raise ApplicationError(_("identifier is required."), code="invalid_subject", attr="identifier")
+    hashed = subject_hash(kind, identifier)
+    with transaction.atomic():
+        existing = SubjectBinding.objects.filter(kind=kind, identifier_hash=hashed).first()
+        if existing is not None and existing.resident_id == resident.id:
+            binding = existing
+        elif existing is not None:
+            raise ConflictError(_("This card or account is bound to another resident."), code="binding_taken",
+                                attr="identifier")
+        else:
+            try:
+                with transaction.atomic():
+                    binding = SubjectBinding.objects.create(resident=resident, kind=kind, identifier_hash=hashed,
+                                                            identifier_last4=subject_last4(identifier))
+            except IntegrityError:
+                raise ConflictError(_("This card or account is bound to another resident."),
+                                    code="binding_taken", attr="identifier") from None
+        claimable = list(
+            Action.objects.select_for_update().filter(
+                status=Action.Status.UNCLAIMED, subject_kind=kind, subject_hash=hashed,
+                occurred_at__gte=timezone.now() - CLAIM_WINDOW,
+            ).values_list("id", flat=True)
+        )
+        Action.objects.filter(id__in=claimable).update(status=Action.Status.RECEIVED, reason="")
+    counts = actions_process(action_ids=claimable) if claimable else {}
+    return binding, counts
+
+
+@transaction.atomic
+def binding_delete(*, resident, kind: str, identifier: str | None = None, binding_id: int | None = None) -> None:
+    bindings = SubjectBinding.objects.filter(resident=resident)
+    if binding_id is not None:
+        bindings = bindings.filter(pk=binding_id)
+    else:
+        bindings = bindings.filter(kind=kind, identifier_hash=subject_hash(kind, identifier or ""))
+    if not bindings.delete()[0]:
+        raise ApplicationError(_("No such binding."), code="not_found", status_code=404)
+
+
+def bindings_erase(*, user) -> None:
+    """PIPL erasure hook: a deleted resident's cards are unbound."""
+    SubjectBinding.objects.filter(resident=user).delete()
+
+
+# --- self-reports and review ------------------------------------------------------------------------------
+
+JPEG_MAGIC = b"\xff\xd8\xff"
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+MAX_EVIDENCE_BYTES = 5 * 1024 * 1024
+
+
+def evidence_check(upload) -> str:
+    """JPEG or PNG up to 5 MB, the type decided by the file's content, not its name or declared type."""
+    if upload.size > MAX_EVIDENCE_BYTES:
+        raise ApplicationError(_("Evidence must be at most 5 MB."), code="evidence_too_large", attr="evidence")
+    head = upload.read(16)
+    upload.seek(0)
+    if head.startswith(JPEG_MAGIC):
+        return "jpg"
+    if head.startswith(PNG_MAGIC):
+        return "png"
+    raise ApplicationError(_("Evidence must be a JPEG or PNG image."), code="evidence_type_invalid",
+                           attr="evidence")
+
+
+def self_report_create(*, resident, methodology_code: str, occurred_at: datetime, data: dict, evidence) -> Action:
+    """A resident reports an action with photo evidence. It goes through the same rules and caps and waits
+    for a reviewer as `pending_review` with a pending credit at the self-report share."""
+    from backend.methodologies import engine, selectors
+    from backend.methodologies.models import Methodology
+
+    methodology = Methodology.objects.filter(code=methodology_code).first()
+    if methodology is None:
+        raise ApplicationError(_("Unknown methodology."), code="unknown_methodology", attr="methodology")
+    version = selectors.version_at(selectors.versions_applicable([methodology_code]).get(methodology_code, []),
+                                   occurred_at)
+    if version is None or not version.self_report_allowed:
+        raise ApplicationError(_("This methodology cannot be self-reported."), code="self_report_not_allowed",
+                               attr="methodology")
+    now = timezone.now()
+    if occurred_at > now + FUTURE_TOLERANCE:
+        raise ApplicationError(_("occurred_at is in the future."), code="occurred_in_future", attr="occurred_at")
+    if occurred_at < now - MAX_AGE:
+        raise ApplicationError(_("Actions older than 7 days are not accepted."), code="too_old", attr="occurred_at")
+    try:
+        parsed = engine.parse_action_data(methodology, data)
+    except engine.ActionDataInvalid as exc:
+        raise ApplicationError(f"{exc.field}: {exc.code}", code="invalid_data", attr=f"data.{exc.field}") from None
+    extension = evidence_check(evidence)
+    evidence.name = f"evidence.{extension}"
+    with transaction.atomic():
+        action = Action.objects.create(
+            source=Action.Source.SELF_REPORT, resident=resident, methodology=methodology_code,
+            occurred_at=occurred_at, data=_storable(parsed), evidence=evidence, status=Action.Status.RECEIVED,
+        )
+        actions_process(action_ids=[action.id])
+    action.refresh_from_db()
+    return action
+
+
+def _review_target(action_id: int) -> Action:
+    action = Action.objects.select_for_update().filter(pk=action_id).first()
+    if action is None:
+        raise ApplicationError(_("No such action."), code="not_found", status_code=404)
+    if action.status not in (Action.Status.FLAGGED, Action.Status.PENDING_REVIEW):
+        raise ConflictError(_("This action is not waiting for review."), code="action_not_reviewable")
+    return action
+
+
+@transaction.atomic
+def review_approve(*, action_id: int, reviewer, note: str = "") -> Action:
+    """Approve a flagged or self-reported action: its pending credit becomes spendable."""
+    from backend.ledger.services import pending_credit_release
+
+    action = _review_target(action_id)
+    if action.resident_id == reviewer.id:
+        raise ApplicationError(_("You cannot review your own action."), code="review_own_action", status_code=403)
+    if action.ledger_transaction_id:
+        pending_credit_release(idempotency_key=f"action:{action.id}")
+    return _reviewed(action, Action.Status.CREDITED, reviewer, note, "approved")
+
+
+@transaction.atomic
+def review_reject(*, action_id: int, reviewer, note: str = "") -> Action:
+    """Reject a flagged or self-reported action: its pending credit is reversed and the daily cap it used is
+    given back."""
+    from backend.actions.models import DailyCapUsage
+    from backend.actions.pipeline import shanghai_day
+    from backend.ledger.services import pending_credit_reverse
+
+    action = _review_target(action_id)
+    if action.resident_id == reviewer.id:
+        raise ApplicationError(_("You cannot review your own action."), code="review_own_action", status_code=403)
+    if action.ledger_transaction_id:
+        pending_credit_reverse(idempotency_key=f"action:{action.id}", reason=f"Review rejected: {note}"[:200])
+    if action.credited_quantity:
+        usage = DailyCapUsage.objects.select_for_update().filter(
+            resident_id=action.resident_id, methodology=action.methodology, day=shanghai_day(action.occurred_at)
+        ).first()
+        if usage is not None:
+            usage.used = max(usage.used - action.credited_quantity, Decimal(0))
+            usage.save(update_fields=["used"])
+    action.grams = 0
+    action.points = 0
+    return _reviewed(action, Action.Status.REJECTED, reviewer, note, "review_rejected")
+
+
+def _reviewed(action: Action, status: str, reviewer, note: str, reason: str) -> Action:
+    action.status = status
+    action.reviewed_by = reviewer
+    action.reviewed_at = timezone.now()
+    action.review_note = note
+    action.reason = reason
+    action.save(update_fields=["status", "reviewed_by", "reviewed_at", "review_note", "reason", "grams", "points"])
+    ActionStatusChange.objects.create(action=action, status=status, reason=reason, note=note, actor=reviewer)
+    return action

@@ -1,0 +1,135 @@
+"""Partners: creation, secret rotation, suspension, and the signed-request check."""
+import hashlib
+import hmac
+import secrets
+import time
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+from rest_framework import status
+
+from backend.core.crypto import decrypt, encrypt
+from backend.core.errors import ApplicationError, ConflictError
+from backend.partners.models import Partner, PartnerNonce, PartnerSecret
+
+MAX_ACTIVE_SECRETS = 2
+
+
+class PartnerAuthError(ApplicationError):
+    status_code = status.HTTP_401_UNAUTHORIZED
+    default_code = "signature_invalid"
+
+
+def _new_secret() -> str:
+    return secrets.token_hex(32)
+
+
+def _known_methodology_codes() -> set[str] | None:
+    try:
+        from backend.methodologies.models import Methodology
+    except ImportError:  # pragma: no cover - methodologies app not present
+        return None
+    return set(Methodology.objects.values_list("code", flat=True))
+
+
+@transaction.atomic
+def partner_create(*, name: str, methodologies: list[str]) -> tuple[Partner, str]:
+    """Create a partner with its first secret. Returns the partner and the secret in clear (shown once)."""
+    codes = sorted({c.strip() for c in methodologies if c.strip()})
+    known = _known_methodology_codes()
+    unknown = [c for c in codes if known is not None and c not in known]
+    if unknown:
+        raise ApplicationError(_("Unknown methodologies: %s") % ", ".join(unknown), code="unknown_methodology",
+                               attr="methodologies")
+    try:
+        with transaction.atomic():
+            partner = Partner.objects.create(name=name, methodologies=codes)
+    except IntegrityError:
+        raise ConflictError(_("A partner with this name exists."), code="partner_exists", attr="name") from None
+    secret = _new_secret()
+    PartnerSecret.objects.create(partner=partner, secret_encrypted=encrypt(secret))
+    return partner, secret
+
+
+@transaction.atomic
+def partner_secret_rotate(*, partner_id: int) -> str:
+    """Add a new active secret. With two active already, the oldest is retired: partners switch to the new
+    secret at their own pace while the previous one keeps working."""
+    partner = Partner.objects.select_for_update().get(pk=partner_id)
+    active = list(partner.secrets.filter(status=PartnerSecret.Status.ACTIVE).order_by("created_at", "id"))
+    for old in active[: max(0, len(active) - (MAX_ACTIVE_SECRETS - 1))]:
+        partner_secret_retire(secret_id=old.pk)
+    secret = _new_secret()
+    PartnerSecret.objects.create(partner=partner, secret_encrypted=encrypt(secret))
+    return secret
+
+
+@transaction.atomic
+def partner_secret_retire(*, secret_id: int) -> None:
+    PartnerSecret.objects.filter(pk=secret_id, status=PartnerSecret.Status.ACTIVE).update(
+        status=PartnerSecret.Status.RETIRED, retired_at=timezone.now()
+    )
+
+
+@transaction.atomic
+def partner_set_status(*, partner_id: int, status: str) -> Partner:
+    partner = Partner.objects.select_for_update().get(pk=partner_id)
+    partner.status = status
+    partner.save(update_fields=["status"])
+    return partner
+
+
+def signature_compute(secret: str, timestamp: str, nonce: str, body: bytes) -> str:
+    """Lowercase hex HMAC-SHA256(secret, "{timestamp}.{nonce}." + raw body)."""
+    message = f"{timestamp}.{nonce}.".encode() + body
+    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+
+
+def signed_request_verify(*, partner_id: str, timestamp: str, nonce: str, signature: str, body: bytes) -> Partner:
+    """Check a signed partner request; raises PartnerAuthError (401) with the documented codes.
+
+    The nonce is NOT recorded here: `partner_nonce_record` does that inside the transaction of the request's
+    effect, so a request rejected later (bad body) leaves nothing behind."""
+    partner = None
+    if partner_id and partner_id.isdigit():
+        partner = Partner.objects.filter(pk=int(partner_id)).first()
+    if partner is None:
+        raise PartnerAuthError(_("Unknown partner."), code="partner_unknown", attr="X-Partner-Id")
+    if not timestamp.isdigit():
+        raise PartnerAuthError(_("X-Timestamp must be unix seconds."), code="signature_invalid", attr="X-Timestamp")
+    if abs(time.time() - int(timestamp)) > settings.PARTNER_SIGNATURE_MAX_SKEW_S:
+        raise PartnerAuthError(_("The request timestamp is too far from now."), code="signature_expired",
+                               attr="X-Timestamp")
+    if not nonce or len(nonce) > 128:
+        raise PartnerAuthError(_("X-Nonce is required (at most 128 characters)."), code="signature_invalid",
+                               attr="X-Nonce")
+    candidates = [decrypt(s.secret_encrypted) for s in partner.secrets.filter(status=PartnerSecret.Status.ACTIVE)]
+    given = (signature or "").strip()
+    # Compare against every active secret in constant time, without stopping at the first match.
+    matched = False
+    for secret in candidates:
+        matched |= hmac.compare_digest(signature_compute(secret, timestamp, nonce, body), given)
+    if not matched:
+        raise PartnerAuthError(_("The signature does not match."), code="signature_invalid", attr="X-Signature")
+    if partner.status != Partner.Status.ACTIVE:
+        raise ApplicationError(_("This partner is suspended."), code="partner_suspended", status_code=403)
+    return partner
+
+
+def partner_nonce_record(*, partner: Partner, nonce: str) -> None:
+    """Record the nonce in the caller's transaction; a nonce seen before is 409 `nonce_reused`."""
+    try:
+        with transaction.atomic():
+            PartnerNonce.objects.create(partner=partner, nonce=nonce)
+    except IntegrityError:
+        raise ConflictError(_("This nonce was used before."), code="nonce_reused", attr="X-Nonce") from None
+
+
+def partner_nonces_prune() -> int:
+    """Nonces older than the signature window can never be replayed (the timestamp check fails first)."""
+    cutoff = timezone.now() - timedelta(seconds=2 * settings.PARTNER_SIGNATURE_MAX_SKEW_S + 60)
+    deleted, _ = PartnerNonce.objects.filter(created_at__lt=cutoff).delete()
+    return deleted

@@ -1,0 +1,216 @@
+#!/usr/bin/env python
+"""Ingestion benchmark: credited actions per second, from signed submission to `credited`.
+
+Against the running stack (`make up`: gunicorn + Celery worker on the private PostgreSQL/Redis) it
+1. creates a benchmark partner and N residents with bound transit cards and consent (straight through the ORM),
+2. submits --actions bus rides in signed batches of --batch from --clients threads over HTTP,
+3. waits until none is left `received`, and reports actions/s from the first submission to the last
+   processed action, next to pgbench's TPC-B figure and ../shared/bench/sql_floor.py (the database floor for
+   what one credited action writes), both measured in the same run on the same cluster.
+
+    DATABASE_URL=... REDIS_URL=... python locust/bench_ingest.py --host http://127.0.0.1:8000 [--actions 100000]
+
+Prints JSON lines; the last one is the summary (also written to .local/bench/ingest.json).
+"""
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from datetime import timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "backend.settings")
+
+
+def setup_django():
+    import django
+
+    django.setup()
+
+
+def prepare(residents: int) -> tuple[int, str, list[str]]:
+    """Partner + residents with consent and a bound card each, in bulk (no Argon2 per resident)."""
+    from django.contrib.auth.hashers import make_password
+    from django.db import transaction
+
+    from backend.accounts.models import Consent, User
+    from backend.accounts.phones import mask_phone, phone_hash
+    from backend.actions.models import SubjectBinding
+    from backend.actions.subjects import subject_hash, subject_last4
+    from backend.core.seeding import SEEDERS
+    from backend.partners.services import partner_create
+
+    for _, seeder in SEEDERS:
+        seeder()
+    run = uuid.uuid4().hex[:6]
+    partner, secret = partner_create(name=f"bench-{run}", methodologies=["bus_ride"])
+    unusable = make_password(None)
+    cards = [f"BENCH-{run}-{i}" for i in range(residents)]
+    with transaction.atomic():
+        users = User.objects.bulk_create([
+            User(phone_hash=phone_hash(f"+86150{run_digits(run)}{i:05d}"), phone_masked=mask_phone(
+                f"+86150{run_digits(run)}{i:05d}"), display_name=f"bench{i}", password=unusable)
+            for i in range(residents)
+        ], batch_size=2000)
+        Consent.objects.bulk_create([Consent(user=u, kind="partner_data", version="bench") for u in users],
+                                    batch_size=2000)
+        SubjectBinding.objects.bulk_create([
+            SubjectBinding(resident=u, kind="transit_card", identifier_hash=subject_hash("transit_card", c),
+                           identifier_last4=subject_last4(c)) for u, c in zip(users, cards, strict=True)
+        ], batch_size=2000)
+    return partner.pk, secret, cards
+
+
+def run_digits(run: str) -> str:
+    return f"{int(run, 16) % 1000:03d}"
+
+
+def make_batches(cards: list[str], actions: int, size: int) -> list[bytes]:
+    from django.utils import timezone
+
+    rnd = random.Random(42)
+    now = timezone.now()
+    rows = []
+    for i in range(actions):
+        km = round(rnd.uniform(0.5, 30), 2)
+        duration = int(km / rnd.uniform(12, 40) * 3600) + 60
+        at = now - timedelta(seconds=rnd.randint(600, 6 * 86400))
+        rows.append({"external_id": f"bench-{i}-{uuid.uuid4().hex[:8]}", "methodology": "bus_ride",
+                     "subject": {"kind": "transit_card", "identifier": rnd.choice(cards)},
+                     "occurred_at": at.isoformat(), "data": {"distance_km": str(km), "duration_s": duration}})
+    return [json.dumps({"actions": rows[i:i + size]}).encode() for i in range(0, actions, size)]
+
+
+def submit_all(host: str, partner_id: int, secret: str, bodies: list[bytes], clients: int) -> tuple[float, list]:
+    import requests
+
+    from backend.partners.services import signature_compute
+
+    queue = list(reversed(bodies))
+    lock = threading.Lock()
+    failures: list = []
+
+    def worker():
+        session = requests.Session()
+        while True:
+            with lock:
+                if not queue:
+                    return
+                body = queue.pop()
+            ts, nonce = str(int(time.time())), uuid.uuid4().hex
+            headers = {"Content-Type": "application/json", "X-Partner-Id": str(partner_id), "X-Timestamp": ts,
+                       "X-Nonce": nonce, "X-Signature": signature_compute(secret, ts, nonce, body)}
+            response = session.post(f"{host}/api/v1/partner/actions", data=body, headers=headers, timeout=120)
+            if response.status_code != 202:
+                failures.append((response.status_code, response.text[:200]))
+
+    started = time.time()
+    threads = [threading.Thread(target=worker) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return started, failures
+
+
+def wait_processed(partner_id: int, expected: int, timeout: float) -> dict:
+    from django.db.models import Count, Max
+
+    from backend.actions.models import Action
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        counts = dict(Action.objects.filter(partner_id=partner_id).values_list("status").annotate(n=Count("id")))
+        if sum(counts.values()) >= expected and not counts.get("received"):
+            last = Action.objects.filter(partner_id=partner_id).aggregate(m=Max("processed_at"))["m"]
+            return {"counts": counts, "last_processed": last.timestamp()}
+        time.sleep(0.5)
+    raise TimeoutError(f"not processed within {timeout}s: {counts}")
+
+
+def pgbench_tps(dsn_parts: dict, seconds: int) -> float | None:
+    """TPC-B-like pgbench on a scratch database of the same cluster."""
+    pgbench = "/usr/lib/postgresql/15/bin/pgbench"
+    if not Path(pgbench).exists():
+        return None
+    env = {**os.environ, "PGPASSWORD": dsn_parts.get("PASSWORD") or ""}
+    base = ["-h", dsn_parts["HOST"], "-p", str(dsn_parts["PORT"]), "-U", dsn_parts["USER"]]
+    subprocess.run(["/usr/lib/postgresql/15/bin/dropdb", *base, "--if-exists", "bench_pgbench"], env=env, check=True)
+    subprocess.run(["/usr/lib/postgresql/15/bin/createdb", *base, "bench_pgbench"], env=env, check=True)
+    subprocess.run([pgbench, *base, "-i", "-q", "-s", "10", "bench_pgbench"], env=env, check=True,
+                   capture_output=True)
+    out = subprocess.run([pgbench, *base, "-c", "2", "-j", "2", "-T", str(seconds), "bench_pgbench"], env=env,
+                         check=True, capture_output=True, text=True).stdout
+    subprocess.run(["/usr/lib/postgresql/15/bin/dropdb", *base, "bench_pgbench"], env=env, check=True)
+    for line in out.splitlines():
+        if line.startswith("tps") and "without initial connection time" in line:
+            return round(float(line.split("=")[1].split()[0]), 1)
+    return None
+
+
+def sql_floor(dsn: str) -> list[dict]:
+    script = ROOT.parent / "shared" / "bench" / "sql_floor.py"
+    if not script.exists():
+        return []
+    out = subprocess.run([sys.executable, str(script), dsn, "--actions", "50000", "--clients", "1", "2"],
+                         check=True, capture_output=True, text=True).stdout
+    return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--host", default=os.environ.get("BENCH_HOST", "http://127.0.0.1:8000"))
+    ap.add_argument("--actions", type=int, default=100_000)
+    ap.add_argument("--batch", type=int, default=1000)
+    ap.add_argument("--residents", type=int, default=10_000)
+    ap.add_argument("--clients", type=int, default=2)
+    ap.add_argument("--pgbench-seconds", type=int, default=20)
+    ap.add_argument("--skip-reference", action="store_true", help="skip pgbench and sql_floor")
+    a = ap.parse_args()
+    setup_django()
+    from django.db import connection
+
+    partner_id, secret, cards = prepare(a.residents)
+    bodies = make_batches(cards, a.actions, a.batch)
+    print(json.dumps({"prepared": {"residents": a.residents, "batches": len(bodies)}}), flush=True)
+    started, failures = submit_all(a.host, partner_id, secret, bodies, a.clients)
+    submitted = time.time()
+    result = wait_processed(partner_id, a.actions, timeout=3600)
+    wall = result["last_processed"] - started
+    counts = result["counts"]
+    processed = sum(counts.values())
+    summary = {
+        "benchmark": "ingest", "actions": a.actions, "batch": a.batch, "clients": a.clients,
+        "failures": len(failures), "submit_seconds": round(submitted - started, 2),
+        "seconds_to_all_processed": round(wall, 2), "processed_per_s": round(processed / wall),
+        "credited": counts.get("credited", 0), "credited_per_s": round(counts.get("credited", 0) / wall),
+        "statuses": counts,
+    }
+    print(json.dumps(summary), flush=True)
+    if not a.skip_reference:
+        settings = connection.settings_dict
+        summary["pgbench_tpcb_tps"] = pgbench_tps(settings, a.pgbench_seconds)
+        dsn = f"postgres://{settings['USER']}@{settings['HOST']}:{settings['PORT']}/{settings['NAME']}"
+        floors = sql_floor(dsn)
+        summary["sql_floor"] = floors
+        best = max((f["actions_per_s"] for f in floors), default=None)
+        if best:
+            summary["ratio_to_sql_floor"] = round(summary["processed_per_s"] / best, 3)
+    out = ROOT / ".local" / "bench"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "ingest.json").write_text(json.dumps(summary, indent=2))
+    print(json.dumps(summary), flush=True)
+    if failures:
+        print(json.dumps({"first_failures": failures[:3]}), flush=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

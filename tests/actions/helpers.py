@@ -1,0 +1,45 @@
+"""Signed partner requests and fixtures' building blocks for the actions tests."""
+import json
+import time
+import uuid
+from datetime import timedelta
+
+from django.utils import timezone
+
+from backend.partners.services import signature_compute
+
+PARTNER_URL = "/api/v1/partner/actions"
+
+
+def signed_headers(partner_id, secret, body: bytes, *, timestamp=None, nonce=None, signature=None) -> dict:
+    timestamp = str(int(time.time()) if timestamp is None else timestamp)
+    nonce = nonce or uuid.uuid4().hex
+    signature = signature or signature_compute(secret, timestamp, nonce, body)
+    return {
+        "HTTP_X_PARTNER_ID": str(partner_id),
+        "HTTP_X_TIMESTAMP": timestamp,
+        "HTTP_X_NONCE": nonce,
+        "HTTP_X_SIGNATURE": signature,
+    }
+
+
+def signed_post(client, partner_id, secret, payload, **kwargs):
+    body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    return client.generic("POST", PARTNER_URL, body, content_type="application/json",
+                          **signed_headers(partner_id, secret, body, **kwargs))
+
+
+def signed_get(client, partner_id, secret, path, **kwargs):
+    return client.get(path, **signed_headers(partner_id, secret, b"", **kwargs))
+
+
+def ride(external_id, *, identifier="CARD-0001", methodology="bus_ride", kind="transit_card", minutes_ago=60,
+         at=None, **data):
+    occurred = at or (timezone.now() - timedelta(minutes=minutes_ago))
+    return {
+        "external_id": external_id,
+        "methodology": methodology,
+        "subject": {"kind": kind, "identifier": identifier},
+        "occurred_at": occurred.isoformat(),
+        "data": data or {"distance_km": "10", "duration_s": 1800},
+    }

@@ -1,0 +1,219 @@
+"""From a partner's record to credited grams and points."""
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+from django.utils import timezone
+
+from backend.accounts.services import consent_set
+from backend.actions.models import Action
+from backend.actions.pipeline import actions_process
+from backend.actions.services import binding_create
+from tests.actions.helpers import ride, signed_post
+from tests.conftest import client_for
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+
+def submit(api, partner, items):
+    response = signed_post(api, partner.pk, partner.secret, {"actions": items})
+    assert response.status_code == 202, response.json()
+    return response.json()["results"]
+
+
+def today_at(hour, minute=0):
+    """A moment earlier today in Asia/Shanghai (yesterday if that hour has not come yet)."""
+    now = timezone.now().astimezone(SHANGHAI)
+    moment = now.replace(hour=hour, minute=minute, second=0, microsecond=0)
+    if moment > now - timedelta(minutes=5):
+        moment -= timedelta(days=1)
+    return moment
+
+
+@pytest.fixture
+def bound(resident):
+    binding_create(resident=resident, kind="transit_card", identifier="3100-0000-0001")
+    return resident
+
+
+@pytest.mark.django_db
+def test_bus_ride_of_10_km_credited_at_v1_factors(api, partner, bound):
+    submit(api, partner, [ride("bus-1", identifier="3100-0000-0001", distance_km="10", duration_s=1800)])
+
+    action = Action.objects.get(external_id="bus-1")
+    assert action.status == "credited"
+    assert action.resident_id == bound.id
+    # (75 - 45) g/pkm * 10 km = 300 g; 1 point per gram
+    assert action.grams == 300
+    assert action.points == 300
+    assert action.methodology_version.number == 1
+    detail = client_for(bound).get(f"/api/v1/me/actions/{action.id}").json()
+    assert detail["grams"] == 300
+    assert detail["breakdown"]
+    assert [h["status"] for h in detail["history"]] == ["received", "credited"]
+    wallet = client_for(bound).get("/api/v1/me/wallet").json()
+    assert wallet["carbon_g"] == 300
+    assert wallet["points_balance"] == 300
+
+
+@pytest.mark.django_db
+def test_seven_bus_rides_in_a_day_six_credited_seventh_capped(api, partner, bound):
+    start = today_at(7)
+    items = [ride(f"day-{i}", identifier="3100-0000-0001", at=start + timedelta(minutes=40 * i)) for i in range(7)]
+    submit(api, partner, items)
+
+    statuses = list(Action.objects.filter(external_id__startswith="day-").order_by("occurred_at")
+                    .values_list("status", "grams"))
+    assert statuses[:6] == [("credited", 300)] * 6
+    assert statuses[6] == ("capped", 0)
+    seventh = Action.objects.get(external_id="day-6")
+    assert seventh.reason == "daily_cap_reached"
+    assert seventh.capped_quantity == 1
+    # Visible to the resident, not silently dropped.
+    listed = client_for(bound).get("/api/v1/me/actions", {"status": "capped"}).json()["results"]
+    assert [a["id"] for a in listed] == [seventh.id]
+
+
+@pytest.mark.django_db
+def test_cap_holds_across_batches(api, partner, bound):
+    start = today_at(6)
+    submit(api, partner, [ride(f"b1-{i}", identifier="3100-0000-0001", at=start + timedelta(minutes=40 * i))
+                          for i in range(4)])
+    submit(api, partner, [ride(f"b2-{i}", identifier="3100-0000-0001", at=start + timedelta(minutes=300 + 40 * i))
+                          for i in range(4)])
+    assert Action.objects.filter(status="credited").count() == 6
+    assert Action.objects.filter(status="capped").count() == 2
+
+
+@pytest.mark.django_db
+def test_bike_ride_at_40_kmh_rejected(api, partner_factory, resident):
+    partner = partner_factory(methodologies=["bike_ride"])
+    binding_create(resident=resident, kind="bike_account", identifier="bike-77")
+    # 10 km in 15 minutes = 40 km/h, above the 25 km/h plausibility limit
+    submit(api, partner, [ride("fast", methodology="bike_ride", kind="bike_account", identifier="bike-77",
+                               distance_km="10", duration_s=900)])
+    action = Action.objects.get(external_id="fast")
+    assert action.status == "rejected"
+    assert action.reason == "speed_implausible"
+    assert action.grams == 0
+    assert action.ledger_transaction_id is None
+
+
+@pytest.mark.django_db
+def test_unbound_then_bind_then_credited(api, partner, resident):
+    submit(api, partner, [ride("early", identifier="NEW-CARD-9", distance_km="5", duration_s=900)])
+    action = Action.objects.get(external_id="early")
+    assert action.status == "unclaimed"
+    assert action.resident_id is None
+
+    response = client_for(resident).post("/api/v1/me/bindings", {"kind": "transit_card",
+                                                                   "identifier": "new-card-9"}, format="json")
+    assert response.status_code == 201
+    assert response.json()["identifier"] == "****RD-9"
+    assert response.json()["claimed"] == {"credited": 1}
+    action.refresh_from_db()
+    assert action.status == "credited"
+    assert action.resident_id == resident.id
+    assert action.grams == 150
+
+
+@pytest.mark.django_db
+def test_binding_taken_by_another_resident(make_user):
+    alice, bob = make_user(), make_user()
+    assert client_for(alice).post("/api/v1/me/bindings", {"kind": "transit_card", "identifier": "X1"},
+                                  format="json").status_code == 201
+    response = client_for(bob).post("/api/v1/me/bindings", {"kind": "transit_card", "identifier": "x1"},
+                                    format="json")
+    assert response.status_code == 409
+    assert response.json()["errors"][0]["code"] == "binding_taken"
+
+
+@pytest.mark.django_db
+def test_bindings_store_no_identifier(resident):
+    client_for(resident).post("/api/v1/me/bindings", {"kind": "transit_card", "identifier": "3100999988887777"},
+                              format="json")
+    binding = resident.bindings.get()
+    assert "3100999988887777" not in (binding.identifier_hash + binding.identifier_last4)
+    listed = client_for(resident).get("/api/v1/me/bindings").json()
+    assert listed[0]["identifier"] == "****7777"
+    assert client_for(resident).generic("DELETE", "/api/v1/me/bindings",
+                                        '{"kind": "transit_card", "identifier": "3100999988887777"}',
+                                        content_type="application/json").status_code == 204
+    assert not resident.bindings.exists()
+
+
+@pytest.mark.django_db
+def test_consent_withdrawn_means_not_credited(api, partner, bound):
+    consent_set(user=bound, kind="partner_data", granted=False)
+    submit(api, partner, [ride("after-withdrawal", identifier="3100-0000-0001")])
+    action = Action.objects.get(external_id="after-withdrawal")
+    assert action.status == "rejected"
+    assert action.reason == "consent_missing"
+    assert action.points == 0
+    assert client_for(bound).get("/api/v1/me/wallet").json()["points_balance"] == 0
+
+
+@pytest.mark.django_db
+def test_double_claim_from_two_sources_is_flagged_then_reviewed(api, partner_factory, bound, reviewer):
+    metro_a = partner_factory(methodologies=["bus_ride"])
+    metro_b = partner_factory(methodologies=["bus_ride"])
+    at = timezone.now() - timedelta(hours=2)
+    submit(api, metro_a, [ride("a-1", identifier="3100-0000-0001", at=at)])
+    binding_create(resident=bound, kind="metro_card", identifier="M-1")
+    submit(api, metro_b, [ride("b-1", kind="metro_card", identifier="M-1", at=at + timedelta(minutes=10))])
+
+    flagged = Action.objects.get(external_id="b-1")
+    assert flagged.status == "flagged"
+    assert flagged.reason == "double_claim"
+    wallet = client_for(bound).get("/api/v1/me/wallet").json()
+    assert wallet["points_balance"] == 300
+    assert wallet["points_pending"] == 300
+
+    queue = client_for(reviewer).get("/api/v1/admin/reviews").json()["results"]
+    assert [a["id"] for a in queue] == [flagged.id]
+    response = client_for(reviewer).post(f"/api/v1/admin/reviews/{flagged.id}/reject", {"note": "same trip"},
+                                         format="json")
+    assert response.status_code == 200
+    flagged.refresh_from_db()
+    assert flagged.status == "rejected"
+    wallet = client_for(bound).get("/api/v1/me/wallet").json()
+    assert wallet["points_pending"] == 0
+    assert wallet["points_balance"] == 300
+
+
+@pytest.mark.django_db
+def test_residents_cannot_review(resident_client):
+    assert resident_client.get("/api/v1/admin/reviews").status_code == 403
+
+
+@pytest.mark.django_db
+def test_processing_twice_changes_nothing(api, partner, bound):
+    submit(api, partner, [ride("once", identifier="3100-0000-0001")])
+    action = Action.objects.get(external_id="once")
+    Action.objects.filter(pk=action.pk).update(status="received")  # as if the task were delivered again
+    actions_process(action_ids=[action.pk])
+    from backend.ledger.models import LedgerTransaction
+
+    assert LedgerTransaction.objects.filter(idempotency_key=f"action:{action.pk}").count() == 1
+
+
+@pytest.mark.django_db
+def test_batch_processing_costs_a_bounded_number_of_queries(api, partner, bound, django_assert_max_num_queries):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    def run(prefix, n, hour):
+        start = today_at(hour) - timedelta(days=2)
+        items = [ride(f"{prefix}-{i}", identifier="3100-0000-0001", at=start + timedelta(seconds=i)) for i in range(n)]
+        # Stop processing on commit: measure the pipeline alone.
+        from unittest import mock
+
+        with mock.patch("backend.actions.services.enqueue_batch"):
+            submit(api, partner, items)
+        ids = list(Action.objects.filter(external_id__startswith=f"{prefix}-").values_list("id", flat=True))
+        with CaptureQueriesContext(connection) as ctx:
+            actions_process(action_ids=ids)
+        return len(ctx.captured_queries)
+
+    small, large = run("s", 5, 8), run("l", 300, 9)
+    assert large <= small + 2, (small, large)

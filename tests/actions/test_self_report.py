@@ -1,0 +1,119 @@
+"""Self-reported actions: photo evidence checked from content, pending review, self-report share on approval."""
+from datetime import timedelta
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.utils import timezone
+
+from backend.actions.models import Action
+from tests.conftest import client_for
+
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 64
+
+
+def self_report_methodology():
+    from backend.methodologies.models import Methodology, MethodologyVersion
+
+    version = MethodologyVersion.objects.filter(status="active", self_report_allowed=True).select_related(
+        "methodology").first()
+    if version is None:
+        pytest.skip("no seeded methodology allows self-reports")
+    return version.methodology
+
+
+def sample_data(methodology):
+    return {
+        "walk_steps": {"steps": "8000"},
+        "reusable_cup": {"count": "1"},
+        "reusable_bag": {"count": "2"},
+        "kitchen_waste": {"mass_kg": "1.5"},
+        "paperless_bill": {"count": "1"},
+        "bike_ride": {"distance_km": "5", "duration_s": 1200},
+    }.get(methodology.code, {"count": "1"})
+
+
+def post_report(client, methodology, content=PNG, name="photo.png"):
+    import json
+
+    return client.post("/api/v1/me/actions", {
+        "methodology": methodology.code,
+        "occurred_at": (timezone.now() - timedelta(hours=1)).isoformat(),
+        "data": json.dumps(sample_data(methodology)),
+        "evidence": SimpleUploadedFile(name, content, content_type="image/png"),
+    }, format="multipart")
+
+
+@pytest.mark.django_db
+def test_self_report_pending_then_approved_at_half_share(seeded, resident, reviewer, settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path
+    methodology = self_report_methodology()
+    resident_client = client_for(resident)
+
+    response = post_report(resident_client, methodology)
+    assert response.status_code == 201, response.json()
+    body = response.json()
+    assert body["status"] == "pending_review"
+    assert body["evidence_share"] == "0.5000"
+    action = Action.objects.get(pk=body["id"])
+    assert action.grams > 0
+    wallet = resident_client.get("/api/v1/me/wallet").json()
+    assert wallet["points_pending"] == action.points
+    assert wallet["points_balance"] == 0
+
+    # The author of an action cannot be its reviewer; another reviewer approves it.
+    approved = client_for(reviewer).post(f"/api/v1/admin/reviews/{action.id}/approve", {"note": "ok"}, format="json")
+    assert approved.status_code == 200
+    action.refresh_from_db()
+    assert action.status == "credited"
+    assert action.reviewed_by_id == reviewer.id
+    wallet = resident_client.get("/api/v1/me/wallet").json()
+    assert wallet["points_balance"] == action.points
+    assert wallet["points_pending"] == 0
+    history = resident_client.get(f"/api/v1/me/actions/{action.id}").json()["history"]
+    assert [h["status"] for h in history] == ["received", "pending_review", "credited"]
+
+
+@pytest.mark.django_db
+def test_self_report_rejected_reverses_pending(seeded, resident, reviewer, settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path
+    methodology = self_report_methodology()
+    body = post_report(client_for(resident), methodology, content=JPEG, name="x.jpg").json()
+    client_for(reviewer).post(f"/api/v1/admin/reviews/{body['id']}/reject", {"note": "blurry"}, format="json")
+    wallet = client_for(resident).get("/api/v1/me/wallet").json()
+    assert wallet["points_pending"] == 0
+    assert wallet["points_balance"] == 0
+    assert Action.objects.get(pk=body["id"]).status == "rejected"
+
+
+@pytest.mark.django_db
+def test_evidence_type_is_checked_from_content(seeded, resident, settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path
+    methodology = self_report_methodology()
+    response = post_report(client_for(resident), methodology, content=b"GIF89a" + b"\x00" * 50, name="fake.png")
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["code"] == "evidence_type_invalid"
+    assert not Action.objects.exists()
+
+
+@pytest.mark.django_db
+def test_evidence_over_5_mb_refused(seeded, resident, settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path
+    methodology = self_report_methodology()
+    big = PNG + b"\x00" * (5 * 1024 * 1024)
+    response = post_report(client_for(resident), methodology, content=big)
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["code"] == "evidence_too_large"
+
+
+@pytest.mark.django_db
+def test_methodology_without_self_report_refused(seeded, resident, settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path
+    from backend.methodologies.models import Methodology
+
+    methodology = Methodology.objects.get(code="metro_ride")
+    response = post_report(client_for(resident), methodology)
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["code"] == "self_report_not_allowed"
+
+
