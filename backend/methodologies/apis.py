@@ -5,6 +5,7 @@ impact previews under /api/v1/admin/..."""
 from decimal import Decimal
 
 from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, extend_schema, extend_schema_field
 from rest_framework import exceptions, serializers, status
 from rest_framework.exceptions import ErrorDetail
@@ -66,6 +67,50 @@ BUS_EXAMPLE = {
     },
     "active_version": BUS_VERSION_EXAMPLE,
 }
+HISTORY_VERSION_EXAMPLE = {
+    **BUS_VERSION_EXAMPLE,
+    "notes": "Qingdao v1 catalogue.",
+    "submitted_at": None,
+    "decided_at": None,
+    "decision_note": "",
+    "activated_at": "2026-01-01T00:00:00+08:00",
+    "retired_at": None,
+    "transitions": [
+        {
+            "from_status": "",
+            "to_status": "active",
+            "actor_id": None,
+            "actor_name": None,
+            "note": "Seeded from the Qingdao v1 catalogue.",
+            "at": "2026-01-01T00:00:00+08:00",
+        }
+    ],
+}
+ADMIN_VERSION_EXAMPLE = {
+    "id": 1,
+    "methodology": "bus_ride",
+    **HISTORY_VERSION_EXAMPLE,
+    "author_id": None,
+    "decided_by_id": None,
+}
+POINTS_VERSION_EXAMPLE = {
+    "id": 1,
+    "number": 1,
+    "status": "active",
+    "points_per_gram": "1.000000",
+    "lot_expiry_months": 12,
+    "effective_from": "2026-01-01T00:00:00+08:00",
+    "effective_to": None,
+    "notes": "1 point per gram CO2e.",
+    "author_id": None,
+    "submitted_at": None,
+    "decided_by_id": None,
+    "decided_at": None,
+    "decision_note": "",
+    "activated_at": "2026-01-01T00:00:00+08:00",
+    "retired_at": None,
+    "transitions": HISTORY_VERSION_EXAMPLE["transitions"],
+}
 CALCULATION_EXAMPLE = {
     "grams": 300,
     "points": 300,
@@ -99,6 +144,24 @@ CALCULATION_EXAMPLE = {
 
 
 # --- serializers ------------------------------------------------------------------------------------------
+
+
+@extend_schema_field(OpenApiTypes.ANY)
+class RawJSONField(serializers.Field):
+    """Any JSON value, kept as parsed (numbers with a fraction arrive as Decimal from DecimalJSONParser;
+    DRF's JSONField would re-encode them and refuse Decimals)."""
+
+    def __init__(self, *, object_only: bool = False, **kwargs):
+        self.object_only = object_only
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data):
+        if self.object_only and not isinstance(data, dict):
+            raise serializers.ValidationError("Expected a JSON object.", code="invalid")
+        return data
+
+    def to_representation(self, value):
+        return value
 
 
 class MethodologyTransitionSerializer(serializers.ModelSerializer):
@@ -356,7 +419,9 @@ class CalculateView(APIView):
     parser_classes = [DecimalJSONParser]
 
     class CalculateInputSerializer(serializers.Serializer):
-        data = serializers.JSONField(help_text="The action data keys of the methodology (numbers or decimal strings).")
+        data = RawJSONField(
+            object_only=True, help_text="The action data keys of the methodology (numbers or decimal strings)."
+        )
         version = serializers.IntegerField(
             required=False, min_value=1, help_text="A version number; default: the active version."
         )
@@ -448,7 +513,16 @@ class PointsPolicyHistoryView(ListAPIView):
     def get_queryset(self):
         return selectors.points_policy_version_list()
 
-    @extend_schema(operation_id="points_policy_versions_list")
+    @extend_schema(
+        operation_id="points_policy_versions_list",
+        examples=[
+            OpenApiExample(
+                "history",
+                value={"next": None, "previous": None, "results": [POINTS_VERSION_EXAMPLE]},
+                response_only=True,
+            )
+        ],
+    )
     def get(self, request, *args, **kwargs):
         """The points policy's version history (points per gram, lot expiry), newest first. Public."""
         return super().get(request, *args, **kwargs)
@@ -470,7 +544,9 @@ class AdminMethodologyVersionsView(APIView):
         )
 
     @extend_schema(
-        operation_id="admin_methodology_versions_list", responses={200: MethodologyAdminVersionSerializer(many=True)}
+        operation_id="admin_methodology_versions_list",
+        examples=[OpenApiExample("versions", value=[ADMIN_VERSION_EXAMPLE], response_only=True)],
+        responses={200: MethodologyAdminVersionSerializer(many=True)},
     )
     def get(self, request, code: str):
         """Every version including drafts, newest first (reviewers)."""
@@ -510,18 +586,20 @@ class AdminMethodologyVersionDetailView(APIView):
     parser_classes = [DecimalJSONParser]
 
     class DraftUpdateInputSerializer(serializers.Serializer):
-        parameters = serializers.JSONField(required=False)
-        validity_rules = serializers.JSONField(required=False)
-        daily_cap = serializers.JSONField(required=False, allow_null=True)
-        evidence_shares = serializers.JSONField(required=False)
+        parameters = RawJSONField(required=False)
+        validity_rules = RawJSONField(required=False)
+        daily_cap = RawJSONField(required=False, allow_null=True)
+        evidence_shares = RawJSONField(required=False)
         evidence_description = serializers.CharField(required=False, allow_blank=True)
         self_report_allowed = serializers.BooleanField(required=False)
-        sources = serializers.JSONField(required=False)
+        sources = RawJSONField(required=False)
         effective_from = serializers.DateTimeField(required=False)
         notes = serializers.CharField(required=False, allow_blank=True)
 
     @extend_schema(
-        operation_id="admin_methodology_version_retrieve", responses={200: MethodologyAdminVersionSerializer}
+        operation_id="admin_methodology_version_retrieve",
+        examples=[OpenApiExample("version", value=ADMIN_VERSION_EXAMPLE, response_only=True)],
+        responses={200: MethodologyAdminVersionSerializer},
     )
     def get(self, request, code: str, number: int):
         """One version with its transitions (reviewers; drafts included)."""
@@ -717,7 +795,9 @@ class AdminPointsPolicyVersionsView(APIView):
     permission_classes = [IsReviewer]
 
     @extend_schema(
-        operation_id="admin_points_policy_versions_list", responses={200: PointsPolicyVersionSerializer(many=True)}
+        operation_id="admin_points_policy_versions_list",
+        examples=[OpenApiExample("versions", value=[POINTS_VERSION_EXAMPLE], response_only=True)],
+        responses={200: PointsPolicyVersionSerializer(many=True)},
     )
     def get(self, request):
         """Every points-policy version including drafts, newest first."""
@@ -726,7 +806,14 @@ class AdminPointsPolicyVersionsView(APIView):
         )
 
     @extend_schema(
-        operation_id="admin_points_policy_version_create", request=None, responses={201: PointsPolicyVersionSerializer}
+        operation_id="admin_points_policy_version_create",
+        examples=[
+            OpenApiExample(
+                "draft", value={**POINTS_VERSION_EXAMPLE, "id": 2, "number": 2, "status": "draft"}, response_only=True
+            )
+        ],
+        request=None,
+        responses={201: PointsPolicyVersionSerializer},
     )
     def post(self, request):
         """Start a new points-policy draft, a copy of the active version. The caller is its author."""
@@ -748,7 +835,11 @@ class AdminPointsPolicyVersionDetailView(APIView):
         effective_from = serializers.DateTimeField(required=False)
         notes = serializers.CharField(required=False, allow_blank=True)
 
-    @extend_schema(operation_id="admin_points_policy_version_retrieve", responses={200: PointsPolicyVersionSerializer})
+    @extend_schema(
+        operation_id="admin_points_policy_version_retrieve",
+        examples=[OpenApiExample("version", value=POINTS_VERSION_EXAMPLE, response_only=True)],
+        responses={200: PointsPolicyVersionSerializer},
+    )
     def get(self, request, number: int):
         """One points-policy version with its transitions."""
         return Response(PointsPolicyVersionSerializer(_points_version_or_404(number)).data)
