@@ -12,6 +12,7 @@ Against the running stack (`make up`: gunicorn + Celery worker on the private Po
 
 Prints JSON lines; the last one is the summary (also written to .local/bench/ingest.json).
 """
+
 import argparse
 import json
 import os
@@ -54,17 +55,33 @@ def prepare(residents: int) -> tuple[int, str, list[str]]:
     unusable = make_password(None)
     cards = [f"BENCH-{run}-{i}" for i in range(residents)]
     with transaction.atomic():
-        users = User.objects.bulk_create([
-            User(phone_hash=phone_hash(f"+86150{run_digits(run)}{i:05d}"), phone_masked=mask_phone(
-                f"+86150{run_digits(run)}{i:05d}"), display_name=f"bench{i}", password=unusable)
-            for i in range(residents)
-        ], batch_size=2000)
-        Consent.objects.bulk_create([Consent(user=u, kind="partner_data", version="bench") for u in users],
-                                    batch_size=2000)
-        SubjectBinding.objects.bulk_create([
-            SubjectBinding(resident=u, kind="transit_card", identifier_hash=subject_hash("transit_card", c),
-                           identifier_last4=subject_last4(c)) for u, c in zip(users, cards, strict=True)
-        ], batch_size=2000)
+        users = User.objects.bulk_create(
+            [
+                User(
+                    phone_hash=phone_hash(f"+86150{run_digits(run)}{i:05d}"),
+                    phone_masked=mask_phone(f"+86150{run_digits(run)}{i:05d}"),
+                    display_name=f"bench{i}",
+                    password=unusable,
+                )
+                for i in range(residents)
+            ],
+            batch_size=2000,
+        )
+        Consent.objects.bulk_create(
+            [Consent(user=u, kind="partner_data", version="bench") for u in users], batch_size=2000
+        )
+        SubjectBinding.objects.bulk_create(
+            [
+                SubjectBinding(
+                    resident=u,
+                    kind="transit_card",
+                    identifier_hash=subject_hash("transit_card", c),
+                    identifier_last4=subject_last4(c),
+                )
+                for u, c in zip(users, cards, strict=True)
+            ],
+            batch_size=2000,
+        )
     return partner.pk, secret, cards
 
 
@@ -82,10 +99,16 @@ def make_batches(cards: list[str], actions: int, size: int) -> list[bytes]:
         km = round(rnd.uniform(0.5, 30), 2)
         duration = int(km / rnd.uniform(12, 40) * 3600) + 60
         at = now - timedelta(seconds=rnd.randint(600, 6 * 86400))
-        rows.append({"external_id": f"bench-{i}-{uuid.uuid4().hex[:8]}", "methodology": "bus_ride",
-                     "subject": {"kind": "transit_card", "identifier": rnd.choice(cards)},
-                     "occurred_at": at.isoformat(), "data": {"distance_km": str(km), "duration_s": duration}})
-    return [json.dumps({"actions": rows[i:i + size]}).encode() for i in range(0, actions, size)]
+        rows.append(
+            {
+                "external_id": f"bench-{i}-{uuid.uuid4().hex[:8]}",
+                "methodology": "bus_ride",
+                "subject": {"kind": "transit_card", "identifier": rnd.choice(cards)},
+                "occurred_at": at.isoformat(),
+                "data": {"distance_km": str(km), "duration_s": duration},
+            }
+        )
+    return [json.dumps({"actions": rows[i : i + size]}).encode() for i in range(0, actions, size)]
 
 
 def submit_all(host: str, partner_id: int, secret: str, bodies: list[bytes], clients: int) -> tuple[float, list]:
@@ -105,8 +128,13 @@ def submit_all(host: str, partner_id: int, secret: str, bodies: list[bytes], cli
                     return
                 body = queue.pop()
             ts, nonce = str(int(time.time())), uuid.uuid4().hex
-            headers = {"Content-Type": "application/json", "X-Partner-Id": str(partner_id), "X-Timestamp": ts,
-                       "X-Nonce": nonce, "X-Signature": signature_compute(secret, ts, nonce, body)}
+            headers = {
+                "Content-Type": "application/json",
+                "X-Partner-Id": str(partner_id),
+                "X-Timestamp": ts,
+                "X-Nonce": nonce,
+                "X-Signature": signature_compute(secret, ts, nonce, body),
+            }
             response = session.post(f"{host}/api/v1/partner/actions", data=body, headers=headers, timeout=120)
             if response.status_code != 202:
                 failures.append((response.status_code, response.text[:200]))
@@ -144,10 +172,14 @@ def pgbench_tps(dsn_parts: dict, seconds: int) -> float | None:
     base = ["-h", dsn_parts["HOST"], "-p", str(dsn_parts["PORT"]), "-U", dsn_parts["USER"]]
     subprocess.run(["/usr/lib/postgresql/15/bin/dropdb", *base, "--if-exists", "bench_pgbench"], env=env, check=True)
     subprocess.run(["/usr/lib/postgresql/15/bin/createdb", *base, "bench_pgbench"], env=env, check=True)
-    subprocess.run([pgbench, *base, "-i", "-q", "-s", "10", "bench_pgbench"], env=env, check=True,
-                   capture_output=True)
-    out = subprocess.run([pgbench, *base, "-c", "2", "-j", "2", "-T", str(seconds), "bench_pgbench"], env=env,
-                         check=True, capture_output=True, text=True).stdout
+    subprocess.run([pgbench, *base, "-i", "-q", "-s", "10", "bench_pgbench"], env=env, check=True, capture_output=True)
+    out = subprocess.run(
+        [pgbench, *base, "-c", "2", "-j", "2", "-T", str(seconds), "bench_pgbench"],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
     subprocess.run(["/usr/lib/postgresql/15/bin/dropdb", *base, "bench_pgbench"], env=env, check=True)
     for line in out.splitlines():
         if line.startswith("tps") and "without initial connection time" in line:
@@ -159,8 +191,12 @@ def sql_floor(dsn: str) -> list[dict]:
     script = ROOT.parent / "shared" / "bench" / "sql_floor.py"
     if not script.exists():
         return []
-    out = subprocess.run([sys.executable, str(script), dsn, "--actions", "50000", "--clients", "1", "2"],
-                         check=True, capture_output=True, text=True).stdout
+    out = subprocess.run(
+        [sys.executable, str(script), dsn, "--actions", "50000", "--clients", "1", "2"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
     return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
 
 
@@ -187,10 +223,16 @@ def main() -> None:
     counts = result["counts"]
     processed = sum(counts.values())
     summary = {
-        "benchmark": "ingest", "actions": a.actions, "batch": a.batch, "clients": a.clients,
-        "failures": len(failures), "submit_seconds": round(submitted - started, 2),
-        "seconds_to_all_processed": round(wall, 2), "processed_per_s": round(processed / wall),
-        "credited": counts.get("credited", 0), "credited_per_s": round(counts.get("credited", 0) / wall),
+        "benchmark": "ingest",
+        "actions": a.actions,
+        "batch": a.batch,
+        "clients": a.clients,
+        "failures": len(failures),
+        "submit_seconds": round(submitted - started, 2),
+        "seconds_to_all_processed": round(wall, 2),
+        "processed_per_s": round(processed / wall),
+        "credited": counts.get("credited", 0),
+        "credited_per_s": round(counts.get("credited", 0) / wall),
         "statuses": counts,
     }
     print(json.dumps(summary), flush=True)

@@ -68,19 +68,33 @@ class Partner(HttpUser):
         if not self.partner:
             return
         now = datetime.now(UTC)
-        actions = [{
-            "external_id": f"load-{uuid.uuid4().hex}", "methodology": "bus_ride",
-            "subject": {"kind": "transit_card", "identifier": random.choice(_CARDS)},
-            "occurred_at": (now - timedelta(minutes=random.randint(10, 3000))).isoformat(),
-            "data": {"distance_km": f"{random.uniform(0.5, 20):.2f}", "duration_s": random.randint(900, 3000)},
-        } for _ in range(50)]
+        actions = [
+            {
+                "external_id": f"load-{uuid.uuid4().hex}",
+                "methodology": "bus_ride",
+                "subject": {"kind": "transit_card", "identifier": random.choice(_CARDS)},
+                "occurred_at": (now - timedelta(minutes=random.randint(10, 3000))).isoformat(),
+                "data": {"distance_km": f"{random.uniform(0.5, 20):.2f}", "duration_s": random.randint(900, 3000)},
+            }
+            for _ in range(50)
+        ]
         body = json.dumps({"actions": actions}).encode()
         ts, nonce = str(int(time.time())), uuid.uuid4().hex
-        signature = hmac.new(self.partner["secret"].encode(), f"{ts}.{nonce}.".encode() + body,
-                             hashlib.sha256).hexdigest()
-        self.client.post("/api/v1/partner/actions", data=body, name="/api/v1/partner/actions [50]", headers={
-            "Content-Type": "application/json", "X-Partner-Id": str(self.partner["partner_id"]),
-            "X-Timestamp": ts, "X-Nonce": nonce, "X-Signature": signature})
+        signature = hmac.new(
+            self.partner["secret"].encode(), f"{ts}.{nonce}.".encode() + body, hashlib.sha256
+        ).hexdigest()
+        self.client.post(
+            "/api/v1/partner/actions",
+            data=body,
+            name="/api/v1/partner/actions [50]",
+            headers={
+                "Content-Type": "application/json",
+                "X-Partner-Id": str(self.partner["partner_id"]),
+                "X-Timestamp": ts,
+                "X-Nonce": nonce,
+                "X-Signature": signature,
+            },
+        )
 
 
 @events.quitting.add_listener

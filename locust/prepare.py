@@ -39,13 +39,30 @@ def main() -> None:
         tokens = session.post(f"{a.host}/api/v1/auth/token", json={"phone": phone, "password": password}, timeout=30)
         tokens.raise_for_status()
         card = f"LOAD-{run:04d}-{i:04d}"
-        session.post(f"{a.host}/api/v1/me/bindings", json={"kind": "transit_card", "identifier": card},
-                     headers={"Authorization": f"Bearer {tokens.json()['access']}"}, timeout=30)
+        session.post(
+            f"{a.host}/api/v1/me/bindings",
+            json={"kind": "transit_card", "identifier": card},
+            headers={"Authorization": f"Bearer {tokens.json()['access']}"},
+            timeout=30,
+        )
         users.append({"phone": phone, "card": card, **tokens.json()})
     # The partner persona signs with a partner of its own, created by the operators' command.
     created = subprocess.run(
-        [sys.executable, str(ROOT / "manage.py"), "create_partner", "--name", f"load-{run:04d}-{random.random()}",
-         "--methodologies", "bus_ride,metro_ride", "--json"], check=True, capture_output=True, text=True, cwd=ROOT)
+        [
+            sys.executable,
+            str(ROOT / "manage.py"),
+            "create_partner",
+            "--name",
+            f"load-{run:04d}-{random.random()}",
+            "--methodologies",
+            "bus_ride,metro_ride",
+            "--json",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     partner = json.loads(created.stdout.strip().splitlines()[-1])
     with open(a.out, "w") as fh:
         json.dump({"residents": users, "partner": partner}, fh)

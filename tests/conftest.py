@@ -273,8 +273,10 @@ def partner_factory(seeded):
     counter = iter(range(1_000_000))
 
     def make(methodologies=("bus_ride", "metro_ride", "bike_ride", "recycling", "walk_steps"), name=None):
-        partner, secret = partner_create(name=name or f"partner-{os.getpid()}-{next(counter)}-{time.monotonic_ns()}",
-                                         methodologies=list(methodologies))
+        partner, secret = partner_create(
+            name=name or f"partner-{os.getpid()}-{next(counter)}-{time.monotonic_ns()}",
+            methodologies=list(methodologies),
+        )
         partner.secret = secret
         return partner
 

@@ -1,4 +1,5 @@
 """Actions API: partner ingestion (signed), residents' bindings, history and self-reports, reviewers' queue."""
+
 import json
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -26,6 +27,7 @@ SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 # --- partners ---------------------------------------------------------------------------------------------
 
+
 class PartnerSubjectSerializer(serializers.Serializer):
     kind = serializers.ChoiceField(choices=SubjectKind.choices)
     identifier = serializers.CharField(max_length=128)
@@ -42,8 +44,9 @@ class PartnerActionItemSerializer(serializers.Serializer):
 
 
 class PartnerBatchSerializer(serializers.Serializer):
-    actions = serializers.ListField(child=serializers.JSONField(), max_length=services.MAX_ACTIONS_PER_REQUEST,
-                                    allow_empty=False)
+    actions = serializers.ListField(
+        child=serializers.JSONField(), max_length=services.MAX_ACTIONS_PER_REQUEST, allow_empty=False
+    )
 
 
 class PartnerBatchDocSerializer(serializers.Serializer):
@@ -69,16 +72,29 @@ class PartnerBatchResultSerializer(serializers.Serializer):
 class PartnerActionStatusSerializer(serializers.ModelSerializer):
     class Meta:
         model = Action
-        fields = ["external_id", "methodology", "occurred_at", "status", "reason", "grams", "points", "created_at",
-                  "processed_at"]
+        fields = [
+            "external_id",
+            "methodology",
+            "occurred_at",
+            "status",
+            "reason",
+            "grams",
+            "points",
+            "created_at",
+            "processed_at",
+        ]
 
 
 PARTNER_EXAMPLE = {
-    "actions": [{
-        "external_id": "qdt-20261124-000123", "methodology": "bus_ride",
-        "subject": {"kind": "transit_card", "identifier": "3100123456789012"},
-        "occurred_at": "2026-11-24T08:05:00+08:00", "data": {"distance_km": "10.0", "duration_s": 1800},
-    }]
+    "actions": [
+        {
+            "external_id": "qdt-20261124-000123",
+            "methodology": "bus_ride",
+            "subject": {"kind": "transit_card", "identifier": "3100123456789012"},
+            "occurred_at": "2026-11-24T08:05:00+08:00",
+            "data": {"distance_km": "10.0", "duration_s": 1800},
+        }
+    ]
 }
 
 
@@ -94,11 +110,25 @@ class PartnerActionsView(APIView):
         responses={202: PartnerBatchResultSerializer},
         examples=[
             OpenApiExample("batch", value=PARTNER_EXAMPLE, request_only=True),
-            OpenApiExample("results", response_only=True, status_codes=["202"], value={"results": [
-                {"external_id": "qdt-20261124-000123", "status": "accepted", "error": None},
-                {"external_id": "qdt-20261124-000124", "status": "rejected",
-                 "error": {"code": "invalid_data", "detail": "distance_km: required", "attr": "data.distance_km"}},
-            ]}),
+            OpenApiExample(
+                "results",
+                response_only=True,
+                status_codes=["202"],
+                value={
+                    "results": [
+                        {"external_id": "qdt-20261124-000123", "status": "accepted", "error": None},
+                        {
+                            "external_id": "qdt-20261124-000124",
+                            "status": "rejected",
+                            "error": {
+                                "code": "invalid_data",
+                                "detail": "distance_km: required",
+                                "attr": "data.distance_km",
+                            },
+                        },
+                    ]
+                },
+            ),
         ],
     )
     def post(self, request):
@@ -109,8 +139,9 @@ class PartnerActionsView(APIView):
         are stored before the response and processed asynchronously."""
         serializer = PartnerBatchSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        results = services.actions_ingest(partner=request.auth, nonce=request.headers.get("X-Nonce", ""),
-                                          items=serializer.validated_data["actions"])
+        results = services.actions_ingest(
+            partner=request.auth, nonce=request.headers.get("X-Nonce", ""), items=serializer.validated_data["actions"]
+        )
         return Response({"results": results}, status=status.HTTP_202_ACCEPTED)
 
 
@@ -132,6 +163,7 @@ class PartnerActionDetailView(APIView):
 
 # --- bindings ---------------------------------------------------------------------------------------------
 
+
 class BindingSerializer(serializers.ModelSerializer):
     identifier = serializers.SerializerMethodField(help_text="Only the last four characters are kept.")
 
@@ -149,8 +181,11 @@ class BindingInputSerializer(serializers.Serializer):
 
 
 class BindingCreatedSerializer(BindingSerializer):
-    claimed = serializers.DictField(child=serializers.IntegerField(), read_only=True,
-                                    help_text="Unclaimed actions of the last 7 days now processed, by status.")
+    claimed = serializers.DictField(
+        child=serializers.IntegerField(),
+        read_only=True,
+        help_text="Unclaimed actions of the last 7 days now processed, by status.",
+    )
 
     class Meta(BindingSerializer.Meta):
         fields = [*BindingSerializer.Meta.fields, "claimed"]
@@ -165,9 +200,12 @@ class BindingsView(APIView):
         return Response(BindingSerializer(selectors.binding_list(resident=request.user), many=True).data)
 
     @extend_schema(
-        operation_id="me_bindings_create", request=BindingInputSerializer, responses={201: BindingCreatedSerializer},
-        examples=[OpenApiExample("card", value={"kind": "transit_card", "identifier": "3100123456789012"},
-                                 request_only=True)],
+        operation_id="me_bindings_create",
+        request=BindingInputSerializer,
+        responses={201: BindingCreatedSerializer},
+        examples=[
+            OpenApiExample("card", value={"kind": "transit_card", "identifier": "3100123456789012"}, request_only=True)
+        ],
     )
     def post(self, request):
         """Bind a card/account. Its unclaimed actions of the last 7 days are claimed and credited now.
@@ -197,13 +235,24 @@ class BindingDetailView(APIView):
 
 # --- residents' actions -----------------------------------------------------------------------------------
 
+
 class ActionListItemSerializer(serializers.ModelSerializer):
     version = serializers.IntegerField(source="methodology_version.number", allow_null=True, default=None)
 
     class Meta:
         model = Action
-        fields = ["id", "methodology", "version", "source", "occurred_at", "status", "reason", "grams", "points",
-                  "created_at"]
+        fields = [
+            "id",
+            "methodology",
+            "version",
+            "source",
+            "occurred_at",
+            "status",
+            "reason",
+            "grams",
+            "points",
+            "created_at",
+        ]
 
 
 class ActionHistorySerializer(serializers.ModelSerializer):
@@ -217,22 +266,32 @@ class ActionDetailSerializer(ActionListItemSerializer):
     evidence_share = serializers.DecimalField(max_digits=5, decimal_places=4)
     cap = serializers.SerializerMethodField()
     history = serializers.SerializerMethodField()
-    points_policy_version = serializers.IntegerField(source="points_policy_version.number", allow_null=True,
-                                                     default=None)
+    points_policy_version = serializers.IntegerField(
+        source="points_policy_version.number", allow_null=True, default=None
+    )
 
     class Meta(ActionListItemSerializer.Meta):
-        fields = [*ActionListItemSerializer.Meta.fields, "inputs", "breakdown", "evidence_share", "cap",
-                  "points_policy_version", "history"]
+        fields = [
+            *ActionListItemSerializer.Meta.fields,
+            "inputs",
+            "breakdown",
+            "evidence_share",
+            "cap",
+            "points_policy_version",
+            "history",
+        ]
 
     def get_cap(self, obj) -> dict:
-        return {"quantity": str(obj.quantity), "credited_quantity": str(obj.credited_quantity),
-                "capped_quantity": str(obj.capped_quantity),
-                "daily_cap": getattr(obj.methodology_version, "daily_cap", None)}
+        return {
+            "quantity": str(obj.quantity),
+            "credited_quantity": str(obj.credited_quantity),
+            "capped_quantity": str(obj.capped_quantity),
+            "daily_cap": getattr(obj.methodology_version, "daily_cap", None),
+        }
 
     def get_history(self, obj) -> list[dict]:
         received = {"status": "received", "reason": "", "note": "", "at": obj.created_at}
-        return [ActionHistorySerializer(received).data,
-                *ActionHistorySerializer(obj.history.all(), many=True).data]
+        return [ActionHistorySerializer(received).data, *ActionHistorySerializer(obj.history.all(), many=True).data]
 
 
 class SelfReportSerializer(serializers.Serializer):
@@ -287,17 +346,24 @@ class MyActionsView(ListAPIView):
         """My actions, newest first, filtered by status, methodology and Asia/Shanghai date."""
         return super().get(request, *args, **kwargs)
 
-    @extend_schema(operation_id="me_actions_self_report", request={"multipart/form-data": SelfReportSerializer},
-                   responses={201: ActionDetailSerializer})
+    @extend_schema(
+        operation_id="me_actions_self_report",
+        request={"multipart/form-data": SelfReportSerializer},
+        responses={201: ActionDetailSerializer},
+    )
     def post(self, request):
         """Self-report an action with photo evidence (only methodologies that allow it). It waits for a
         reviewer as `pending_review`; approval credits the self-report share (50 % by default)."""
         serializer = SelfReportSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        action = services.self_report_create(resident=request.user, methodology_code=data["methodology"],
-                                             occurred_at=data["occurred_at"], data=data["data"],
-                                             evidence=data["evidence"])
+        action = services.self_report_create(
+            resident=request.user,
+            methodology_code=data["methodology"],
+            occurred_at=data["occurred_at"],
+            data=data["data"],
+            evidence=data["evidence"],
+        )
         action = selectors.resident_action_get(resident=request.user, action_id=action.id)
         return Response(ActionDetailSerializer(action).data, status=status.HTTP_201_CREATED)
 
@@ -315,6 +381,7 @@ class MyActionDetailView(APIView):
 
 
 # --- review -----------------------------------------------------------------------------------------------
+
 
 class ReviewItemSerializer(ActionDetailSerializer):
     resident = serializers.IntegerField(source="resident_id")
@@ -362,8 +429,11 @@ class ReviewDecisionView(APIView):
 class ReviewApproveView(ReviewDecisionView):
     decision = "approve"
 
-    @extend_schema(operation_id="admin_reviews_approve", request=ReviewDecisionSerializer,
-                   responses={200: ActionListItemSerializer})
+    @extend_schema(
+        operation_id="admin_reviews_approve",
+        request=ReviewDecisionSerializer,
+        responses={200: ActionListItemSerializer},
+    )
     def post(self, request, action_id: int):
         """Approve: the pending credit becomes spendable (`credited`)."""
         return super().post(request, action_id)
@@ -372,8 +442,9 @@ class ReviewApproveView(ReviewDecisionView):
 class ReviewRejectView(ReviewDecisionView):
     decision = "reject"
 
-    @extend_schema(operation_id="admin_reviews_reject", request=ReviewDecisionSerializer,
-                   responses={200: ActionListItemSerializer})
+    @extend_schema(
+        operation_id="admin_reviews_reject", request=ReviewDecisionSerializer, responses={200: ActionListItemSerializer}
+    )
     def post(self, request, action_id: int):
         """Reject: the pending credit is reversed and the daily cap it used is given back."""
         return super().post(request, action_id)

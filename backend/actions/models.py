@@ -136,8 +136,9 @@ class ActionStatusChange(models.Model):
     status = models.CharField(max_length=16, choices=Action.Status.choices)
     reason = models.CharField(max_length=64, blank=True, default="")
     note = models.TextField(blank=True, default="")
-    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT,
-                              related_name="+")
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
     at = models.DateTimeField(default=timezone.now)
 
     class Meta:

@@ -14,6 +14,7 @@ For a batch of actions (any size up to a few thousand) the pipeline costs a cons
 Everything happens in one database transaction that first locks the actions it processes (SKIP LOCKED), so
 a second run of the same batch (a redelivered task, the reconciler) finds nothing left to do.
 """
+
 from __future__ import annotations
 
 import logging
@@ -23,6 +24,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
+from django.core.exceptions import ObjectDoesNotExist
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -39,8 +41,19 @@ LIVE_STATUSES = (Action.Status.CREDITED, Action.Status.FLAGGED, Action.Status.PE
 TRIP_KEYS = ("duration_s",)
 
 UPDATED_FIELDS = [
-    "status", "resident_id", "methodology_version_id", "evidence_share", "grams", "points", "reason", "breakdown",
-    "quantity", "credited_quantity", "capped_quantity", "points_policy_version_id", "ledger_transaction_id",
+    "status",
+    "resident_id",
+    "methodology_version_id",
+    "evidence_share",
+    "grams",
+    "points",
+    "reason",
+    "breakdown",
+    "quantity",
+    "credited_quantity",
+    "capped_quantity",
+    "points_policy_version_id",
+    "ledger_transaction_id",
     "processed_at",
 ]
 
@@ -143,9 +156,9 @@ def _resolve_residents(outcomes: list[Outcome]) -> None:
     unresolved = [o for o in outcomes if o.action.resident_id is None]
     if unresolved:
         keys = {(o.action.subject_kind, o.action.subject_hash) for o in unresolved}
-        bindings = SubjectBinding.objects.filter(
-            subject_kind_hash_q(keys)
-        ).values_list("kind", "identifier_hash", "resident_id")
+        bindings = SubjectBinding.objects.filter(subject_kind_hash_q(keys)).values_list(
+            "kind", "identifier_hash", "resident_id"
+        )
         owner = {(kind, h): resident for kind, h, resident in bindings}
         for o in unresolved:
             resident = owner.get((o.action.subject_kind, o.action.subject_hash))
@@ -153,15 +166,23 @@ def _resolve_residents(outcomes: list[Outcome]) -> None:
                 o.status, o.reason = Action.Status.UNCLAIMED, "subject_not_bound"
             else:
                 o.action.resident_id = resident
-    partner_residents = {o.action.resident_id for o in outcomes
-                         if o.action.resident_id and o.action.source == Action.Source.PARTNER}
+    partner_residents = {
+        o.action.resident_id for o in outcomes if o.action.resident_id and o.action.source == Action.Source.PARTNER
+    }
     consenting = set(
-        Consent.objects.filter(user_id__in=partner_residents, kind=Consent.Kind.PARTNER_DATA,
-                               withdrawn_at__isnull=True, user__is_active=True).values_list("user_id", flat=True)
+        Consent.objects.filter(
+            user_id__in=partner_residents,
+            kind=Consent.Kind.PARTNER_DATA,
+            withdrawn_at__isnull=True,
+            user__is_active=True,
+        ).values_list("user_id", flat=True)
     )
     for o in outcomes:
-        if (o.status == Action.Status.CREDITED and o.action.source == Action.Source.PARTNER
-                and o.action.resident_id not in consenting):
+        if (
+            o.status == Action.Status.CREDITED
+            and o.action.source == Action.Source.PARTNER
+            and o.action.resident_id not in consenting
+        ):
             o.reject("consent_missing")
 
 
@@ -183,9 +204,12 @@ class _PolicyTimeline:
     def at(self, at: datetime):
         day = shanghai_day(at)
         cached = self._cache.get(day)
-        if cached is not None and _in_force(cached, at):
+        if day in self._cache and (cached is None or _in_force(cached, at)):
             return cached
-        policy = self._selectors.points_policy_at(at)
+        try:
+            policy = self._selectors.points_policy_at(at)
+        except ObjectDoesNotExist:  # no points policy in force then: grams are credited, points are not
+            policy = None
         self._cache[day] = policy
         return policy
 
@@ -203,15 +227,23 @@ def _history_rules(live: list[Outcome]) -> None:
         start = min(o.action.occurred_at for o in recycling) - RECYCLING_DUPLICATE_WINDOW
         end = max(o.action.occurred_at for o in recycling) + RECYCLING_DUPLICATE_WINDOW
         previous = list(
-            Action.objects.filter(methodology="recycling", resident_id__in=residents, status__in=LIVE_STATUSES,
-                                  occurred_at__gte=start, occurred_at__lte=end).values_list(
-                "resident_id", "occurred_at", "data")
+            Action.objects.filter(
+                methodology="recycling",
+                resident_id__in=residents,
+                status__in=LIVE_STATUSES,
+                occurred_at__gte=start,
+                occurred_at__lte=end,
+            ).values_list("resident_id", "occurred_at", "data")
         )
         seen = [(r, at, str(d.get("material", "")).lower()) for r, at, d in previous]
         for o in sorted(recycling, key=lambda o: o.action.occurred_at):
             material = str(o.parsed.get("material", "")).lower()
-            if any(r == o.action.resident_id and m == material
-                   and abs(at - o.action.occurred_at) < RECYCLING_DUPLICATE_WINDOW for r, at, m in seen):
+            if any(
+                r == o.action.resident_id
+                and m == material
+                and abs(at - o.action.occurred_at) < RECYCLING_DUPLICATE_WINDOW
+                for r, at, m in seen
+            ):
                 o.reject("duplicate_weighing")
                 continue
             seen.append((o.action.resident_id, o.action.occurred_at, material))
@@ -220,8 +252,9 @@ def _history_rules(live: list[Outcome]) -> None:
         serials = {str(o.parsed.get("serial", "")).strip().upper() for o in appliances}
         taken = {
             str(s).strip().upper()
-            for s in Action.objects.filter(methodology="efficient_appliance", status__in=LIVE_STATUSES,
-                                           data__serial__in=list(serials)).values_list("data__serial", flat=True)
+            for s in Action.objects.filter(
+                methodology="efficient_appliance", status__in=LIVE_STATUSES, data__serial__in=list(serials)
+            ).values_list("data__serial", flat=True)
         }
         for o in appliances:
             serial = str(o.parsed.get("serial", "")).strip().upper()
@@ -249,8 +282,11 @@ def _double_claims(live: list[Outcome]) -> None:
     start = min(iv[0] for _, iv in trips) - timedelta(days=1)
     end = max(iv[1] for _, iv in trips)
     existing = Action.objects.filter(
-        resident_id__in=residents, status__in=(*LIVE_STATUSES, Action.Status.CAPPED),
-        occurred_at__gte=start, occurred_at__lte=end, data__has_key="duration_s",
+        resident_id__in=residents,
+        status__in=(*LIVE_STATUSES, Action.Status.CAPPED),
+        occurred_at__gte=start,
+        occurred_at__lte=end,
+        data__has_key="duration_s",
     ).values_list("resident_id", "partner_id", "source", "occurred_at", "data")
     claimed: dict[int, list] = defaultdict(list)
     for resident, partner, source, at, data in existing:
@@ -308,8 +344,9 @@ def _lock_cap_usage(keys: set) -> dict:
     )
     rows = (
         DailyCapUsage.objects.select_for_update()
-        .filter(resident_id__in={k[0] for k in keys}, methodology__in={k[1] for k in keys},
-                day__in={k[2] for k in keys})
+        .filter(
+            resident_id__in={k[0] for k in keys}, methodology__in={k[1] for k in keys}, day__in={k[2] for k in keys}
+        )
         .order_by("resident_id", "methodology", "day")
     )
     return {(r.resident_id, r.methodology, r.day): r for r in rows}
@@ -321,8 +358,13 @@ def _reason_text(action: Action, quantity_label: str) -> str:
 
 
 def _quantity_label(action: Action, parsed: dict) -> str:
-    for key, unit in (("distance_km", "km"), ("steps", "steps"), ("mass_kg", "kg"), ("energy_kwh", "kWh"),
-                      ("count", "×")):
+    for key, unit in (
+        ("distance_km", "km"),
+        ("steps", "steps"),
+        ("mass_kg", "kg"),
+        ("energy_kwh", "kWh"),
+        ("count", "×"),
+    ):
         if key in parsed:
             value = parsed[key]
             return f"{value}{unit}" if unit == "×" else f"{value} {unit}"
@@ -339,25 +381,44 @@ def _write(outcomes: list[Outcome]) -> None:
         if o.status in (Action.Status.CREDITED, Action.Status.FLAGGED, Action.Status.PENDING_REVIEW) and (
             o.grams > 0 or o.points > 0
         ):
-            credits.append(ActionCredit(
-                idempotency_key=f"action:{a.id}", resident_id=a.resident_id, methodology=a.methodology,
-                grams=o.grams, points=o.points, reason=_reason_text(a, _quantity_label(a, o.parsed)),
-                source_type="action", source_id=a.id, effective_at=a.occurred_at,
-                pending=o.status != Action.Status.CREDITED,
-                points_expiry_months=getattr(o.policy, "lot_expiry_months", 12) or 12,
-            ))
+            credits.append(
+                ActionCredit(
+                    idempotency_key=f"action:{a.id}",
+                    resident_id=a.resident_id,
+                    methodology=a.methodology,
+                    grams=o.grams,
+                    points=o.points,
+                    reason=_reason_text(a, _quantity_label(a, o.parsed)),
+                    source_type="action",
+                    source_id=a.id,
+                    effective_at=a.occurred_at,
+                    pending=o.status != Action.Status.CREDITED,
+                    points_expiry_months=getattr(o.policy, "lot_expiry_months", 12) or 12,
+                )
+            )
     transaction_ids = action_credits_post_bulk(credits=credits) if credits else {}
     rows = []
     for o in outcomes:
         a = o.action
-        rows.append({
-            "id": a.id, "status": o.status, "resident_id": a.resident_id,
-            "methodology_version_id": getattr(o.version, "id", None), "evidence_share": a.evidence_share,
-            "grams": o.grams, "points": o.points, "reason": o.reason, "breakdown": o.breakdown,
-            "quantity": o.quantity, "credited_quantity": o.credited_quantity,
-            "capped_quantity": o.quantity - o.credited_quantity, "points_policy_version_id": getattr(o.policy, "id", None),
-            "ledger_transaction_id": transaction_ids.get(f"action:{a.id}"), "processed_at": now,
-        })
+        rows.append(
+            {
+                "id": a.id,
+                "status": o.status,
+                "resident_id": a.resident_id,
+                "methodology_version_id": getattr(o.version, "id", None),
+                "evidence_share": a.evidence_share,
+                "grams": o.grams,
+                "points": o.points,
+                "reason": o.reason,
+                "breakdown": o.breakdown,
+                "quantity": o.quantity,
+                "credited_quantity": o.credited_quantity,
+                "capped_quantity": o.quantity - o.credited_quantity,
+                "points_policy_version_id": getattr(o.policy, "id", None),
+                "ledger_transaction_id": transaction_ids.get(f"action:{a.id}"),
+                "processed_at": now,
+            }
+        )
         a.status = o.status
     bulk_update_rows(Action, rows, UPDATED_FIELDS)
     ActionStatusChange.objects.bulk_create(

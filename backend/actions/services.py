@@ -1,5 +1,6 @@
 """Writes on actions: partner ingestion, bindings (and claiming), self-reports, review, housekeeping.
 The bulk processing itself is in pipeline.py."""
+
 from __future__ import annotations
 
 import logging
@@ -20,9 +21,9 @@ from backend.partners.services import partner_nonce_record
 
 logger = logging.getLogger(__name__)
 MAX_ACTIONS_PER_REQUEST = 1000
-CLAIM_WINDOW = timedelta(days=7)          # Beijing MaaS practice: a 7-day claim window
-MAX_AGE = timedelta(days=7)               # older partner records are refused (`too_old`)
-FUTURE_TOLERANCE = timedelta(minutes=5)   # partner clocks drift a little
+CLAIM_WINDOW = timedelta(days=7)  # Beijing MaaS practice: a 7-day claim window
+MAX_AGE = timedelta(days=7)  # older partner records are refused (`too_old`)
+FUTURE_TOLERANCE = timedelta(minutes=5)  # partner clocks drift a little
 UNCLAIMED_RETENTION = timedelta(days=30)
 RECONCILE_AFTER = timedelta(minutes=2)
 
@@ -43,27 +44,31 @@ def _validate_item(item, index: int, partner: Partner, methodologies: dict, now:
         return None, _item_error("invalid_item", _("Each action must be an object."), str(index))
     external_id = item.get("external_id")
     if not isinstance(external_id, str) or not external_id.strip() or len(external_id) > 128:
-        return None, _item_error("invalid_external_id", _("external_id must be a string of 1 to 128 characters."),
-                                 "external_id")
+        return None, _item_error(
+            "invalid_external_id", _("external_id must be a string of 1 to 128 characters."), "external_id"
+        )
     code = item.get("methodology")
     methodology = methodologies.get(code) if isinstance(code, str) else None
     if methodology is None:
         return None, _item_error("unknown_methodology", _("Unknown methodology."), "methodology")
     if code not in (partner.methodologies or []):
-        return None, _item_error("methodology_not_allowed", _("This partner may not submit this methodology."),
-                                 "methodology")
+        return None, _item_error(
+            "methodology_not_allowed", _("This partner may not submit this methodology."), "methodology"
+        )
     subject = item.get("subject")
     if not isinstance(subject, dict) or subject.get("kind") not in SubjectKind.values:
-        return None, _item_error("invalid_subject", _("subject.kind must be one of: %s.") % ", ".join(
-            SubjectKind.values), "subject.kind")
+        return None, _item_error(
+            "invalid_subject", _("subject.kind must be one of: %s.") % ", ".join(SubjectKind.values), "subject.kind"
+        )
     identifier = subject.get("identifier")
     if not isinstance(identifier, str | int) or not normalize_identifier(str(identifier)) or len(str(identifier)) > 128:
         return None, _item_error("invalid_subject", _("subject.identifier is required."), "subject.identifier")
     raw_at = item.get("occurred_at")
     occurred_at = parse_datetime(raw_at) if isinstance(raw_at, str) else None
     if occurred_at is None or occurred_at.tzinfo is None:
-        return None, _item_error("invalid_occurred_at", _("occurred_at must be ISO 8601 with a time zone."),
-                                 "occurred_at")
+        return None, _item_error(
+            "invalid_occurred_at", _("occurred_at must be ISO 8601 with a time zone."), "occurred_at"
+        )
     if occurred_at > now + FUTURE_TOLERANCE:
         return None, _item_error("occurred_in_future", _("occurred_at is in the future."), "occurred_at")
     if occurred_at < now - MAX_AGE:
@@ -77,9 +82,15 @@ def _validate_item(item, index: int, partner: Partner, methodologies: dict, now:
         return None, _item_error("invalid_data", f"{exc.field}: {exc.code}", f"data.{exc.field}")
     kind = subject["kind"]
     action = Action(
-        source=Action.Source.PARTNER, partner=partner, external_id=external_id, methodology=code,
-        subject_kind=kind, subject_hash=subject_hash(kind, str(identifier)),
-        subject_last4=subject_last4(str(identifier)), occurred_at=occurred_at, data=_storable(parsed),
+        source=Action.Source.PARTNER,
+        partner=partner,
+        external_id=external_id,
+        methodology=code,
+        subject_kind=kind,
+        subject_hash=subject_hash(kind, str(identifier)),
+        subject_last4=subject_last4(str(identifier)),
+        occurred_at=occurred_at,
+        data=_storable(parsed),
         status=Action.Status.RECEIVED,
     )
     return action, None
@@ -118,8 +129,9 @@ def actions_ingest(*, partner: Partner, nonce: str, items: list) -> list[dict]:
         partner_nonce_record(partner=partner, nonce=nonce)
         batch = IngestBatch.objects.create(partner=partner, nonce=nonce, received_at=now, submitted=len(items))
         existing = set(
-            Action.objects.filter(partner=partner, external_id__in=list(candidates)).values_list("external_id",
-                                                                                              flat=True)
+            Action.objects.filter(partner=partner, external_id__in=list(candidates)).values_list(
+                "external_id", flat=True
+            )
         )
         new = [action for ext, (_, action) in candidates.items() if ext not in existing]
         for action in new:
@@ -162,10 +174,11 @@ def actions_reconcile(*, older_than: timedelta = RECONCILE_AFTER, limit: int = 2
     cutoff = timezone.now() - older_than
     ids = list(
         Action.objects.filter(status=Action.Status.RECEIVED, created_at__lt=cutoff)
-        .order_by("id").values_list("id", flat=True)[:limit]
+        .order_by("id")
+        .values_list("id", flat=True)[:limit]
     )
     for start in range(0, len(ids), 1000):
-        actions_process(action_ids=ids[start:start + 1000])
+        actions_process(action_ids=ids[start : start + 1000])
     return len(ids)
 
 
@@ -180,6 +193,7 @@ def unclaimed_expire(*, now: datetime | None = None) -> int:
 
 # --- bindings ---------------------------------------------------------------------------------------------
 
+
 def binding_create(*, resident, kind: str, identifier: str) -> tuple[SubjectBinding, dict[str, int]]:
     """Bind a card/account to the resident and claim its unclaimed actions of the last 7 days, crediting them
     now. An identifier bound to another resident is 409 `binding_taken`."""
@@ -193,21 +207,28 @@ def binding_create(*, resident, kind: str, identifier: str) -> tuple[SubjectBind
         if existing is not None and existing.resident_id == resident.id:
             binding = existing
         elif existing is not None:
-            raise ConflictError(_("This card or account is bound to another resident."), code="binding_taken",
-                                attr="identifier")
+            raise ConflictError(
+                _("This card or account is bound to another resident."), code="binding_taken", attr="identifier"
+            )
         else:
             try:
                 with transaction.atomic():
-                    binding = SubjectBinding.objects.create(resident=resident, kind=kind, identifier_hash=hashed,
-                                                            identifier_last4=subject_last4(identifier))
+                    binding = SubjectBinding.objects.create(
+                        resident=resident, kind=kind, identifier_hash=hashed, identifier_last4=subject_last4(identifier)
+                    )
             except IntegrityError:
-                raise ConflictError(_("This card or account is bound to another resident."),
-                                    code="binding_taken", attr="identifier") from None
+                raise ConflictError(
+                    _("This card or account is bound to another resident."), code="binding_taken", attr="identifier"
+                ) from None
         claimable = list(
-            Action.objects.select_for_update().filter(
-                status=Action.Status.UNCLAIMED, subject_kind=kind, subject_hash=hashed,
+            Action.objects.select_for_update()
+            .filter(
+                status=Action.Status.UNCLAIMED,
+                subject_kind=kind,
+                subject_hash=hashed,
                 occurred_at__gte=timezone.now() - CLAIM_WINDOW,
-            ).values_list("id", flat=True)
+            )
+            .values_list("id", flat=True)
         )
         Action.objects.filter(id__in=claimable).update(status=Action.Status.RECEIVED, reason="")
     counts = actions_process(action_ids=claimable) if claimable else {}
@@ -247,8 +268,7 @@ def evidence_check(upload) -> str:
         return "jpg"
     if head.startswith(PNG_MAGIC):
         return "png"
-    raise ApplicationError(_("Evidence must be a JPEG or PNG image."), code="evidence_type_invalid",
-                           attr="evidence")
+    raise ApplicationError(_("Evidence must be a JPEG or PNG image."), code="evidence_type_invalid", attr="evidence")
 
 
 def self_report_create(*, resident, methodology_code: str, occurred_at: datetime, data: dict, evidence) -> Action:
@@ -260,11 +280,13 @@ def self_report_create(*, resident, methodology_code: str, occurred_at: datetime
     methodology = Methodology.objects.filter(code=methodology_code).first()
     if methodology is None:
         raise ApplicationError(_("Unknown methodology."), code="unknown_methodology", attr="methodology")
-    version = selectors.version_at(selectors.versions_applicable([methodology_code]).get(methodology_code, []),
-                                   occurred_at)
+    version = selectors.version_at(
+        selectors.versions_applicable([methodology_code]).get(methodology_code, []), occurred_at
+    )
     if version is None or not version.self_report_allowed:
-        raise ApplicationError(_("This methodology cannot be self-reported."), code="self_report_not_allowed",
-                               attr="methodology")
+        raise ApplicationError(
+            _("This methodology cannot be self-reported."), code="self_report_not_allowed", attr="methodology"
+        )
     now = timezone.now()
     if occurred_at > now + FUTURE_TOLERANCE:
         raise ApplicationError(_("occurred_at is in the future."), code="occurred_in_future", attr="occurred_at")
@@ -278,8 +300,13 @@ def self_report_create(*, resident, methodology_code: str, occurred_at: datetime
     evidence.name = f"evidence.{extension}"
     with transaction.atomic():
         action = Action.objects.create(
-            source=Action.Source.SELF_REPORT, resident=resident, methodology=methodology_code,
-            occurred_at=occurred_at, data=_storable(parsed), evidence=evidence, status=Action.Status.RECEIVED,
+            source=Action.Source.SELF_REPORT,
+            resident=resident,
+            methodology=methodology_code,
+            occurred_at=occurred_at,
+            data=_storable(parsed),
+            evidence=evidence,
+            status=Action.Status.RECEIVED,
         )
         actions_process(action_ids=[action.id])
     action.refresh_from_db()
@@ -322,9 +349,13 @@ def review_reject(*, action_id: int, reviewer, note: str = "") -> Action:
     if action.ledger_transaction_id:
         pending_credit_reverse(idempotency_key=f"action:{action.id}", reason=f"Review rejected: {note}"[:200])
     if action.credited_quantity:
-        usage = DailyCapUsage.objects.select_for_update().filter(
-            resident_id=action.resident_id, methodology=action.methodology, day=shanghai_day(action.occurred_at)
-        ).first()
+        usage = (
+            DailyCapUsage.objects.select_for_update()
+            .filter(
+                resident_id=action.resident_id, methodology=action.methodology, day=shanghai_day(action.occurred_at)
+            )
+            .first()
+        )
         if usage is not None:
             usage.used = max(usage.used - action.credited_quantity, Decimal(0))
             usage.save(update_fields=["used"])

@@ -1,4 +1,5 @@
 """Subject identifiers (cards, accounts, receipts) are personal data: matched by keyed hash, shown by last 4."""
+
 from backend.core.crypto import keyed_hash
 
 

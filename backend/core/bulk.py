@@ -1,4 +1,5 @@
 """Bulk writes with a constant number of queries (the pipeline updates a thousand rows per batch)."""
+
 from django.db import connection, models
 
 
@@ -30,7 +31,11 @@ def bulk_update_rows(model: type[models.Model], rows: list[dict], fields: list[s
     sets = ", ".join(f'"{c}" = v."{c}"' for c in columns)
     unnest = ", ".join(["%s::bigint[]", *[f"%s::{t}[]" for t in casts]])
     names = ", ".join(['"__id"', *[f'"{c}"' for c in columns]])
-    sql = f'UPDATE "{table}" AS t SET {sets} FROM unnest({unnest}) AS v({names}) WHERE t."{pk_field.column}" = v."__id"'
+    # Identifiers come from model metadata, never from input; values travel as bound array parameters.
+    sql = (
+        f'UPDATE "{table}" AS t SET {sets} FROM unnest({unnest}) AS v({names}) '  # noqa: S608
+        f'WHERE t."{pk_field.column}" = v."__id"'
+    )
     with connection.cursor() as cursor:
         cursor.execute(sql, [[row["id"] for row in rows], *arrays])
         return cursor.rowcount
@@ -48,10 +53,19 @@ def _array_type(field) -> str:
     if internal in ("ForeignKey", "OneToOneField"):
         return _array_type(field.target_field)
     mapping = {
-        "AutoField": "integer", "BigAutoField": "bigint", "BigIntegerField": "bigint", "IntegerField": "integer",
-        "PositiveIntegerField": "integer", "SmallIntegerField": "smallint", "CharField": "text",
-        "TextField": "text", "DateTimeField": "timestamptz", "DateField": "date", "BooleanField": "boolean",
-        "JSONField": "jsonb", "FileField": "text",
+        "AutoField": "integer",
+        "BigAutoField": "bigint",
+        "BigIntegerField": "bigint",
+        "IntegerField": "integer",
+        "PositiveIntegerField": "integer",
+        "SmallIntegerField": "smallint",
+        "CharField": "text",
+        "TextField": "text",
+        "DateTimeField": "timestamptz",
+        "DateField": "date",
+        "BooleanField": "boolean",
+        "JSONField": "jsonb",
+        "FileField": "text",
     }
     if internal == "DecimalField":
         return "numeric"

@@ -1,5 +1,6 @@
 """DRF throttles backed by Redis that fail open: a throttle is a courtesy limit, not a guard of value, so a
 Redis outage must not turn every request into a 500 (the login lockout, which guards accounts, fails closed)."""
+
 import logging
 
 from rest_framework import throttling

@@ -28,8 +28,11 @@ class PartnerAdmin(admin.ModelAdmin):
     def rotate_secret(self, request, queryset):
         for partner in queryset:
             secret = services.partner_secret_rotate(partner_id=partner.pk)
-            self.message_user(request, f"{partner.name}: new secret {secret} — give it to the partner now; "
-                              "it is not shown again.", messages.WARNING)
+            self.message_user(
+                request,
+                f"{partner.name}: new secret {secret} — give it to the partner now; it is not shown again.",
+                messages.WARNING,
+            )
 
     @admin.action(description="Suspend (signed requests get 403 partner_suspended)")
     def suspend(self, request, queryset):

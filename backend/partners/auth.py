@@ -1,4 +1,5 @@
 """DRF authentication for data partners: HMAC-signed requests instead of user tokens."""
+
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework.authentication import BaseAuthentication
 

@@ -1,4 +1,5 @@
 """Partners: creation, secret rotation, suspension, and the signed-request check."""
+
 import hashlib
 import hmac
 import secrets
@@ -42,8 +43,9 @@ def partner_create(*, name: str, methodologies: list[str]) -> tuple[Partner, str
     known = _known_methodology_codes()
     unknown = [c for c in codes if known is not None and c not in known]
     if unknown:
-        raise ApplicationError(_("Unknown methodologies: %s") % ", ".join(unknown), code="unknown_methodology",
-                               attr="methodologies")
+        raise ApplicationError(
+            _("Unknown methodologies: %s") % ", ".join(unknown), code="unknown_methodology", attr="methodologies"
+        )
     try:
         with transaction.atomic():
             partner = Partner.objects.create(name=name, methodologies=codes)
@@ -101,11 +103,13 @@ def signed_request_verify(*, partner_id: str, timestamp: str, nonce: str, signat
     if not timestamp.isdigit():
         raise PartnerAuthError(_("X-Timestamp must be unix seconds."), code="signature_invalid", attr="X-Timestamp")
     if abs(time.time() - int(timestamp)) > settings.PARTNER_SIGNATURE_MAX_SKEW_S:
-        raise PartnerAuthError(_("The request timestamp is too far from now."), code="signature_expired",
-                               attr="X-Timestamp")
+        raise PartnerAuthError(
+            _("The request timestamp is too far from now."), code="signature_expired", attr="X-Timestamp"
+        )
     if not nonce or len(nonce) > 128:
-        raise PartnerAuthError(_("X-Nonce is required (at most 128 characters)."), code="signature_invalid",
-                               attr="X-Nonce")
+        raise PartnerAuthError(
+            _("X-Nonce is required (at most 128 characters)."), code="signature_invalid", attr="X-Nonce"
+        )
     candidates = [decrypt(s.secret_encrypted) for s in partner.secrets.filter(status=PartnerSecret.Status.ACTIVE)]
     given = (signature or "").strip()
     # Compare against every active secret in constant time, without stopping at the first match.

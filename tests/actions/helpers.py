@@ -1,4 +1,5 @@
 """Signed partner requests and fixtures' building blocks for the actions tests."""
+
 import json
 import time
 import uuid
@@ -24,17 +25,28 @@ def signed_headers(partner_id, secret, body: bytes, *, timestamp=None, nonce=Non
 
 
 def signed_post(client, partner_id, secret, payload, **kwargs):
+    """POST a signed batch. Tests wrap themselves in a transaction, where on-commit hooks would never fire:
+    run them as the real commit would (tasks run in-process in unit tests)."""
+    from django.test import TestCase
+
     body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-    return client.generic("POST", PARTNER_URL, body, content_type="application/json",
-                          **signed_headers(partner_id, secret, body, **kwargs))
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        return client.generic(
+            "POST",
+            PARTNER_URL,
+            body,
+            content_type="application/json",
+            **signed_headers(partner_id, secret, body, **kwargs),
+        )
 
 
 def signed_get(client, partner_id, secret, path, **kwargs):
     return client.get(path, **signed_headers(partner_id, secret, b"", **kwargs))
 
 
-def ride(external_id, *, identifier="CARD-0001", methodology="bus_ride", kind="transit_card", minutes_ago=60,
-         at=None, **data):
+def ride(
+    external_id, *, identifier="CARD-0001", methodology="bus_ride", kind="transit_card", minutes_ago=60, at=None, **data
+):
     occurred = at or (timezone.now() - timedelta(minutes=minutes_ago))
     return {
         "external_id": external_id,

@@ -1,4 +1,5 @@
 """The batch endpoint: one result per item, in order; bad items never block good ones; exactly once."""
+
 import json
 import threading
 from datetime import timedelta
@@ -54,8 +55,10 @@ def test_results_in_order_with_codes(api, partner_factory):
 
 @pytest.mark.django_db
 def test_resubmission_is_duplicate(api, partner):
-    assert signed_post(api, partner.pk, partner.secret, {"actions": [ride("r-1")]}).json()["results"][0][
-        "status"] == "accepted"
+    assert (
+        signed_post(api, partner.pk, partner.secret, {"actions": [ride("r-1")]}).json()["results"][0]["status"]
+        == "accepted"
+    )
     again = signed_post(api, partner.pk, partner.secret, {"actions": [ride("r-1")]}).json()["results"][0]
     assert again["status"] == "duplicate"
     assert Action.objects.filter(external_id="r-1").count() == 1
@@ -90,8 +93,9 @@ def test_other_partners_cannot_read_status(api, partner, partner_factory):
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("attempt", range(2))
 def test_100_parallel_identical_submissions_credit_once(partner_factory, make_user, attempt):
-    from backend.actions.services import binding_create
     from backend.ledger.models import LedgerTransaction
+
+    from backend.actions.services import binding_create
 
     partner = partner_factory(methodologies=["bus_ride"])
     resident = make_user()

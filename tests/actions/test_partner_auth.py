@@ -1,4 +1,5 @@
 """Every way a signed partner request can fail, and that a failed request has no effect at all."""
+
 import io
 import json
 import time

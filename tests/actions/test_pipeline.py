@@ -1,5 +1,6 @@
 """From a partner's record to credited grams and points."""
-from datetime import datetime, timedelta
+
+from datetime import timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -62,8 +63,9 @@ def test_seven_bus_rides_in_a_day_six_credited_seventh_capped(api, partner, boun
     items = [ride(f"day-{i}", identifier="3100-0000-0001", at=start + timedelta(minutes=40 * i)) for i in range(7)]
     submit(api, partner, items)
 
-    statuses = list(Action.objects.filter(external_id__startswith="day-").order_by("occurred_at")
-                    .values_list("status", "grams"))
+    statuses = list(
+        Action.objects.filter(external_id__startswith="day-").order_by("occurred_at").values_list("status", "grams")
+    )
     assert statuses[:6] == [("credited", 300)] * 6
     assert statuses[6] == ("capped", 0)
     seventh = Action.objects.get(external_id="day-6")
@@ -77,10 +79,16 @@ def test_seven_bus_rides_in_a_day_six_credited_seventh_capped(api, partner, boun
 @pytest.mark.django_db
 def test_cap_holds_across_batches(api, partner, bound):
     start = today_at(6)
-    submit(api, partner, [ride(f"b1-{i}", identifier="3100-0000-0001", at=start + timedelta(minutes=40 * i))
-                          for i in range(4)])
-    submit(api, partner, [ride(f"b2-{i}", identifier="3100-0000-0001", at=start + timedelta(minutes=300 + 40 * i))
-                          for i in range(4)])
+    submit(
+        api,
+        partner,
+        [ride(f"b1-{i}", identifier="3100-0000-0001", at=start + timedelta(minutes=40 * i)) for i in range(4)],
+    )
+    submit(
+        api,
+        partner,
+        [ride(f"b2-{i}", identifier="3100-0000-0001", at=start + timedelta(minutes=300 + 40 * i)) for i in range(4)],
+    )
     assert Action.objects.filter(status="credited").count() == 6
     assert Action.objects.filter(status="capped").count() == 2
 
@@ -90,8 +98,20 @@ def test_bike_ride_at_40_kmh_rejected(api, partner_factory, resident):
     partner = partner_factory(methodologies=["bike_ride"])
     binding_create(resident=resident, kind="bike_account", identifier="bike-77")
     # 10 km in 15 minutes = 40 km/h, above the 25 km/h plausibility limit
-    submit(api, partner, [ride("fast", methodology="bike_ride", kind="bike_account", identifier="bike-77",
-                               distance_km="10", duration_s=900)])
+    submit(
+        api,
+        partner,
+        [
+            ride(
+                "fast",
+                methodology="bike_ride",
+                kind="bike_account",
+                identifier="bike-77",
+                distance_km="10",
+                duration_s=900,
+            )
+        ],
+    )
     action = Action.objects.get(external_id="fast")
     assert action.status == "rejected"
     assert action.reason == "speed_implausible"
@@ -106,8 +126,9 @@ def test_unbound_then_bind_then_credited(api, partner, resident):
     assert action.status == "unclaimed"
     assert action.resident_id is None
 
-    response = client_for(resident).post("/api/v1/me/bindings", {"kind": "transit_card",
-                                                                   "identifier": "new-card-9"}, format="json")
+    response = client_for(resident).post(
+        "/api/v1/me/bindings", {"kind": "transit_card", "identifier": "new-card-9"}, format="json"
+    )
     assert response.status_code == 201
     assert response.json()["identifier"] == "****RD-9"
     assert response.json()["claimed"] == {"credited": 1}
@@ -120,25 +141,37 @@ def test_unbound_then_bind_then_credited(api, partner, resident):
 @pytest.mark.django_db
 def test_binding_taken_by_another_resident(make_user):
     alice, bob = make_user(), make_user()
-    assert client_for(alice).post("/api/v1/me/bindings", {"kind": "transit_card", "identifier": "X1"},
-                                  format="json").status_code == 201
-    response = client_for(bob).post("/api/v1/me/bindings", {"kind": "transit_card", "identifier": "x1"},
-                                    format="json")
+    assert (
+        client_for(alice)
+        .post("/api/v1/me/bindings", {"kind": "transit_card", "identifier": "X1"}, format="json")
+        .status_code
+        == 201
+    )
+    response = client_for(bob).post("/api/v1/me/bindings", {"kind": "transit_card", "identifier": "x1"}, format="json")
     assert response.status_code == 409
     assert response.json()["errors"][0]["code"] == "binding_taken"
 
 
 @pytest.mark.django_db
 def test_bindings_store_no_identifier(resident):
-    client_for(resident).post("/api/v1/me/bindings", {"kind": "transit_card", "identifier": "3100999988887777"},
-                              format="json")
+    client_for(resident).post(
+        "/api/v1/me/bindings", {"kind": "transit_card", "identifier": "3100999988887777"}, format="json"
+    )
     binding = resident.bindings.get()
     assert "3100999988887777" not in (binding.identifier_hash + binding.identifier_last4)
     listed = client_for(resident).get("/api/v1/me/bindings").json()
     assert listed[0]["identifier"] == "****7777"
-    assert client_for(resident).generic("DELETE", "/api/v1/me/bindings",
-                                        '{"kind": "transit_card", "identifier": "3100999988887777"}',
-                                        content_type="application/json").status_code == 204
+    assert (
+        client_for(resident)
+        .generic(
+            "DELETE",
+            "/api/v1/me/bindings",
+            '{"kind": "transit_card", "identifier": "3100999988887777"}',
+            content_type="application/json",
+        )
+        .status_code
+        == 204
+    )
     assert not resident.bindings.exists()
 
 
@@ -171,8 +204,9 @@ def test_double_claim_from_two_sources_is_flagged_then_reviewed(api, partner_fac
 
     queue = client_for(reviewer).get("/api/v1/admin/reviews").json()["results"]
     assert [a["id"] for a in queue] == [flagged.id]
-    response = client_for(reviewer).post(f"/api/v1/admin/reviews/{flagged.id}/reject", {"note": "same trip"},
-                                         format="json")
+    response = client_for(reviewer).post(
+        f"/api/v1/admin/reviews/{flagged.id}/reject", {"note": "same trip"}, format="json"
+    )
     assert response.status_code == 200
     flagged.refresh_from_db()
     assert flagged.status == "rejected"

@@ -1,4 +1,5 @@
 """Nothing is lost and nothing is credited twice when a worker dies or Redis is down."""
+
 import time
 from datetime import timedelta
 
@@ -30,8 +31,11 @@ def assert_each_processed_exactly_once(expected: int, statuses=("credited",)):
     assert {s for _, s, _ in actions} <= set(statuses)
     credited = {f"action:{i}" for i, s, _ in actions if s == "credited"}
     assert credited
-    keys = list(LedgerTransaction.objects.filter(idempotency_key__startswith="action:")
-                .values_list("idempotency_key", flat=True))
+    keys = list(
+        LedgerTransaction.objects.filter(idempotency_key__startswith="action:").values_list(
+            "idempotency_key", flat=True
+        )
+    )
     assert len(keys) == len(set(keys))
     assert set(keys) == credited
     assert all(t is not None for _, s, t in actions if s == "credited")
@@ -44,8 +48,15 @@ def many_batches(api, partner, residents, batches, per_batch):
         items = []
         for i in range(per_batch):
             n = b * per_batch + i
-            items.append(ride(f"k-{n}", identifier=f"KILL-{n % residents}", distance_km="2", duration_s=600,
-                              at=base + timedelta(minutes=(n // residents) * 11)))
+            items.append(
+                ride(
+                    f"k-{n}",
+                    identifier=f"KILL-{n % residents}",
+                    distance_km="2",
+                    duration_s=600,
+                    at=base + timedelta(minutes=(n // residents) * 11),
+                )
+            )
         assert signed_post(api, partner.pk, partner.secret, {"actions": items}).status_code == 202
 
 
@@ -102,8 +113,16 @@ def test_redis_stopped_while_partner_submits(api, partner_factory, make_user, th
     try:
         with override_settings(CACHES=caches, REDIS_URL=throwaway_redis.url):
             throwaway_redis.stop()
-            items = [ride(f"r-{i}", identifier="REDIS-1", distance_km="1", duration_s=300,
-                          at=timezone.now() - timedelta(hours=3, minutes=-10 * i)) for i in range(3)]
+            items = [
+                ride(
+                    f"r-{i}",
+                    identifier="REDIS-1",
+                    distance_km="1",
+                    duration_s=300,
+                    at=timezone.now() - timedelta(hours=3, minutes=-10 * i),
+                )
+                for i in range(3)
+            ]
             response = signed_post(api, partner.pk, partner.secret, {"actions": items})
             assert response.status_code == 202
             assert [r["status"] for r in response.json()["results"]] == ["accepted"] * 3
@@ -111,9 +130,13 @@ def test_redis_stopped_while_partner_submits(api, partner_factory, make_user, th
 
             throwaway_redis.start()
             db = connection.settings_dict
-            env = {**os.environ, "REDIS_URL": throwaway_redis.url, "CELERY_TASK_ALWAYS_EAGER": "false",
-                   "DATABASE_URL": f"postgres://{db['USER']}:{db['PASSWORD'] or ''}@{db['HOST']}:{db['PORT']}/"
-                                   f"{db['NAME']}"}
+            env = {
+                **os.environ,
+                "REDIS_URL": throwaway_redis.url,
+                "CELERY_TASK_ALWAYS_EAGER": "false",
+                "DATABASE_URL": f"postgres://{db['USER']}:{db['PASSWORD'] or ''}@{db['HOST']}:{db['PORT']}/"
+                f"{db['NAME']}",
+            }
             worker = CeleryWorker(env, settings.CELERY_TASK_DEFAULT_QUEUE, tmp_path / "worker.log").start()
             reconcile.delay(older_than_s=0)
             assert wait_until(lambda: not Action.objects.filter(status="received").exists(), timeout=60)

@@ -1,4 +1,5 @@
 """Self-reported actions: photo evidence checked from content, pending review, self-report share on approval."""
+
 from datetime import timedelta
 
 import pytest
@@ -13,10 +14,13 @@ JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 64
 
 
 def self_report_methodology():
-    from backend.methodologies.models import Methodology, MethodologyVersion
+    from backend.methodologies.models import MethodologyVersion
 
-    version = MethodologyVersion.objects.filter(status="active", self_report_allowed=True).select_related(
-        "methodology").first()
+    version = (
+        MethodologyVersion.objects.filter(status="active", self_report_allowed=True)
+        .select_related("methodology")
+        .first()
+    )
     if version is None:
         pytest.skip("no seeded methodology allows self-reports")
     return version.methodology
@@ -36,12 +40,16 @@ def sample_data(methodology):
 def post_report(client, methodology, content=PNG, name="photo.png"):
     import json
 
-    return client.post("/api/v1/me/actions", {
-        "methodology": methodology.code,
-        "occurred_at": (timezone.now() - timedelta(hours=1)).isoformat(),
-        "data": json.dumps(sample_data(methodology)),
-        "evidence": SimpleUploadedFile(name, content, content_type="image/png"),
-    }, format="multipart")
+    return client.post(
+        "/api/v1/me/actions",
+        {
+            "methodology": methodology.code,
+            "occurred_at": (timezone.now() - timedelta(hours=1)).isoformat(),
+            "data": json.dumps(sample_data(methodology)),
+            "evidence": SimpleUploadedFile(name, content, content_type="image/png"),
+        },
+        format="multipart",
+    )
 
 
 @pytest.mark.django_db
@@ -115,5 +123,3 @@ def test_methodology_without_self_report_refused(seeded, resident, settings, tmp
     response = post_report(client_for(resident), methodology)
     assert response.status_code == 400
     assert response.json()["errors"][0]["code"] == "self_report_not_allowed"
-
-

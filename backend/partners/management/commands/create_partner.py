@@ -24,4 +24,3 @@ class Command(BaseCommand):
             self.stdout.write(jsonlib.dumps(payload))
         else:
             self.stdout.write(f"partner {partner.pk} ({partner.name}) created; secret: {secret} (store it now)")
-
