@@ -1,10 +1,12 @@
 """Random credit / pending / release / reject / spend / expire / reverse sequences against an in-memory model."""
 
 import itertools
+from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.db.models import Sum
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -17,7 +19,7 @@ from hypothesis.stateful import (
 )
 
 from backend.core.errors import ApplicationError
-from backend.ledger.models import Account
+from backend.ledger.models import Account, PointsLot
 from backend.ledger.selectors import wallet_get
 from backend.ledger.services import (
     action_credits_post_bulk,
@@ -165,6 +167,18 @@ class LedgerMachine(RuleBasedStateMachine):
         wallet = wallet_get(resident_id=self.resident)
         assert wallet["points_balance"] == self.model.spendable()
         assert wallet["points_pending"] == sum(p for p, _ in self.model.pending.values())
+        # Which lots were consumed (FIFO) shows in what is left per expiry date.
+        left = defaultdict(int)
+        for lot in self.model.lots:
+            if lot.remaining:
+                left[lot.expires_at] += lot.remaining
+        in_db = PointsLot.objects.filter(account__key=f"resident:{self.resident}:points", remaining__gt=0)
+        rows = in_db.values("expires_at").annotate(n=Sum("remaining")).values_list("expires_at", "n")
+        in_db_left = {at.timestamp(): n for at, n in rows}
+        expected = {at.timestamp(): n for at, n in left.items()}
+        # An explicit raise: the rewritten assert's diff of these dicts did not reach Hypothesis as a failure.
+        if in_db_left != expected:
+            raise AssertionError(f"lots left per expiry: ledger {in_db_left}, model {expected}")
         account = Account.objects.filter(key=f"resident:{self.resident}:points").first()
         assert (account.balance if account else 0) == sum(lot.remaining for lot in self.model.lots)
 
