@@ -1,0 +1,212 @@
+"""Every read of the ledger: wallet, a resident's transactions, Merkle leaves and proofs, invariant checks."""
+
+from collections import defaultdict
+from datetime import date, datetime, time, timedelta
+
+from django.db import connection
+from django.db.models import Prefetch, Q, QuerySet, Sum
+from django.utils import timezone
+
+from backend.core.errors import ApplicationError
+from backend.ledger import merkle
+from backend.ledger.models import Account, LedgerTransaction, LotConsumption, MerkleRoot, PointsLot, Posting
+from backend.ledger.services import SHANGHAI, lot_last_valid_day
+
+EXPIRING_SHOWN = 3
+AMOUNT_FIELDS = {
+    "carbon": "carbon_g",
+    "carbon_pending": "carbon_pending_g",
+    "points": "points",
+    "points_pending": "points_pending",
+}
+
+
+def resident_accounts(*, resident_id: int) -> dict[str, Account]:
+    return {a.name: a for a in Account.objects.filter(kind=Account.Kind.RESIDENT, owner_id=resident_id)}
+
+
+def wallet_get(*, resident_id: int) -> dict:
+    """The /me/wallet payload: carbon credited, spendable / pending / lifetime points, next expiries."""
+    accounts = resident_accounts(resident_id=resident_id)
+    now = timezone.now()
+
+    def posted(name: str) -> int:
+        acct = accounts.get(name)
+        if acct is None:
+            return 0
+        if acct.floored:
+            return acct.balance
+        return Posting.objects.filter(account=acct).aggregate(s=Sum("amount"))["s"] or 0
+
+    points = accounts.get("points")
+    spendable, lifetime, expiring = 0, 0, []
+    if points is not None:
+        open_lots = PointsLot.objects.filter(account=points, remaining__gt=0, expires_at__gt=now)
+        spendable = open_lots.aggregate(s=Sum("remaining"))["s"] or 0
+        earned = PointsLot.objects.filter(account=points, kind=PointsLot.Kind.EARNED).aggregate(s=Sum("amount"))
+        taken_back = LotConsumption.objects.filter(lot__account=points, kind=LotConsumption.Kind.REVERSAL).aggregate(
+            s=Sum("amount")
+        )
+        lifetime = (earned["s"] or 0) - (taken_back["s"] or 0)
+        rows = open_lots.values("expires_at").annotate(points=Sum("remaining")).order_by("expires_at")[:EXPIRING_SHOWN]
+        expiring = [
+            {"expires_on": lot_last_valid_day(r["expires_at"]), "expires_at": r["expires_at"], "points": r["points"]}
+            for r in rows
+        ]
+    return {
+        "carbon_g": posted("carbon"),
+        "carbon_pending_g": posted("carbon_pending"),
+        "points_balance": spendable,
+        "points_pending": posted("points_pending"),
+        "points_lifetime": lifetime,
+        "points_expiring": expiring,
+    }
+
+
+def resident_transactions(*, resident_id: int) -> QuerySet[LedgerTransaction]:
+    """A resident's ledger transactions (any posting on one of their accounts), with only their postings
+    prefetched (with accounts). Newest first through the cursor pagination's `-id` ordering."""
+    account_ids = list(
+        Account.objects.filter(kind=Account.Kind.RESIDENT, owner_id=resident_id).values_list("id", flat=True)
+    )
+    txn_ids = Posting.objects.filter(account_id__in=account_ids).values("transaction_id")
+    return LedgerTransaction.objects.filter(id__in=txn_ids).prefetch_related(
+        Prefetch(
+            "postings",
+            queryset=Posting.objects.filter(account_id__in=account_ids).select_related("account"),
+            to_attr="resident_postings",
+        )
+    )
+
+
+def resident_transaction_get(*, resident_id: int, transaction_id: int) -> LedgerTransaction:
+    txn = resident_transactions(resident_id=resident_id).filter(id=transaction_id).first()
+    if txn is None:
+        raise ApplicationError("Not found.", code="not_found", status_code=404)
+    return txn
+
+
+def amounts_for(postings: list[Posting]) -> dict[str, int]:
+    out = {"carbon_g": 0, "carbon_pending_g": 0, "points": 0, "points_pending": 0}
+    for p in postings:
+        out[AMOUNT_FIELDS[p.account.name]] += p.amount
+    return out
+
+
+# -------------------------------------------------------------------------------------------------- Merkle
+
+
+def day_bounds(day: date) -> tuple[datetime, datetime]:
+    start = datetime.combine(day, time.min, tzinfo=SHANGHAI)
+    return start, start + timedelta(days=1)
+
+
+def transaction_day(txn: LedgerTransaction) -> date:
+    return txn.created_at.astimezone(SHANGHAI).date()
+
+
+def day_leaves(*, day: date) -> tuple[list[int], list[bytes]]:
+    """Transaction ids and leaf hashes of one Asia/Shanghai day (by creation time), ordered by id."""
+    start, end = day_bounds(day)
+    txns = list(
+        LedgerTransaction.objects.filter(created_at__gte=start, created_at__lt=end)
+        .order_by("id")
+        .values_list("id", "idempotency_key", "effective_at")
+    )
+    postings: dict[int, list] = defaultdict(list)
+    chunk = 20_000
+    for i in range(0, len(txns), chunk):
+        part = txns[i : i + chunk]
+        rows = Posting.objects.filter(transaction_id__gte=part[0][0], transaction_id__lte=part[-1][0]).values_list(
+            "transaction_id", "account_id", "unit", "currency", "amount"
+        )
+        for txn_id, *rest in rows:
+            postings[txn_id].append(rest)
+    hashes = [
+        merkle.leaf_hash(merkle.leaf_bytes(txn_id=t, idempotency_key=k, effective_at=e, postings=postings[t]))
+        for t, k, e in txns
+    ]
+    return [t for t, _, _ in txns], hashes
+
+
+def day_leaf_hashes(*, day: date) -> list[bytes]:
+    return day_leaves(day=day)[1]
+
+
+def transaction_proof(*, resident_id: int, transaction_id: int) -> dict:
+    """Inclusion proof of one of the resident's transactions in its day's published root."""
+    txn = resident_transaction_get(resident_id=resident_id, transaction_id=transaction_id)
+    day = transaction_day(txn)
+    root = MerkleRoot.objects.filter(day=day).first()
+    if root is None:
+        raise ApplicationError(
+            "The root of this day is not published yet (roots are computed after the day ends).",
+            code="proof_not_ready",
+            status_code=409,
+        )
+    ids, hashes = day_leaves(day=day)
+    index = ids.index(txn.id)
+    postings = Posting.objects.filter(transaction=txn).values_list("account_id", "unit", "currency", "amount")
+    leaf = merkle.leaf_bytes(
+        txn_id=txn.id, idempotency_key=txn.idempotency_key, effective_at=txn.effective_at, postings=list(postings)
+    )
+    return {
+        "transaction_id": txn.id,
+        "day": day,
+        "leaf": leaf.decode(),
+        "leaf_hash": hashes[index].hex(),
+        "index": index,
+        "leaf_count": len(hashes),
+        "proof": merkle.merkle_proof(hashes, index),
+        "root": root.root,
+    }
+
+
+def merkle_roots() -> QuerySet[MerkleRoot]:
+    return MerkleRoot.objects.all()
+
+
+# -------------------------------------------------------------------------------------------- invariants
+
+
+def balance_drift() -> tuple[int, list[dict]]:
+    """Floored accounts whose cached balance differs from the sum of their postings (or, for resident points,
+    from the points left in their lots). Returns (accounts checked, drift rows)."""
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT a.id, a.key, a.balance, coalesce(p.s, 0), a.kind = 'resident' AND a.name = 'points', l.s"
+            " FROM ledger_account a"
+            " LEFT JOIN (SELECT account_id, sum(amount) s FROM ledger_posting GROUP BY account_id) p"
+            "   ON p.account_id = a.id"
+            " LEFT JOIN (SELECT account_id, sum(remaining) s FROM ledger_pointslot GROUP BY account_id) l"
+            "   ON l.account_id = a.id"
+            " WHERE a.floored"
+        )
+        rows = cur.fetchall()
+    drift = []
+    for account_id, key, cached, posted, holds_lots, in_lots in rows:
+        in_lots = in_lots or 0
+        if cached != posted or (holds_lots and in_lots != cached):
+            drift.append(
+                {"account_id": account_id, "key": key, "cached": cached, "postings": posted}
+                | ({"lots": in_lots} if holds_lots else {})
+            )
+    return len(rows), drift
+
+
+def unbalanced_transactions(*, limit: int = 10) -> list[int]:
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT transaction_id FROM ledger_posting GROUP BY transaction_id, unit, currency"
+            " HAVING sum(amount) <> 0 LIMIT %s",
+            [limit],
+        )
+        return [r[0] for r in cur.fetchall()]
+
+
+def transactions_without_postings(*, limit: int = 10) -> list[int]:
+    return list(
+        LedgerTransaction.objects.filter(~Q(id__in=Posting.objects.values("transaction_id"))).values_list(
+            "id", flat=True
+        )[:limit]
+    )
