@@ -112,45 +112,51 @@ def throwaway_redis(tmp_path):
     binary = shutil.which("redis-server")
     if not binary:
         pytest.skip("redis-server not installed")
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            binary,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(tmp_path),
-        ],
-        stdout=subprocess.DEVNULL,
-    )
     import redis
 
-    client = redis.Redis(port=port)
-    for _ in range(100):
-        try:
-            client.ping()
-            break
-        except redis.ConnectionError:
-            time.sleep(0.05)
+    port = free_port()
 
     class Handle:
+        """start()/stop() may be called repeatedly: the same port, so clients reconnect to the new server."""
+
         url = f"redis://127.0.0.1:{port}/0"
+        proc: subprocess.Popen | None = None
 
-        @staticmethod
-        def stop():
-            proc.terminate()
-            proc.wait(10)
+        @classmethod
+        def start(cls):
+            cls.proc = subprocess.Popen(
+                [
+                    binary,
+                    "--port",
+                    str(port),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--dir",
+                    str(tmp_path),
+                ],
+                stdout=subprocess.DEVNULL,
+            )
+            client = redis.Redis(port=port)
+            for _ in range(100):
+                try:
+                    client.ping()
+                    return
+                except redis.ConnectionError:
+                    time.sleep(0.05)
 
+        @classmethod
+        def stop(cls):
+            if cls.proc and cls.proc.poll() is None:
+                cls.proc.terminate()
+                cls.proc.wait(10)
+
+    Handle.start()
     yield Handle
-    if proc.poll() is None:
-        proc.terminate()
-        proc.wait(10)
+    Handle.stop()
 
 
 requires_postgres = pytest.mark.skipif(
@@ -205,7 +211,11 @@ class CeleryWorker:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        self.wait_ready()
+        try:
+            self.wait_ready()
+        except Exception:
+            self.stop()  # never leave a half-started worker behind to steal later tests' tasks
+            raise
         return self
 
     def wait_ready(self, timeout: float = 60) -> None:

@@ -41,6 +41,15 @@ def assert_each_processed_exactly_once(expected: int, statuses=("credited",)):
     assert all(t is not None for _, s, t in actions if s == "credited")
 
 
+def use_broker(app, url: str) -> None:
+    """Point this process's Celery producer at another broker (drop the pooled connections to the old one)."""
+    app.conf.broker_url = url
+    if app._pool is not None:
+        app._pool.force_close_all()
+    app._pool = None
+    app.amqp._producer_pool = None
+
+
 def many_batches(api, partner, residents, batches, per_batch):
     """Rides spread over residents and days so daily caps never bite."""
     base = timezone.now() - timedelta(days=6)
@@ -106,9 +115,7 @@ def test_redis_stopped_while_partner_submits(api, partner_factory, make_user, th
     caches = {"default": {**settings.CACHES["default"], "LOCATION": throwaway_redis.url}}
     previous_broker = app.conf.broker_url
     app.conf.task_always_eager = False
-    app.conf.broker_url = throwaway_redis.url
-    app.pool.force_close_all()
-    app._pool = None
+    use_broker(app, throwaway_redis.url)
     worker = None
     try:
         with override_settings(CACHES=caches, REDIS_URL=throwaway_redis.url):
@@ -137,13 +144,12 @@ def test_redis_stopped_while_partner_submits(api, partner_factory, make_user, th
                 "DATABASE_URL": f"postgres://{db['USER']}:{db['PASSWORD'] or ''}@{db['HOST']}:{db['PORT']}/"
                 f"{db['NAME']}",
             }
-            worker = CeleryWorker(env, settings.CELERY_TASK_DEFAULT_QUEUE, tmp_path / "worker.log").start()
+            worker = CeleryWorker(env, settings.CELERY_TASK_DEFAULT_QUEUE, tmp_path / "worker.log")
+            worker.start()
             reconcile.delay(older_than_s=0)
             assert wait_until(lambda: not Action.objects.filter(status="received").exists(), timeout=60)
     finally:
         if worker:
             worker.stop()
-        app.conf.broker_url = previous_broker
-        app.pool.force_close_all()
-        app._pool = None
+        use_broker(app, previous_broker)
     assert_each_processed_exactly_once(3)

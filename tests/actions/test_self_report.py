@@ -34,6 +34,9 @@ def sample_data(methodology):
         "kitchen_waste": {"mass_kg": "1.5"},
         "paperless_bill": {"count": "1"},
         "bike_ride": {"distance_km": "5", "duration_s": 1200},
+        "bus_ride": {"distance_km": "5", "duration_s": 1200},
+        "metro_ride": {"distance_km": "5", "duration_s": 600, "entry_station": "A", "exit_station": "B"},
+        "recycling": {"mass_kg": "2", "material": "paper"},
     }.get(methodology.code, {"count": "1"})
 
 
@@ -119,7 +122,7 @@ def test_methodology_without_self_report_refused(seeded, resident, settings, tmp
     settings.MEDIA_ROOT = tmp_path
     from backend.methodologies.models import Methodology
 
-    methodology = Methodology.objects.get(code="metro_ride")
+    methodology = Methodology.objects.get(code="nev_charging")
     response = post_report(client_for(resident), methodology)
     assert response.status_code == 400
     assert response.json()["errors"][0]["code"] == "self_report_not_allowed"
