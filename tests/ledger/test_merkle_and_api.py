@@ -128,8 +128,10 @@ def test_wallet_and_ledger_show_only_my_entries_newest_first(make_user, django_a
     assert [e["id"] for e in entries] == sorted((e["id"] for e in entries), reverse=True)
     assert len(entries) == 6
     assert entries[0]["amounts"]["points_pending"] == 5
-    assert entries[-1]["amounts"] == {"carbon_g": 500, "carbon_pending_g": 0, "points": 10, "points_pending": 0}
-    assert entries[-1]["source"]["url"] == f"/api/v1/me/actions/{entries[-1]['source']['id']}"
-    assert entries[-1]["reason"] == "Metro ride 8.2 km, 2026-11-24"
+    # Within one batch ids follow idempotency-key order (the insert is sorted by key), not list order.
+    first = next(e for e in entries if e["amounts"]["points"] == 10)
+    assert first["amounts"] == {"carbon_g": 500, "carbon_pending_g": 0, "points": 10, "points_pending": 0}
+    assert first["source"]["url"] == f"/api/v1/me/actions/{first['source']['id']}"
+    assert first["reason"] == "Metro ride 8.2 km, 2026-11-24"
     assert client.get("/api/v1/me/wallet").status_code == 200
     assert client_for(other).get("/api/v1/me/ledger").json()["results"][0]["amounts"]["points"] == 99
