@@ -225,7 +225,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
-    "ENUM_NAME_OVERRIDES": {},
+    "ENUM_NAME_OVERRIDES": {
+        "ActionStatusEnum": "backend.actions.models.Action.Status",
+        "SubjectKindEnum": "backend.actions.models.SubjectKind",
+        "ConsentKindEnum": "backend.accounts.models.Consent.Kind",
+    },
     "SCHEMA_PATH_PREFIX": r"/api/v[0-9]",
 }
 

@@ -18,7 +18,9 @@ BASE = "/api/v1/admin/methodologies"
 
 
 def action(resident, code, data, grams, *, days_ago=1, share="1", status=Action.Status.CREDITED):
+    # A self-report needs no partner record behind it: the simplest credited action to feed the preview.
     return Action.objects.create(
+        source=Action.Source.SELF_REPORT,
         resident=resident,
         methodology=code,
         occurred_at=timezone.now() - timedelta(days=days_ago),
