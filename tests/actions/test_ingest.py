@@ -93,9 +93,8 @@ def test_other_partners_cannot_read_status(api, partner, partner_factory):
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("attempt", range(2))
 def test_100_parallel_identical_submissions_credit_once(partner_factory, make_user, attempt):
-    from backend.ledger.models import LedgerTransaction
-
     from backend.actions.services import binding_create
+    from backend.ledger.models import LedgerTransaction
 
     partner = partner_factory(methodologies=["bus_ride"])
     resident = make_user()
