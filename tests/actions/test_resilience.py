@@ -43,11 +43,12 @@ def assert_each_processed_exactly_once(expected: int, statuses=("credited",)):
 
 def use_broker(app, url: str) -> None:
     """Point this process's Celery producer at another broker (drop the pooled connections to the old one)."""
+    from kombu import pools
+
     app.conf.broker_url = url
-    if app._pool is not None:
-        app._pool.force_close_all()
     app._pool = None
     app.amqp._producer_pool = None
+    pools.reset()  # kombu keeps producer pools in a process-wide registry: start it afresh
 
 
 def many_batches(api, partner, residents, batches, per_batch):
