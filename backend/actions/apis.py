@@ -263,6 +263,10 @@ class ActionHistorySerializer(serializers.ModelSerializer):
 
 class ActionDetailSerializer(ActionListItemSerializer):
     inputs = serializers.JSONField(source="data")
+    breakdown = serializers.SerializerMethodField(
+        help_text="Inputs, parameters with units, baseline, project and net emissions, evidence share, cap and "
+        "rounding, recomputed from the stored methodology version and inputs (it always gives the stored grams)."
+    )
     evidence_share = serializers.DecimalField(max_digits=5, decimal_places=4)
     cap = serializers.SerializerMethodField()
     history = serializers.SerializerMethodField()
@@ -280,6 +284,9 @@ class ActionDetailSerializer(ActionListItemSerializer):
             "points_policy_version",
             "history",
         ]
+
+    def get_breakdown(self, obj) -> dict:
+        return selectors.action_breakdown(obj)
 
     def get_cap(self, obj) -> dict:
         return {

@@ -25,12 +25,12 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 from django.core.exceptions import ObjectDoesNotExist
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from backend.actions.models import Action, ActionStatusChange, DailyCapUsage, SubjectBinding, SubjectKind
-from backend.core.bulk import bulk_update_rows
+from backend.core.bulk import BoundCursor, bulk_update_rows
 
 logger = logging.getLogger(__name__)
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -38,8 +38,22 @@ ZERO = Decimal(0)
 RECYCLING_DUPLICATE_WINDOW = timedelta(minutes=5)
 # Statuses whose actions count as claimed for double-claim and history rules.
 LIVE_STATUSES = (Action.Status.CREDITED, Action.Status.FLAGGED, Action.Status.PENDING_REVIEW)
-TRIP_KEYS = ("duration_s",)
+MAX_TRIP = timedelta(days=1)  # no plausible trip lasts longer: bounds the double-claim look-back
 
+# The columns the pipeline reads (loading whole rows of a 1,000-action batch costs more than the maths).
+PIPELINE_READS = (
+    "id",
+    "resident_id",
+    "methodology",
+    "occurred_at",
+    "data",
+    "status",
+    "source",
+    "partner_id",
+    "subject_kind",
+    "subject_hash",
+    "evidence_share",
+)
 UPDATED_FIELDS = [
     "status",
     "resident_id",
@@ -95,6 +109,7 @@ def actions_process(*, action_ids: list[int]) -> dict[str, int]:
         actions = list(
             Action.objects.select_for_update(skip_locked=True, of=("self",))
             .filter(id__in=action_ids, status=Action.Status.RECEIVED)
+            .only(*PIPELINE_READS)
             .order_by("occurred_at", "id")
         )
         if not actions:
@@ -279,7 +294,7 @@ def _double_claims(live: list[Outcome]) -> None:
     if not trips:
         return
     residents = {o.action.resident_id for o, _ in trips}
-    start = min(iv[0] for _, iv in trips) - timedelta(days=1)
+    start = min(iv[0] for _, iv in trips) - MAX_TRIP
     end = max(iv[1] for _, iv in trips)
     existing = Action.objects.filter(
         resident_id__in=residents,
@@ -287,10 +302,19 @@ def _double_claims(live: list[Outcome]) -> None:
         occurred_at__gte=start,
         occurred_at__lte=end,
         data__has_key="duration_s",
-    ).values_list("resident_id", "partner_id", "source", "occurred_at", "data")
+    )
+    origins = {(o.action.partner_id, o.action.source) for o, _ in trips}
+    if len(origins) == 1:
+        # Records of the batch's own source cannot double-claim it: only other sources are worth reading.
+        ((partner_id, source),) = origins
+        if source == Action.Source.PARTNER:
+            existing = existing.exclude(source=source, partner_id=partner_id)
+        else:
+            existing = existing.exclude(source=source)
+    existing = existing.values_list("resident_id", "partner_id", "source", "occurred_at", "data__duration_s")
     claimed: dict[int, list] = defaultdict(list)
-    for resident, partner, source, at, data in existing:
-        seconds = float(Decimal(str(data.get("duration_s", 0) or 0)))
+    for resident, partner, source, at, duration in existing:
+        seconds = float(Decimal(str(duration or 0)))
         claimed[resident].append(((partner, source), at, at + timedelta(seconds=seconds)))
     for o, (begin, finish) in sorted(trips, key=lambda t: t[1][0]):
         origin = (o.action.partner_id, o.action.source)
@@ -318,29 +342,54 @@ def _caps_and_amounts(outcomes: list[Outcome]) -> None:
             remaining = max(Decimal(str(cap["limit"])) - row.used, ZERO)
             credited = min(o.quantity, remaining)
             row.used += credited
-            row._changed = True
+            row.changed = True
         o.credited_quantity = credited
         share = Decimal(str(o.version.evidence_shares.get(_share_key(o.action), "1")))
         result = engine.calculate(o.version, o.parsed, evidence_share=share, credited_quantity=credited)
         o.grams = result.grams
-        o.breakdown = result.breakdown
+        o.breakdown = compact_breakdown(result.breakdown)
         o.action.evidence_share = share
         o.points = engine.points_for_grams(o.grams, o.policy) if o.policy is not None else 0
         if credited == 0 and o.quantity > 0 and o.status == Action.Status.CREDITED:
             o.status, o.reason = Action.Status.CAPPED, "daily_cap_reached"
         elif credited < o.quantity and not o.reason:
             o.reason = "partly_capped"
-    changed = [row for row in usage.values() if getattr(row, "_changed", False)]
+    changed = [row for row in usage.values() if row.changed]
     if changed:
         bulk_update_rows(DailyCapUsage, [{"id": r.id, "used": r.used} for r in changed], ["used"])
+
+
+@dataclass
+class _CapUsage:
+    id: int
+    used: Decimal
+    changed: bool = False
+
+
+# What is stored with each action; the full breakdown (inputs, parameters with units, formula) is recomputed
+# from the stored version and inputs when a person asks for it (GET /me/actions/{id}): the same inputs and
+# version always give the same grams, and storing less keeps a 1,000-action batch cheap.
+STORED_BREAKDOWN_KEYS = ("baseline_g", "project_g", "net_g", "evidence_share", "cap", "exact_g", "rounding", "grams")
+
+
+def compact_breakdown(breakdown: dict) -> dict:
+    return {key: breakdown[key] for key in STORED_BREAKDOWN_KEYS if key in breakdown}
 
 
 def _lock_cap_usage(keys: set) -> dict:
     """Create missing usage rows, then lock them all in one fixed order (no deadlock between workers)."""
     if not keys:
         return {}
+    ordered = sorted(keys)
+    if connection.vendor == "postgresql":
+        arrays = [[k[0] for k in ordered], [k[1] for k in ordered], [k[2] for k in ordered]]
+        with BoundCursor() as cursor:
+            cursor.execute(CAP_USAGE_INSERT, arrays)
+            cursor.execute(CAP_USAGE_LOCK, arrays)
+            rows = cursor.fetchall()
+        return {(r, m, d): _CapUsage(id=pk, used=used) for pk, r, m, d, used in rows}
     DailyCapUsage.objects.bulk_create(
-        [DailyCapUsage(resident_id=r, methodology=m, day=d) for r, m, d in sorted(keys)], ignore_conflicts=True
+        [DailyCapUsage(resident_id=r, methodology=m, day=d) for r, m, d in ordered], ignore_conflicts=True
     )
     rows = (
         DailyCapUsage.objects.select_for_update()
@@ -348,8 +397,24 @@ def _lock_cap_usage(keys: set) -> dict:
             resident_id__in={k[0] for k in keys}, methodology__in={k[1] for k in keys}, day__in={k[2] for k in keys}
         )
         .order_by("resident_id", "methodology", "day")
+        .values_list("id", "resident_id", "methodology", "day", "used")
     )
-    return {(r.resident_id, r.methodology, r.day): r for r in rows}
+    return {(r, m, d): _CapUsage(id=pk, used=used) for pk, r, m, d, used in rows}
+
+
+CAP_USAGE_INSERT = """
+INSERT INTO actions_dailycapusage (resident_id, methodology, day, used)
+SELECT r, m, d, 0 FROM unnest(%b::bigint[], %b::text[], %b::date[]) AS k(r, m, d)
+ON CONFLICT (resident_id, methodology, day) DO NOTHING
+"""
+# ORDER BY before FOR UPDATE: rows are locked in that order, the same in every worker.
+CAP_USAGE_LOCK = """
+SELECT u.id, u.resident_id, u.methodology, u.day, u.used FROM actions_dailycapusage u
+JOIN unnest(%b::bigint[], %b::text[], %b::date[]) AS k(r, m, d)
+  ON u.resident_id = k.r AND u.methodology = k.m AND u.day = k.d
+ORDER BY u.resident_id, u.methodology, u.day
+FOR UPDATE OF u
+"""
 
 
 def _reason_text(action: Action, quantity_label: str) -> str:
@@ -421,6 +486,23 @@ def _write(outcomes: list[Outcome]) -> None:
         )
         a.status = o.status
     bulk_update_rows(Action, rows, UPDATED_FIELDS)
-    ActionStatusChange.objects.bulk_create(
-        [ActionStatusChange(action_id=o.action.id, status=o.status, reason=o.reason, at=now) for o in outcomes]
-    )
+    _history_append(outcomes, now)
+
+
+def _history_append(outcomes: list[Outcome], now: datetime) -> None:
+    if connection.vendor != "postgresql":
+        ActionStatusChange.objects.bulk_create(
+            [ActionStatusChange(action_id=o.action.id, status=o.status, reason=o.reason, at=now) for o in outcomes]
+        )
+        return
+    with BoundCursor() as cursor:
+        cursor.execute(
+            HISTORY_INSERT,
+            [now, [o.action.id for o in outcomes], [o.status for o in outcomes], [o.reason for o in outcomes]],
+        )
+
+
+HISTORY_INSERT = """
+INSERT INTO actions_actionstatuschange (action_id, status, reason, note, at)
+SELECT a, s, r, '', %b FROM unnest(%b::bigint[], %b::text[], %b::text[]) AS v(a, s, r)
+"""

@@ -24,7 +24,7 @@ def resident_action_list(*, resident, filters: dict | None = None) -> QuerySet[A
 def resident_action_get(*, resident, action_id: int) -> Action:
     """404 (DoesNotExist) for anyone else's action."""
     return (
-        Action.objects.select_related("methodology_version", "points_policy_version")
+        Action.objects.select_related("methodology_version__methodology", "points_policy_version")
         .prefetch_related(Prefetch("history", queryset=ActionStatusChange.objects.order_by("at", "id")))
         .get(pk=action_id, resident=resident)
     )
@@ -37,6 +37,25 @@ def partner_action_get(*, partner, external_id: str) -> Action:
 def review_queue() -> QuerySet[Action]:
     return (
         Action.objects.filter(status__in=(Action.Status.FLAGGED, Action.Status.PENDING_REVIEW))
-        .select_related("resident", "methodology_version")
+        .select_related("resident", "methodology_version__methodology")
         .order_by("id")
     )
+
+
+def action_breakdown(action: Action) -> dict:
+    """The full, human-readable calculation of an action, recomputed from its methodology version, inputs,
+    evidence share and credited quantity; the stored compact breakdown when it cannot be recomputed."""
+    from backend.methodologies import engine
+
+    if action.methodology_version is None or action.status in (Action.Status.REJECTED, Action.Status.UNCLAIMED):
+        return action.breakdown
+    try:
+        result = engine.calculate(
+            action.methodology_version,
+            action.data,
+            evidence_share=action.evidence_share,
+            credited_quantity=action.credited_quantity,
+        )
+    except Exception:  # data written by an older engine: show what was stored at the time
+        return action.breakdown
+    return result.breakdown

@@ -7,14 +7,16 @@ import logging
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext as _
+from psycopg.types.json import Jsonb
 
 from backend.actions.models import Action, ActionStatusChange, IngestBatch, SubjectBinding, SubjectKind
 from backend.actions.pipeline import actions_process
 from backend.actions.subjects import normalize_identifier, subject_hash, subject_last4
+from backend.core.bulk import BoundCursor
 from backend.core.errors import ApplicationError, ConflictError
 from backend.partners.models import Partner
 from backend.partners.services import partner_nonce_record
@@ -128,18 +130,10 @@ def actions_ingest(*, partner: Partner, nonce: str, items: list) -> list[dict]:
     with transaction.atomic():
         partner_nonce_record(partner=partner, nonce=nonce)
         batch = IngestBatch.objects.create(partner=partner, nonce=nonce, received_at=now, submitted=len(items))
-        existing = set(
-            Action.objects.filter(partner=partner, external_id__in=list(candidates)).values_list(
-                "external_id", flat=True
-            )
-        )
-        new = [action for ext, (_, action) in candidates.items() if ext not in existing]
-        for action in new:
-            action.batch = batch
+        new = [action for _index, action in candidates.values()]
         # ON CONFLICT DO NOTHING: a concurrent copy of this batch that commits first wins; ours become
         # duplicates below because they did not land in *this* batch.
-        Action.objects.bulk_create(new, ignore_conflicts=True, batch_size=1000)
-        landed = set(Action.objects.filter(batch=batch).values_list("external_id", flat=True))
+        landed = _actions_insert(new, batch=batch, now=now)
         for external_id, (index, _action) in candidates.items():
             results[index] = _result(external_id, "accepted" if external_id in landed else "duplicate")
         batch.accepted = len(landed)
@@ -150,6 +144,48 @@ def actions_ingest(*, partner: Partner, nonce: str, items: list) -> list[dict]:
             batch_id = batch.id
             transaction.on_commit(lambda: enqueue_batch(batch_id))
     return results
+
+
+ACTIONS_INSERT = """
+INSERT INTO actions_action (
+    source, partner_id, batch_id, external_id, methodology, subject_kind, subject_hash, subject_last4,
+    occurred_at, data, status, created_at, evidence_share, grams, points, reason, breakdown, quantity,
+    credited_quantity, capped_quantity, evidence, review_note)
+SELECT 'partner', %b, %b, e, m, k, h, l, o, d, 'received', %b, 1, 0, 0, '', '{}', 0, 0, 0, '', ''
+FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::text[], %b::timestamptz[], %b::jsonb[])
+    AS v(e, m, k, h, l, o, d)
+ON CONFLICT (partner_id, external_id) DO NOTHING
+RETURNING external_id
+"""
+
+
+def _actions_insert(actions: list[Action], *, batch: IngestBatch, now: datetime) -> set[str]:
+    """Insert new partner actions; returns the external ids that landed. One statement with binary array
+    parameters on PostgreSQL (Django's bulk_create quotes every value in Python: most of a request's time)."""
+    if not actions:
+        return set()
+    if connection.vendor != "postgresql":
+        for action in actions:
+            action.batch = batch
+        Action.objects.bulk_create(actions, ignore_conflicts=True, batch_size=1000)
+        return set(Action.objects.filter(batch=batch).values_list("external_id", flat=True))
+    with BoundCursor() as cursor:
+        cursor.execute(
+            ACTIONS_INSERT,
+            [
+                batch.partner_id,
+                batch.id,
+                now,
+                [a.external_id for a in actions],
+                [a.methodology for a in actions],
+                [a.subject_kind for a in actions],
+                [a.subject_hash for a in actions],
+                [a.subject_last4 for a in actions],
+                [a.occurred_at for a in actions],
+                [Jsonb(a.data) for a in actions],
+            ],
+        )
+        return {row[0] for row in cursor.fetchall()}
 
 
 def enqueue_batch(batch_id: int) -> None:

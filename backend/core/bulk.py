@@ -1,5 +1,7 @@
 """Bulk writes with a constant number of queries (the pipeline updates a thousand rows per batch)."""
 
+import json
+
 from django.db import connection, models
 
 
@@ -22,23 +24,29 @@ def bulk_update_rows(model: type[models.Model], rows: list[dict], fields: list[s
     columns, casts, arrays = [], [], []
     for name in fields:
         field = model._meta.get_field(_field_name(model, name))
-        column = field.column
-        db_type = _array_type(field)
-        columns.append(column)
-        casts.append(db_type)
-        arrays.append([field.get_db_prep_value(row[name], connection) for row in rows])
+        columns.append(field.column)
+        casts.append(_array_type(field))
+        arrays.append([_bindable(field, row[name]) for row in rows])
     pk_field = model._meta.pk
     sets = ", ".join(f'"{c}" = v."{c}"' for c in columns)
-    unnest = ", ".join(["%s::bigint[]", *[f"%s::{t}[]" for t in casts]])
+    unnest = ", ".join(["%b::bigint[]", *[f"%b::{t}[]" for t in casts]])
     names = ", ".join(['"__id"', *[f'"{c}"' for c in columns]])
-    # Identifiers come from model metadata, never from input; values travel as bound array parameters.
+    # Identifiers come from model metadata, never from input; values travel as binary array parameters.
     sql = (
         f'UPDATE "{table}" AS t SET {sets} FROM unnest({unnest}) AS v({names}) '  # noqa: S608
         f'WHERE t."{pk_field.column}" = v."__id"'
     )
-    with connection.cursor() as cursor:
+    with BoundCursor() as cursor:
         cursor.execute(sql, [[row["id"] for row in rows], *arrays])
-        return cursor.rowcount
+        return cursor.cursor.rowcount
+
+
+def _bindable(field, value):
+    if field.get_internal_type() == "JSONField":
+        from psycopg.types.json import Jsonb
+
+        return Jsonb(value, dumps=lambda obj: json.dumps(obj, cls=field.encoder))
+    return value
 
 
 def _field_name(model, attname: str) -> str:
@@ -70,3 +78,34 @@ def _array_type(field) -> str:
     if internal == "DecimalField":
         return "numeric"
     return mapping[internal]
+
+
+class BoundCursor:
+    """A psycopg cursor with server-side parameter binding on Django's connection. Django's own cursors bind
+    client-side, quoting every element of a 1,000-element array in Python (most of a batch's time); here an
+    array travels as one binary parameter (`%b`). Queries are still reported to Django's query log."""
+
+    def __init__(self):
+        import psycopg
+
+        connection.ensure_connection()
+        self.cursor = psycopg.Cursor(connection.connection)
+
+    def execute(self, sql: str, params=None) -> None:
+        self.cursor.execute(sql, params)
+        if connection.queries_logged:
+            connection.queries_log.append({"sql": sql, "time": "0"})
+
+    def fetchall(self) -> list:
+        return self.cursor.fetchall()
+
+    def copy(self, sql: str):
+        if connection.queries_logged:
+            connection.queries_log.append({"sql": sql, "time": "0"})
+        return self.cursor.copy(sql)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.cursor.close()

@@ -38,6 +38,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from backend.core.bulk import BoundCursor
 from backend.core.errors import ApplicationError, ConflictError
 from backend.ledger.models import (
     Account,
@@ -177,7 +178,7 @@ ACCOUNT_INSERT = (
 
 
 def _accounts_ensure_pg(keys: list[str]) -> dict[str, AccountRow]:
-    with _BoundCursor() as cur:
+    with BoundCursor() as cur:
         cur.execute(ACCOUNT_SELECT, [keys])
         found = {r[1]: AccountRow(*r) for r in cur.fetchall()}
         missing = [account_spec(k) for k in keys if k not in found]
@@ -571,40 +572,9 @@ def _action_credit_post_one(plan: _CreditPlan) -> int:
     )
 
 
-class _BoundCursor:
-    """A psycopg cursor with server-side parameter binding on Django's connection. Django's own cursors bind
-    client-side, quoting every element of a 1,000-element array in Python (most of a batch's time); here an
-    array travels as one binary parameter (`%b`). Queries are still reported to Django's query log."""
-
-    def __init__(self):
-        import psycopg
-
-        connection.ensure_connection()
-        self.cursor = psycopg.Cursor(connection.connection)
-
-    def execute(self, sql: str, params=None) -> None:
-        self.cursor.execute(sql, params)
-        if connection.queries_logged:
-            connection.queries_log.append({"sql": sql, "time": "0"})
-
-    def fetchall(self) -> list:
-        return self.cursor.fetchall()
-
-    def copy(self, sql: str):
-        if connection.queries_logged:
-            connection.queries_log.append({"sql": sql, "time": "0"})
-        return self.cursor.copy(sql)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.cursor.close()
-
-
 def _action_credits_bulk_pg(plans: list[_CreditPlan]) -> dict[str, int]:
     accounts = accounts_ensure(keys={leg.account for p in plans for leg in p.legs})  # 1-3 queries
-    with _BoundCursor() as cur:
+    with BoundCursor() as cur:
         cur.execute(
             TXN_INSERT,
             [
