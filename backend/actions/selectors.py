@@ -37,7 +37,7 @@ def partner_action_get(*, partner, external_id: str) -> Action:
 def review_queue() -> QuerySet[Action]:
     return (
         Action.objects.filter(status__in=(Action.Status.FLAGGED, Action.Status.PENDING_REVIEW))
-        .select_related("resident", "methodology_version__methodology")
+        .select_related("resident", "methodology_version__methodology", "points_policy_version")
         .order_by("id")
     )
 

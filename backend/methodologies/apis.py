@@ -382,27 +382,7 @@ class MethodologyVersionHistoryView(ListAPIView):
                 value={
                     "next": None,
                     "previous": None,
-                    "results": [
-                        {
-                            **BUS_VERSION_EXAMPLE,
-                            "notes": "Qingdao v1 catalogue.",
-                            "submitted_at": None,
-                            "decided_at": None,
-                            "decision_note": "",
-                            "activated_at": "2026-01-01T00:00:00+08:00",
-                            "retired_at": None,
-                            "transitions": [
-                                {
-                                    "from_status": "",
-                                    "to_status": "active",
-                                    "actor_id": None,
-                                    "actor_name": None,
-                                    "note": "Seeded from the Qingdao v1 catalogue.",
-                                    "at": "2026-01-01T00:00:00+08:00",
-                                }
-                            ],
-                        }
-                    ],
+                    "results": [HISTORY_VERSION_EXAMPLE],
                 },
                 response_only=True,
             )
