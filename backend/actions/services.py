@@ -282,9 +282,15 @@ def binding_delete(*, resident, kind: str, identifier: str | None = None, bindin
         raise ApplicationError(_("No such binding."), code="not_found", status_code=404)
 
 
-def bindings_erase(*, user) -> None:
-    """PIPL erasure hook: a deleted resident's cards are unbound."""
+def actions_erase_personal_data(*, user) -> None:
+    """PIPL erasure hook: a deleted resident's cards are unbound and their evidence photos deleted. The
+    actions themselves stay (anonymous once the account is), so credited totals and the ledger still add up."""
     SubjectBinding.objects.filter(resident=user).delete()
+    with_evidence = Action.objects.filter(resident=user).exclude(evidence="")
+    for action in with_evidence.only("id", "evidence"):
+        action.evidence.delete(save=False)
+    with_evidence.update(evidence="")
+    Action.objects.filter(resident=user).exclude(subject_last4="").update(subject_last4="")
 
 
 # --- self-reports and review ------------------------------------------------------------------------------

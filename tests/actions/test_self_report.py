@@ -126,3 +126,26 @@ def test_methodology_without_self_report_refused(seeded, resident, settings, tmp
     response = post_report(client_for(resident), methodology)
     assert response.status_code == 400
     assert response.json()["errors"][0]["code"] == "self_report_not_allowed"
+
+
+@pytest.mark.django_db
+def test_erasure_unbinds_cards_and_deletes_evidence(seeded, resident, settings, tmp_path):
+    from pathlib import Path
+
+    from backend.actions.services import binding_create
+
+    settings.MEDIA_ROOT = tmp_path
+    methodology = self_report_methodology()
+    binding_create(resident=resident, kind="transit_card", identifier="ERASE-ME-1")
+    client = client_for(resident)
+    action = Action.objects.get(pk=post_report(client, methodology).json()["id"])
+    photo = Path(action.evidence.path)
+    assert photo.exists()
+
+    assert client.delete("/api/v1/me").status_code == 204
+
+    action.refresh_from_db()
+    assert not photo.exists()
+    assert action.evidence == ""
+    assert not resident.bindings.exists()
+    assert action.grams > 0  # the action itself and its figures stay for the aggregates
