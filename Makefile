@@ -12,7 +12,7 @@ SERVICES_ENV = DATABASE_URL=postgres://postgres@127.0.0.1:$(PG_PORT)/qingdao RED
 TEST_WORKERS ?= 2
 LOCAL := .local
 
-.PHONY: help venv run test test-only lint schema schema-check services-up services-down up down load bench lock clean
+.PHONY: help venv run test test-only lint schema schema-check messages services-up services-down up down load bench lock clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -28,6 +28,13 @@ run: venv ## Serve the API on the embedded default (SQLite, in-process tasks) at
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py seed
 	$(PY) manage.py runserver 127.0.0.1:$(PORT)
+
+messages: venv ## Extract our messages into locale/zh_Hans/LC_MESSAGES/django.po and compile django.mo
+	@command -v msgfmt >/dev/null || { echo "msgfmt missing: installing gettext"; \
+	  $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get update -qq && \
+	  $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get install -y -qq gettext; }
+	$(PY) manage.py makemessages -l zh_Hans --no-obsolete --ignore=$(VENV) --ignore=$(LOCAL) --ignore=tests
+	$(PY) manage.py compilemessages -l zh_Hans --ignore=$(VENV) --ignore=$(LOCAL)
 
 services-up: ## Install (when missing) and start private PostgreSQL and Redis on loopback ports
 	infra/services.sh start

@@ -122,7 +122,7 @@ class PartnerActionsView(APIView):
                             "status": "rejected",
                             "error": {
                                 "code": "invalid_data",
-                                "detail": "distance_km: required",
+                                "detail": "distance_km is required.",
                                 "attr": "data.distance_km",
                             },
                         },

@@ -81,7 +81,7 @@ def _validate_item(item, index: int, partner: Partner, methodologies: dict, now:
     try:
         parsed = engine.parse_action_data(methodology, data)
     except engine.ActionDataInvalid as exc:
-        return None, _item_error("invalid_data", f"{exc.field}: {exc.code}", f"data.{exc.field}")
+        return None, _item_error("invalid_data", exc.detail, f"data.{exc.field}")
     kind = subject["kind"]
     action = Action(
         source=Action.Source.PARTNER,
@@ -337,7 +337,7 @@ def self_report_create(*, resident, methodology_code: str, occurred_at: datetime
     try:
         parsed = engine.parse_action_data(methodology, data)
     except engine.ActionDataInvalid as exc:
-        raise ApplicationError(f"{exc.field}: {exc.code}", code="invalid_data", attr=f"data.{exc.field}") from None
+        raise ApplicationError(exc.detail, code="invalid_data", attr=f"data.{exc.field}") from None
     extension = evidence_check(evidence)
     evidence.name = f"evidence.{extension}"
     with transaction.atomic():

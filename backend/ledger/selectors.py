@@ -6,6 +6,7 @@ from datetime import date, datetime, time, timedelta
 from django.db import connection
 from django.db.models import Prefetch, Q, QuerySet, Sum
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from backend.core.errors import ApplicationError
 from backend.ledger import merkle
@@ -82,7 +83,7 @@ def resident_transactions(*, resident_id: int) -> QuerySet[LedgerTransaction]:
 def resident_transaction_get(*, resident_id: int, transaction_id: int) -> LedgerTransaction:
     txn = resident_transactions(resident_id=resident_id).filter(id=transaction_id).first()
     if txn is None:
-        raise ApplicationError("Not found.", code="not_found", status_code=404)
+        raise ApplicationError(_("Not found."), code="not_found", status_code=404)
     return txn
 
 
@@ -140,7 +141,7 @@ def transaction_proof(*, resident_id: int, transaction_id: int) -> dict:
     root = MerkleRoot.objects.filter(day=day).first()
     if root is None:
         raise ApplicationError(
-            "The root of this day is not published yet (roots are computed after the day ends).",
+            _("The root of this day is not published yet (roots are computed after the day ends)."),
             code="proof_not_ready",
             status_code=409,
         )

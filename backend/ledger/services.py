@@ -37,6 +37,7 @@ from zoneinfo import ZoneInfo
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from backend.core.bulk import BoundCursor
 from backend.core.errors import ApplicationError, ConflictError
@@ -253,7 +254,7 @@ def _lots_consume(
         left -= take
         consumptions.append(LotConsumption(lot=lot, transaction_id=txn_id, kind=kind, amount=take))
     if left:
-        raise ApplicationError("Not enough spendable points.", code="insufficient_points")
+        raise ApplicationError(_("Not enough spendable points."), code="insufficient_points")
     PointsLot.objects.bulk_update([c.lot for c in consumptions], ["remaining"])
     LotConsumption.objects.bulk_create(consumptions)
 
@@ -291,7 +292,7 @@ def _existing(idempotency_key: str, content_hash: str) -> int | None:
         return None
     if row[1] != content_hash:
         raise ConflictError(
-            "This idempotency key was already used for a different transaction.", code="idempotency_conflict"
+            _("This idempotency key was already used for a different transaction."), code="idempotency_conflict"
         )
     return row[0]
 
@@ -316,7 +317,7 @@ def _post_one(
     lot_handler: LotHandler | None = None,
 ) -> int:
     if len(legs) < 2:
-        raise ApplicationError("A transaction needs at least two postings.", code="ledger_unbalanced")
+        raise ApplicationError(_("A transaction needs at least two postings."), code="ledger_unbalanced")
     content_hash = _content_hash(
         content
         or {
@@ -339,12 +340,12 @@ def _post_one(
         delta: dict[int, int] = defaultdict(int)
         for leg in legs:
             if not isinstance(leg.amount, int) or leg.amount == 0:
-                raise ApplicationError("Posting amounts are non-zero integers.", code="ledger_invalid_amount")
+                raise ApplicationError(_("Posting amounts are non-zero integers."), code="ledger_invalid_amount")
             acct = accounts[leg.account]
             sums[(acct.unit, acct.currency)] += leg.amount
             delta[acct.id] += leg.amount
         if any(sums.values()):
-            raise ApplicationError("Postings must sum to zero per unit.", code="ledger_unbalanced")
+            raise ApplicationError(_("Postings must sum to zero per unit."), code="ledger_unbalanced")
         try:
             # A savepoint: a concurrent poster of the same key makes this wait for its commit, then fail here.
             with transaction.atomic():
@@ -364,7 +365,7 @@ def _post_one(
             existing = _existing(idempotency_key, content_hash)
             if existing is not None:
                 return existing
-            raise ConflictError("The transaction was already reversed or released.", code="already_reversed")
+            raise ConflictError(_("The transaction was already reversed or released."), code="already_reversed")
         by_id = {a.id: a for a in accounts.values()}
         floored = sorted(i for i in delta if by_id[i].floored)
         # Lock floored accounts in id order (the same order every poster uses: no deadlocks).
@@ -374,7 +375,7 @@ def _post_one(
         for account_id in floored:
             if balances[account_id] + delta[account_id] < 0:
                 code = "insufficient_points" if by_id[account_id].unit == Unit.POINTS else "insufficient_funds"
-                raise ApplicationError("Not enough balance.", code=code)
+                raise ApplicationError(_("Not enough balance."), code=code)
         Posting.objects.bulk_create(
             [
                 Posting(
@@ -481,7 +482,7 @@ class _CreditPlan:
 
 def _credit_plan(c: ActionCredit) -> _CreditPlan:
     if c.grams < 0 or c.points < 0 or c.points_expiry_months < 1:
-        raise ApplicationError("Credits are non-negative.", code="ledger_invalid_amount")
+        raise ApplicationError(_("Credits are non-negative."), code="ledger_invalid_amount")
     if c.effective_at.tzinfo is None:
         raise ValueError("effective_at must be timezone-aware")
     suffix = "_pending" if c.pending else ""
@@ -545,7 +546,7 @@ def action_credits_post_bulk(*, credits: list[ActionCredit]) -> dict[str, int]:
         plan = _credit_plan(c)
         seen = plans.get(c.idempotency_key)
         if seen is not None and seen.content_hash != plan.content_hash:
-            raise ConflictError("One idempotency key twice with different content.", code="idempotency_conflict")
+            raise ConflictError(_("One idempotency key twice with different content."), code="idempotency_conflict")
         plans[c.idempotency_key] = plan
     if not plans:
         return {}
@@ -602,7 +603,8 @@ def _action_credits_bulk_pg(plans: list[_CreditPlan]) -> dict[str, int]:
                 txn_id, h = found[p.credit.idempotency_key]
                 if h != p.content_hash:
                     raise ConflictError(
-                        f"Idempotency key {p.credit.idempotency_key} was used for different content.",
+                        _("Idempotency key %(key)s was used for different content.")
+                        % {"key": p.credit.idempotency_key},
                         code="idempotency_conflict",
                     )
                 result[p.credit.idempotency_key] = txn_id
@@ -640,7 +642,7 @@ def _locked_transaction(**lookup) -> LedgerTransaction:
     # Transactions are immutable, but a row lock on the original serialises release vs. reversal.
     txn = LedgerTransaction.objects.select_for_update().filter(**lookup).first()
     if txn is None:
-        raise ApplicationError("No such ledger transaction.", code="not_found", status_code=404)
+        raise ApplicationError(_("No such ledger transaction."), code="not_found", status_code=404)
     return txn
 
 
@@ -654,7 +656,7 @@ def pending_credit_release(*, idempotency_key: str) -> int:
     if release:
         return release
     if LedgerTransaction.objects.filter(reverses=original).exists():
-        raise ConflictError("This pending credit was rejected.", code="pending_credit_reversed")
+        raise ConflictError(_("This pending credit was rejected."), code="pending_credit_reversed")
     legs = []
     for posting in original.postings.select_related("account"):
         acct = posting.account
@@ -664,7 +666,7 @@ def pending_credit_release(*, idempotency_key: str) -> int:
                 Leg(resident_account_key(acct.owner_id, acct.name.removesuffix("_pending")), posting.amount),
             ]
     if not legs:
-        raise ApplicationError("This credit is not pending.", code="not_pending")
+        raise ApplicationError(_("This credit is not pending."), code="not_pending")
     return _post_one(
         kind=Kind.PENDING_RELEASE,
         reason=original.reason,
@@ -687,7 +689,7 @@ def pending_credit_reverse(*, idempotency_key: str, reason: str) -> int:
     if reversal:
         return reversal
     if LedgerTransaction.objects.filter(releases=original).exists():
-        raise ConflictError("This pending credit was already released.", code="pending_credit_released")
+        raise ConflictError(_("This pending credit was already released."), code="pending_credit_released")
     return transaction_reverse(transaction_id=original.id, reason=reason, idempotency_key=f"reverse:{idempotency_key}")
 
 
@@ -705,7 +707,7 @@ def points_spend(
     """Spend a resident's points, consuming lots soonest expiry first (lots already due are not spendable).
     `to_account` is a system account name or a full account key. Raises `insufficient_points` when short."""
     if points <= 0:
-        raise ApplicationError("Spend a positive number of points.", code="ledger_invalid_amount")
+        raise ApplicationError(_("Spend a positive number of points."), code="ledger_invalid_amount")
     target = to_account if ":" in to_account else f"system:{to_account}"
     return _post_one(
         kind=Kind.POINTS_SPEND,
@@ -725,10 +727,10 @@ def transaction_reverse(*, transaction_id: int, reason: str, idempotency_key: st
     reversals themselves are not reversible."""
     original = _locked_transaction(id=transaction_id)
     if original.kind == Kind.REVERSAL:
-        raise ApplicationError("A reversal cannot be reversed.", code="not_reversible")
+        raise ApplicationError(_("A reversal cannot be reversed."), code="not_reversible")
     if original.kind == Kind.ACTION_CREDIT and LedgerTransaction.objects.filter(releases=original).exists():
         raise ConflictError(
-            "This pending credit was released: reverse the release first.", code="pending_credit_released"
+            _("This pending credit was released: reverse the release first."), code="pending_credit_released"
         )
     postings = list(original.postings.select_related("account").order_by("id"))
     legs = [Leg(p.account.key, -p.amount) for p in postings]
@@ -757,7 +759,7 @@ def transaction_reverse(*, transaction_id: int, reason: str, idempotency_key: st
             for c in consumed
         ]
         if sum(lot.amount for lot in restored) != delta:
-            raise ApplicationError("Lots do not explain this transaction.", code="ledger_inconsistent")
+            raise ApplicationError(_("Lots do not explain this transaction."), code="ledger_inconsistent")
         PointsLot.objects.bulk_create(restored)
 
     return _post_one(
@@ -847,7 +849,7 @@ def merkle_root_compute(*, day: date) -> MerkleRoot:
     from backend.ledger.selectors import day_leaf_hashes
 
     if day >= timezone.now().astimezone(SHANGHAI).date():
-        raise ApplicationError("Only finished days get a root.", code="day_not_finished")
+        raise ApplicationError(_("Only finished days get a root."), code="day_not_finished")
     leaves = day_leaf_hashes(day=day)
     root = merkle_root(leaves).hex()
     stored, created = MerkleRoot.objects.get_or_create(day=day, defaults={"root": root, "leaf_count": len(leaves)})

@@ -5,6 +5,7 @@ impact previews under /api/v1/admin/..."""
 from decimal import Decimal
 
 from django.utils import timezone
+from django.utils.translation import gettext as _
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, extend_schema, extend_schema_field
 from rest_framework import exceptions, serializers, status
@@ -157,7 +158,7 @@ class RawJSONField(serializers.Field):
 
     def to_internal_value(self, data):
         if self.object_only and not isinstance(data, dict):
-            raise serializers.ValidationError("Expected a JSON object.", code="invalid")
+            raise serializers.ValidationError(_("Expected a JSON object."), code="invalid")
         return data
 
     def to_representation(self, value):
@@ -319,7 +320,7 @@ class DecimalJSONParser(JSONParser):
         try:
             return json.loads(stream.read().decode(encoding), parse_float=Decimal)
         except ValueError as exc:
-            raise exceptions.ParseError(f"JSON parse error - {exc}")
+            raise exceptions.ParseError(_("JSON parse error - %(detail)s") % {"detail": exc})
 
 
 # --- public views -----------------------------------------------------------------------------------------
@@ -438,7 +439,8 @@ class CalculateView(APIView):
         share_raw = version.evidence_shares.get(payload["evidence_level"])
         if share_raw is None:
             raise ApplicationError(
-                f"{code} v{version.number} does not accept evidence level {payload['evidence_level']}.",
+                _("%(code)s v%(number)s does not accept evidence level %(level)s.")
+                % {"code": code, "number": version.number, "level": payload["evidence_level"]},
                 code="evidence_level_not_accepted",
                 attr="evidence_level",
             )
@@ -448,7 +450,9 @@ class CalculateView(APIView):
             raise exceptions.ValidationError({"data": {error.field: [ErrorDetail(error.detail, code=error.code)]}})
         reason = check_validity(version, data)
         if reason:
-            raise ApplicationError(f"The action fails the validity rules: {reason}.", code=reason, attr="data")
+            raise ApplicationError(
+                _("The action fails the validity rules: %(reason)s.") % {"reason": reason}, code=reason, attr="data"
+            )
         try:
             result = calculate(version, data, evidence_share=Decimal(share_raw))
         except ActionDataInvalid as error:
@@ -468,14 +472,19 @@ class CalculateView(APIView):
         if number is None:
             version = selectors.methodology_version_active(code=methodology.code)
             if version is None:
-                raise ApplicationError("This methodology has no active version.", code="no_active_version")
+                raise ApplicationError(_("This methodology has no active version."), code="no_active_version")
             return version
         version = methodology.versions.filter(number=number).select_related("methodology").first()
         visible = version is not None and (
             version.status in IN_FORCE_STATUSES or IsReviewer().has_permission(_Req(user), None)
         )
         if not visible:
-            raise ApplicationError(f"No version {number}.", code="version_not_found", attr="version", status_code=404)
+            raise ApplicationError(
+                _("No version %(number)s.") % {"number": number},
+                code="version_not_found",
+                attr="version",
+                status_code=404,
+            )
         return version
 
 

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from decimal import ROUND_FLOOR, Decimal, InvalidOperation, localcontext
 from typing import TYPE_CHECKING
 
+from django.utils.translation import gettext as _
+
 from backend.methodologies.formulas import FORMULA_TYPES
 
 if TYPE_CHECKING:
@@ -66,7 +68,7 @@ class VersionContentInvalid(Exception):
 
     def __init__(self, errors: list[tuple[str, str, str]]):
         self.errors = errors
-        super().__init__("; ".join(f"{a}: {c}" for a, c, _ in errors))
+        super().__init__("; ".join(f"{a}: {c}" for a, c, _detail in errors))
 
 
 def parse_decimal(value) -> Decimal:
@@ -97,34 +99,43 @@ def parse_action_data(methodology: "Methodology", data: dict) -> dict:
     """Validate `data` against the methodology's data schema and return it normalised: numbers as Decimal,
     strings stripped. Keys the schema does not know are dropped. Raises ActionDataInvalid."""
     if not isinstance(data, dict):
-        raise ActionDataInvalid("data", "invalid", "Action data must be an object.")
+        raise ActionDataInvalid("data", "invalid", _("Action data must be an object."))
     parsed: dict = {}
     for key, spec in methodology.data_schema.items():
         value = data.get(key)
         if value is None or (isinstance(value, str) and not value.strip()):
             if spec.get("required", True):
-                raise ActionDataInvalid(key, "required", f"{key} is required.")
+                raise ActionDataInvalid(key, "required", _("%(key)s is required.") % {"key": key})
             continue
         kind = spec.get("type", "decimal")
         if kind in ("decimal", "integer"):
             try:
                 number = parse_decimal(value)
             except (ValueError, InvalidOperation):
-                raise ActionDataInvalid(key, "invalid_number", f"{key} must be a number or a decimal string.")
+                raise ActionDataInvalid(
+                    key, "invalid_number", _("%(key)s must be a number or a decimal string.") % {"key": key}
+                )
             if number < 0:
-                raise ActionDataInvalid(key, "negative", f"{key} must not be negative.")
+                raise ActionDataInvalid(key, "negative", _("%(key)s must not be negative.") % {"key": key})
             if kind == "integer" and number != number.to_integral_value():
-                raise ActionDataInvalid(key, "invalid_number", f"{key} must be a whole number.")
+                raise ActionDataInvalid(key, "invalid_number", _("%(key)s must be a whole number.") % {"key": key})
             parsed[key] = number
         else:
             if not isinstance(value, str) or len(value) > MAX_STRING_LENGTH:
-                raise ActionDataInvalid(key, "invalid_string", f"{key} must be a string (at most 128 characters).")
+                raise ActionDataInvalid(
+                    key, "invalid_string", _("%(key)s must be a string (at most 128 characters).") % {"key": key}
+                )
             text = value.strip()
             if kind == "choice":
                 text = text.lower()
                 if text not in spec.get("choices", []):
                     code = "unknown_material" if key == "material" else "invalid_choice"
-                    raise ActionDataInvalid(key, code, f"{key} must be one of {', '.join(spec.get('choices', []))}.")
+                    raise ActionDataInvalid(
+                        key,
+                        code,
+                        _("%(key)s must be one of %(choices)s.")
+                        % {"key": key, "choices": ", ".join(spec.get("choices", []))},
+                    )
             parsed[key] = text
     return parsed
 
@@ -193,7 +204,7 @@ def cap_quantity(version: "MethodologyVersion", data: dict) -> Decimal:
     unit = cap["unit"]
     data = _ensure_parsed(version, data)
     if data.get(unit) is None:
-        raise ActionDataInvalid(unit, "required", f"{unit} is required (the daily cap counts it).")
+        raise ActionDataInvalid(unit, "required", _("%(key)s is required (the daily cap counts it).") % {"key": unit})
     return data[unit]
 
 
@@ -235,51 +246,97 @@ def validate_version_content(
     errors: list[tuple[str, str, str]] = []
     spec = FORMULA_TYPES[formula_type]
     if not isinstance(parameters, dict):
-        errors.append(("parameters", "invalid", "Parameters must be an object."))
+        errors.append(("parameters", "invalid", _("Parameters must be an object.")))
         parameters = {}
     known = {p.name: p for p in spec.params}
     for name in parameters:
         if name not in known:
-            errors.append((f"parameters.{name}", "unknown_parameter", f"{formula_type} has no parameter {name!r}."))
+            errors.append(
+                (
+                    f"parameters.{name}",
+                    "unknown_parameter",
+                    _("%(formula)s has no parameter %(name)r.") % {"formula": formula_type, "name": name},
+                )
+            )
     materials = data_schema.get("material", {}).get("choices", []) if isinstance(data_schema, dict) else []
     values: dict = {}
     for name, param in known.items():
         attr = f"parameters.{name}"
         entry = parameters.get(name)
         if entry is None:
-            errors.append((attr, "missing_parameter", f"{name} is required ({param.unit})."))
+            errors.append(
+                (attr, "missing_parameter", _("%(name)s is required (%(unit)s).") % {"name": name, "unit": param.unit})
+            )
             continue
         if not isinstance(entry, dict) or "value" not in entry:
-            errors.append((attr, "invalid", f'{name} must be {{"value": ..., "unit": "{param.unit}"}}.'))
+            errors.append(
+                (
+                    attr,
+                    "invalid",
+                    _('%(name)s must be {"value": ..., "unit": "%(unit)s"}.') % {"name": name, "unit": param.unit},
+                )
+            )
             continue
         extra = set(entry) - {"value", "unit", "note"}
         if extra:
-            errors.append((attr, "unknown_parameter", f"Unexpected keys {sorted(extra)} in {name}."))
+            errors.append(
+                (
+                    attr,
+                    "unknown_parameter",
+                    _("Unexpected keys %(keys)s in %(name)s.") % {"keys": sorted(extra), "name": name},
+                )
+            )
         unit = entry.get("unit")
         if not unit:
-            errors.append((f"{attr}.unit", "unit_missing", f"State the unit of {name}: {param.unit}."))
+            errors.append(
+                (
+                    f"{attr}.unit",
+                    "unit_missing",
+                    _("State the unit of %(name)s: %(unit)s.") % {"name": name, "unit": param.unit},
+                )
+            )
         elif unit != param.unit:
-            errors.append((f"{attr}.unit", "unit_mismatch", f"{name} is in {param.unit}, not {unit}."))
+            errors.append(
+                (
+                    f"{attr}.unit",
+                    "unit_mismatch",
+                    _("%(name)s is in %(unit)s, not %(given)s.") % {"name": name, "unit": param.unit, "given": unit},
+                )
+            )
         raw = entry["value"]
         if isinstance(raw, dict):
             if param.kind == "decimal":
-                errors.append((f"{attr}.value", "invalid_number", f"{name} is a single number."))
+                errors.append((f"{attr}.value", "invalid_number", _("%(name)s is a single number.") % {"name": name}))
                 continue
             if not raw:
-                errors.append((f"{attr}.value", "material_unnamed", "Name at least one material."))
+                errors.append((f"{attr}.value", "material_unnamed", _("Name at least one material.")))
             parsed = {}
             for material, value in raw.items():
                 if not isinstance(material, str) or not re.fullmatch(r"[a-z][a-z0-9_]{0,31}", material):
-                    errors.append((f"{attr}.value", "material_unnamed", f"Invalid material name {material!r}."))
+                    errors.append(
+                        (
+                            f"{attr}.value",
+                            "material_unnamed",
+                            _("Invalid material name %(material)r.") % {"material": material},
+                        )
+                    )
                     continue
                 parsed[material] = _check_factor(errors, f"{attr}.value.{material}", value, param)
             for material in materials:
                 if material not in raw:
-                    errors.append((f"{attr}.value.{material}", "material_missing", f"No factor for {material}."))
+                    errors.append(
+                        (
+                            f"{attr}.value.{material}",
+                            "material_missing",
+                            _("No factor for %(material)s.") % {"material": material},
+                        )
+                    )
             values[name] = parsed
         else:
             if param.kind == "material_map" or (param.kind == "decimal_or_material_map" and materials):
-                errors.append((f"{attr}.value", "material_missing", f"{name} needs a factor per material."))
+                errors.append(
+                    (f"{attr}.value", "material_missing", _("%(name)s needs a factor per material.") % {"name": name})
+                )
                 continue
             values[name] = _check_factor(errors, f"{attr}.value", raw, param)
     base, proj = values.get("baseline_g_per_pkm"), values.get("project_g_per_pkm")
@@ -300,39 +357,45 @@ def _check_factor(errors, attr, value, param) -> Decimal | None:
     try:
         number = parse_decimal(value)
     except (ValueError, InvalidOperation):
-        errors.append((attr, "invalid_number", "Must be a decimal string or number."))
+        errors.append((attr, "invalid_number", _("Must be a decimal string or number.")))
         return None
     if number < 0:
-        errors.append((attr, "negative_factor", "Factors must not be negative."))
+        errors.append((attr, "negative_factor", _("Factors must not be negative.")))
     if param.integral and number != number.to_integral_value():
-        errors.append((attr, "not_integer", "Must be a whole number."))
+        errors.append((attr, "not_integer", _("Must be a whole number.")))
     return number
 
 
 def _validate_rules(errors, rules) -> None:
     if not isinstance(rules, dict):
-        errors.append(("validity_rules", "invalid", "Validity rules must be an object."))
+        errors.append(("validity_rules", "invalid", _("Validity rules must be an object.")))
         return
     for name, value in rules.items():
         attr = f"validity_rules.{name}"
         kind = VALIDITY_RULE_TYPES.get(name)
         if kind is None:
-            errors.append((attr, "unknown_rule", f"Unknown rule {name!r}."))
+            errors.append((attr, "unknown_rule", _("Unknown rule %(name)r.") % {"name": name}))
         elif kind == "bool":
             if not isinstance(value, bool):
-                errors.append((attr, "invalid_rule", "Must be true or false."))
+                errors.append((attr, "invalid_rule", _("Must be true or false.")))
         else:
             try:
                 number = parse_decimal(value)
             except (ValueError, InvalidOperation):
-                errors.append((attr, "invalid_rule", "Must be a number."))
+                errors.append((attr, "invalid_rule", _("Must be a number.")))
                 continue
             if number < 0 or (kind == "integer" and number != number.to_integral_value()):
-                errors.append((attr, "invalid_rule", "Must be a non-negative number."))
+                errors.append((attr, "invalid_rule", _("Must be a non-negative number.")))
     for low, high in [(n, "max_" + n[4:]) for n in rules if n.startswith("min_")]:
         try:
             if high in rules and parse_decimal(rules[low]) > parse_decimal(rules[high]):
-                errors.append((f"validity_rules.{low}", "invalid_rule", f"{low} is above {high}."))
+                errors.append(
+                    (
+                        f"validity_rules.{low}",
+                        "invalid_rule",
+                        _("%(low)s is above %(high)s.") % {"low": low, "high": high},
+                    )
+                )
         except (ValueError, InvalidOperation):
             pass
 
@@ -341,44 +404,50 @@ def _validate_cap(errors, cap, data_schema) -> None:
     if cap is None:
         return
     if not isinstance(cap, dict) or set(cap) != {"unit", "limit"}:
-        errors.append(("daily_cap", "invalid", 'Daily cap is {"unit": ..., "limit": ...} or null.'))
+        errors.append(("daily_cap", "invalid", _('Daily cap is {"unit": ..., "limit": ...} or null.')))
         return
     numeric_keys = {k for k, s in data_schema.items() if s.get("type", "decimal") in ("decimal", "integer")}
     if cap["unit"] not in CAP_UNITS or (cap["unit"] != "actions" and cap["unit"] not in numeric_keys):
-        errors.append(("daily_cap.unit", "invalid_cap_unit", "Cap unit must be actions or a numeric data key."))
+        errors.append(("daily_cap.unit", "invalid_cap_unit", _("Cap unit must be actions or a numeric data key.")))
     try:
         if parse_decimal(cap["limit"]) <= 0:
             raise ValueError
     except (ValueError, InvalidOperation):
-        errors.append(("daily_cap.limit", "invalid_cap_limit", "Cap limit must be a positive number."))
+        errors.append(("daily_cap.limit", "invalid_cap_limit", _("Cap limit must be a positive number.")))
 
 
 def _validate_shares(errors, shares, self_report_allowed) -> None:
     if not isinstance(shares, dict) or not shares:
-        errors.append(("evidence_shares", "invalid", "Give the share of at least one evidence level."))
+        errors.append(("evidence_shares", "invalid", _("Give the share of at least one evidence level.")))
         return
     for level, value in shares.items():
         attr = f"evidence_shares.{level}"
         if level not in EVIDENCE_LEVELS:
-            errors.append((attr, "unknown_evidence_level", f"Evidence levels: {', '.join(EVIDENCE_LEVELS)}."))
+            errors.append(
+                (
+                    attr,
+                    "unknown_evidence_level",
+                    _("Evidence levels: %(levels)s.") % {"levels": ", ".join(EVIDENCE_LEVELS)},
+                )
+            )
             continue
         try:
             share = parse_decimal(value)
         except (ValueError, InvalidOperation):
-            errors.append((attr, "invalid_share", "Must be a decimal between 0 and 1."))
+            errors.append((attr, "invalid_share", _("Must be a decimal between 0 and 1.")))
             continue
         if not Decimal(0) <= share <= Decimal(1):
-            errors.append((attr, "invalid_share", "Must be a decimal between 0 and 1."))
+            errors.append((attr, "invalid_share", _("Must be a decimal between 0 and 1.")))
     if self_report_allowed and "self_report" not in shares:
-        errors.append(("evidence_shares.self_report", "self_report_share_missing", "Self-report needs a share."))
+        errors.append(("evidence_shares.self_report", "self_report_share_missing", _("Self-report needs a share.")))
 
 
 def _validate_sources(errors, sources, required: bool) -> None:
     if not isinstance(sources, list):
-        errors.append(("sources", "invalid", "Sources must be a list."))
+        errors.append(("sources", "invalid", _("Sources must be a list.")))
         return
     if required and not sources:
-        errors.append(("sources", "sources_required", "Cite at least one source."))
+        errors.append(("sources", "sources_required", _("Cite at least one source.")))
     for index, source in enumerate(sources):
         if (
             not isinstance(source, dict)
@@ -386,7 +455,7 @@ def _validate_sources(errors, sources, required: bool) -> None:
             or not source["title"].strip()
             or set(source) - {"title", "url", "note"}
         ):
-            errors.append((f"sources.{index}", "invalid_source", 'A source is {"title", "url"?, "note"?}.'))
+            errors.append((f"sources.{index}", "invalid_source", _('A source is {"title", "url"?, "note"?}.')))
 
 
 # --- calculation ------------------------------------------------------------------------------------------

@@ -9,6 +9,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 
+from django.utils.translation import gettext as _
+
 
 @dataclass(frozen=True)
 class ParamSpec:
@@ -65,7 +67,9 @@ def _mass_factor(data, p) -> Decimal:
 
         material = data.get("material")
         if material not in factor:
-            raise ActionDataInvalid("material", "unknown_material", f"No factor for material {material!r}.")
+            raise ActionDataInvalid(
+                "material", "unknown_material", _("No factor for material %(material)r.") % {"material": material}
+            )
         return factor[material]
     return factor
 

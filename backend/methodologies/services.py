@@ -11,6 +11,7 @@ from decimal import Decimal
 
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 from rest_framework import exceptions
 from rest_framework.exceptions import ErrorDetail
 
@@ -103,13 +104,13 @@ def _validate_content(version, *, for_submit: bool) -> None:
     else:
         if Decimal(version.points_per_gram) < 0:
             raise ApplicationError(
-                "Points per gram must not be negative.", code="negative_factor", attr="points_per_gram"
+                _("Points per gram must not be negative."), code="negative_factor", attr="points_per_gram"
             )
         if int(version.lot_expiry_months) < 1:
-            raise ApplicationError("Points live at least one month.", code="invalid", attr="lot_expiry_months")
+            raise ApplicationError(_("Points live at least one month."), code="invalid", attr="lot_expiry_months")
     if for_submit and version.effective_from is None:
         raise ApplicationError(
-            "Set effective_from before submitting.", code="effective_from_required", attr="effective_from"
+            _("Set effective_from before submitting."), code="effective_from_required", attr="effective_from"
         )
 
 
@@ -121,8 +122,8 @@ def _check_after_active(model, version) -> None:
     active = _active_version(model, version.parent_id)
     if active is not None and version.effective_from <= active.effective_from:
         raise ConflictError(
-            f"effective_from must be after the active version's ({active.effective_from.isoformat()}): versions "
-            "apply forward only.",
+            _("effective_from must be after the active version's (%(active)s): versions apply forward only.")
+            % {"active": active.effective_from.isoformat()},
             code="effective_from_not_after_active",
             attr="effective_from",
         )
@@ -136,7 +137,9 @@ def _create_draft(model, *, parent, author, from_number: int | None):
     if from_number is not None:
         source = versions.filter(number=from_number).first()
         if source is None:
-            raise ApplicationError(f"No version {from_number}.", code="version_not_found", attr="from_version")
+            raise ApplicationError(
+                _("No version %(number)s.") % {"number": from_number}, code="version_not_found", attr="from_version"
+            )
     else:
         source = versions.filter(status="active").first() or versions.order_by("-number").first()
     last = versions.order_by("-number").values_list("number", flat=True).first() or 0
@@ -154,13 +157,13 @@ def _create_draft(model, *, parent, author, from_number: int | None):
 def _update_draft(model, *, version_id: int, actor, changes: dict):
     version = _lock(model, version_id)
     if version.status != VersionStatus.DRAFT:
-        raise ConflictError("Only drafts can be edited; submitted versions are immutable.", code="version_not_draft")
+        raise ConflictError(_("Only drafts can be edited; submitted versions are immutable."), code="version_not_draft")
     if version.author_id != actor.id:
-        raise ApplicationError("Only the author edits a draft.", code="not_author", status_code=403)
+        raise ApplicationError(_("Only the author edits a draft."), code="not_author", status_code=403)
     allowed = set(_editable_fields(model))
     for name, value in changes.items():
         if name not in allowed:
-            raise ApplicationError(f"{name} cannot be edited.", code="not_editable", attr=name)
+            raise ApplicationError(_("%(name)s cannot be edited.") % {"name": name}, code="not_editable", attr=name)
         setattr(version, name, value)
     _validate_content(version, for_submit=False)
     version.save(update_fields=[*changes.keys()])
@@ -170,9 +173,11 @@ def _update_draft(model, *, version_id: int, actor, changes: dict):
 def _submit(model, *, version_id: int, actor):
     version = _lock(model, version_id)
     if version.status != VersionStatus.DRAFT:
-        raise ConflictError(f"Version is {version.status}, not a draft.", code="version_not_draft")
+        raise ConflictError(
+            _("Version is %(status)s, not a draft.") % {"status": version.status}, code="version_not_draft"
+        )
     if version.author_id != actor.id:
-        raise ApplicationError("Only the author submits a draft.", code="not_author", status_code=403)
+        raise ApplicationError(_("Only the author submits a draft."), code="not_author", status_code=403)
     _validate_content(version, for_submit=True)
     _check_after_active(model, version)
     now = timezone.now()
@@ -186,13 +191,15 @@ def _submit(model, *, version_id: int, actor):
 def _decide(model, *, version_id: int, actor, note: str, approve: bool):
     version = _lock(model, version_id)
     if version.status != VersionStatus.IN_REVIEW:
-        raise ConflictError(f"Version is {version.status}, not in review.", code="version_not_in_review")
+        raise ConflictError(
+            _("Version is %(status)s, not in review.") % {"status": version.status}, code="version_not_in_review"
+        )
     if version.author_id is not None and version.author_id == actor.id:
         # Four eyes: whoever wrote a version never decides on it.
         code = "author_cannot_approve" if approve else "author_cannot_reject"
-        raise ApplicationError("The author cannot decide on their own version.", code=code, status_code=403)
+        raise ApplicationError(_("The author cannot decide on their own version."), code=code, status_code=403)
     if not approve and not note.strip():
-        raise ApplicationError("Say why the version is rejected.", code="note_required", attr="note")
+        raise ApplicationError(_("Say why the version is rejected."), code="note_required", attr="note")
     now = timezone.now()
     if approve:
         _check_after_active(model, version)
@@ -219,7 +226,9 @@ def _retire(model, *, version_id: int, actor, note: str):
         # A scheduled version withdrawn before it starts: an empty window, so it never prices an action.
         version.effective_to = version.effective_from
     else:
-        raise ConflictError(f"A {version.status} version cannot be retired.", code="version_not_retirable")
+        raise ConflictError(
+            _("A %(status)s version cannot be retired.") % {"status": version.status}, code="version_not_retirable"
+        )
     from_status = version.status
     version.status = VersionStatus.RETIRED
     version.retired_at = now
@@ -375,13 +384,13 @@ def impact_preview_request(*, version_id: int, actor, days: int = DEFAULT_PREVIE
     if version is None:
         raise exceptions.NotFound()
     if version.status not in (VersionStatus.DRAFT, VersionStatus.IN_REVIEW):
-        raise ConflictError("Previews are for drafts and versions in review.", code="version_not_previewable")
+        raise ConflictError(_("Previews are for drafts and versions in review."), code="version_not_previewable")
     if not 1 <= days <= 366:
-        raise ApplicationError("days must be between 1 and 366.", code="invalid_days", attr="days")
+        raise ApplicationError(_("days must be between 1 and 366."), code="invalid_days", attr="days")
     try:
         _validate_content(version, for_submit=False)
     except exceptions.ValidationError:
-        raise ApplicationError("Fix the draft's parameters before previewing.", code="version_invalid")
+        raise ApplicationError(_("Fix the draft's parameters before previewing."), code="version_invalid")
     end = timezone.now()
     preview = ImpactPreview.objects.create(
         version=version, days=days, window_start=end - timedelta(days=days), window_end=end, requested_by=actor
