@@ -45,11 +45,11 @@ services-down: ## Stop the private PostgreSQL and Redis
 lint: venv ## Ruff over the whole tree
 	$(VENV)/bin/ruff check .
 
-schema: venv ## Regenerate api_schema/openapi.yaml
-	$(PY) manage.py spectacular --validate --fail-on-warn --file api_schema/openapi.yaml
+schema: venv ## Regenerate api_schema/openapi.yaml (English texts; the served /api/schema/ follows Accept-Language)
+	$(PY) manage.py spectacular --lang en --validate --fail-on-warn --file api_schema/openapi.yaml
 
 schema-check: venv ## Fail when the committed schema differs from the code
-	@$(PY) manage.py spectacular --validate --fail-on-warn --file $(LOCAL)/openapi.check.yaml 2>$(LOCAL)/schema.log \
+	@$(PY) manage.py spectacular --lang en --validate --fail-on-warn --file $(LOCAL)/openapi.check.yaml 2>$(LOCAL)/schema.log \
 	  || { cat $(LOCAL)/schema.log; exit 1; }
 	@diff -u api_schema/openapi.yaml $(LOCAL)/openapi.check.yaml >/dev/null \
 	  || { diff -u api_schema/openapi.yaml $(LOCAL)/openapi.check.yaml | head -40; \
