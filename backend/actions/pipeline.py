@@ -35,7 +35,6 @@ from backend.core.bulk import BoundCursor, bulk_update_rows
 logger = logging.getLogger(__name__)
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 ZERO = Decimal(0)
-RECYCLING_DUPLICATE_WINDOW = timedelta(minutes=5)
 # Statuses whose actions count as claimed for double-claim and history rules.
 LIVE_STATUSES = (Action.Status.CREDITED, Action.Status.FLAGGED, Action.Status.PENDING_REVIEW)
 MAX_TRIP = timedelta(days=1)  # no plausible trip lasts longer: bounds the double-claim look-back
@@ -234,49 +233,89 @@ def _in_force(version, at: datetime) -> bool:
 
 
 def _history_rules(live: list[Outcome]) -> None:
-    """Rules that look at other actions: a recycling weighing of the same household and material within 5
-    minutes is a duplicate; an appliance serial is credited once ever."""
-    recycling = [o for o in live if o.action.methodology == "recycling"]
-    if recycling:
-        residents = {o.action.resident_id for o in recycling}
-        start = min(o.action.occurred_at for o in recycling) - RECYCLING_DUPLICATE_WINDOW
-        end = max(o.action.occurred_at for o in recycling) + RECYCLING_DUPLICATE_WINDOW
-        previous = list(
-            Action.objects.filter(
-                methodology="recycling",
-                resident_id__in=residents,
-                status__in=LIVE_STATUSES,
-                occurred_at__gte=start,
-                occurred_at__lte=end,
-            ).values_list("resident_id", "occurred_at", "data")
-        )
-        seen = [(r, at, str(d.get("material", "")).lower()) for r, at, d in previous]
-        for o in sorted(recycling, key=lambda o: o.action.occurred_at):
-            material = str(o.parsed.get("material", "")).lower()
-            if any(
-                r == o.action.resident_id
-                and m == material
-                and abs(at - o.action.occurred_at) < RECYCLING_DUPLICATE_WINDOW
-                for r, at, m in seen
-            ):
-                o.reject("duplicate_weighing")
-                continue
-            seen.append((o.action.resident_id, o.action.occurred_at, material))
-    appliances = [o for o in live if o.action.methodology == "efficient_appliance"]
-    if appliances:
-        serials = {str(o.parsed.get("serial", "")).strip().upper() for o in appliances}
-        taken = {
-            str(s).strip().upper()
-            for s in Action.objects.filter(
-                methodology="efficient_appliance", status__in=LIVE_STATUSES, data__serial__in=list(serials)
-            ).values_list("data__serial", flat=True)
-        }
-        for o in appliances:
-            serial = str(o.parsed.get("serial", "")).strip().upper()
-            if serial in taken:
-                o.reject("serial_already_credited")
-            else:
-                taken.add(serial)
+    """Rules that look at other actions, switched on by the version's validity_rules (data, not code):
+    `duplicate_window_s` (a weighing of the same household and material within the window is a duplicate),
+    `serial_unique_forever` (an appliance serial earns once, ever), `one_per_biller_account_per_month`."""
+    by_rule: dict[str, list[Outcome]] = defaultdict(list)
+    for o in live:
+        for rule in ("duplicate_window_s", "serial_unique_forever", "one_per_biller_account_per_month"):
+            if (o.version.validity_rules or {}).get(rule):
+                by_rule[rule].append(o)
+    if by_rule["duplicate_window_s"]:
+        _duplicate_weighings(by_rule["duplicate_window_s"])
+    if by_rule["serial_unique_forever"]:
+        _serials_once(by_rule["serial_unique_forever"])
+    if by_rule["one_per_biller_account_per_month"]:
+        _once_per_subject_month(by_rule["one_per_biller_account_per_month"])
+
+
+def _duplicate_weighings(outcomes: list[Outcome]) -> None:
+    widest = timedelta(seconds=max(int(o.version.validity_rules["duplicate_window_s"]) for o in outcomes))
+    previous = Action.objects.filter(
+        methodology__in={o.action.methodology for o in outcomes},
+        resident_id__in={o.action.resident_id for o in outcomes},
+        status__in=LIVE_STATUSES,
+        occurred_at__gte=min(o.action.occurred_at for o in outcomes) - widest,
+        occurred_at__lte=max(o.action.occurred_at for o in outcomes) + widest,
+    ).values_list("resident_id", "methodology", "occurred_at", "data__material")
+    seen = [(r, m, at, str(material or "").lower()) for r, m, at, material in previous]
+    for o in sorted(outcomes, key=lambda o: o.action.occurred_at):
+        a = o.action
+        window = timedelta(seconds=int(o.version.validity_rules["duplicate_window_s"]))
+        material = str(o.parsed.get("material", "")).lower()
+        if any(
+            r == a.resident_id and m == a.methodology and mat == material and abs(at - a.occurred_at) < window
+            for r, m, at, mat in seen
+        ):
+            o.reject("duplicate_weighing")
+            continue
+        seen.append((a.resident_id, a.methodology, a.occurred_at, material))
+
+
+def _serials_once(outcomes: list[Outcome]) -> None:
+    def serial_of(value) -> str:
+        return str(value or "").strip().upper()
+
+    serials = [serial_of(o.parsed.get("serial")) for o in outcomes]
+    taken = {
+        (m, serial_of(s))
+        for m, s in Action.objects.filter(
+            methodology__in={o.action.methodology for o in outcomes},
+            status__in=LIVE_STATUSES,
+            data__serial__in=[s for s in serials if s],
+        ).values_list("methodology", "data__serial")
+    }
+    for o, serial in zip(outcomes, serials, strict=True):
+        if (o.action.methodology, serial) in taken:
+            o.reject("serial_already_credited")
+        else:
+            taken.add((o.action.methodology, serial))
+
+
+def _once_per_subject_month(outcomes: list[Outcome]) -> None:
+    """One credit per biller account (the partner's subject) and Asia/Shanghai calendar month."""
+
+    def month_key(o: Outcome) -> tuple:
+        local = o.action.occurred_at.astimezone(SHANGHAI)
+        subject = o.action.subject_hash or f"resident:{o.action.resident_id}"
+        return o.action.methodology, subject, local.year, local.month
+
+    earliest = min(o.action.occurred_at for o in outcomes) - timedelta(days=32)
+    taken = set()
+    for m, subject, resident, at in Action.objects.filter(
+        methodology__in={o.action.methodology for o in outcomes},
+        status__in=LIVE_STATUSES,
+        resident_id__in={o.action.resident_id for o in outcomes},
+        occurred_at__gte=earliest,
+    ).values_list("methodology", "subject_hash", "resident_id", "occurred_at"):
+        local = at.astimezone(SHANGHAI)
+        taken.add((m, subject or f"resident:{resident}", local.year, local.month))
+    for o in sorted(outcomes, key=lambda o: o.action.occurred_at):
+        key = month_key(o)
+        if key in taken:
+            o.reject("already_credited_this_month")
+        else:
+            taken.add(key)
 
 
 def _trip_interval(action: Action, data: dict) -> tuple[datetime, datetime] | None:

@@ -251,3 +251,58 @@ def test_batch_processing_costs_a_bounded_number_of_queries(api, partner, bound,
 
     small, large = run("s", 5, 8), run("l", 300, 9)
     assert large <= small + 2, (small, large)
+
+
+@pytest.fixture
+def household(resident, partner_factory):
+    partner = partner_factory(methodologies=["recycling", "efficient_appliance", "paperless_bill"])
+    for kind, identifier in (
+        ("recycling_account", "HH-1"),
+        ("merchant_receipt", "RCPT-1"),
+        ("charging_account", "BILLER-1"),
+    ):
+        binding_create(resident=resident, kind=kind, identifier=identifier)
+    return partner
+
+
+@pytest.mark.django_db
+def test_recycling_same_material_within_five_minutes_is_a_duplicate(api, household):
+    at = timezone.now() - timedelta(hours=3)
+    kw = {"methodology": "recycling", "kind": "recycling_account", "identifier": "HH-1"}
+    submit(
+        api,
+        household,
+        [
+            ride("w-1", at=at, mass_kg="2", material="paper", **kw),
+            ride("w-2", at=at + timedelta(minutes=3), mass_kg="2", material="paper", **kw),  # duplicate
+            ride("w-3", at=at + timedelta(minutes=3), mass_kg="1", material="glass", **kw),  # other material
+            ride("w-4", at=at + timedelta(minutes=6), mass_kg="2", material="paper", **kw),  # window passed
+        ],
+    )
+    statuses = dict(Action.objects.values_list("external_id", "status"))
+    assert statuses == {"w-1": "credited", "w-2": "rejected", "w-3": "credited", "w-4": "credited"}
+    assert Action.objects.get(external_id="w-2").reason == "duplicate_weighing"
+    assert Action.objects.get(external_id="w-1").grams == 600  # 2 kg paper x 300 g/kg
+
+
+@pytest.mark.django_db
+def test_appliance_serial_earns_once_ever(api, household):
+    kw = {"methodology": "efficient_appliance", "kind": "merchant_receipt", "identifier": "RCPT-1"}
+    data = {"annual_kwh_baseline": "500", "annual_kwh_product": "320"}
+    submit(api, household, [ride("a-1", minutes_ago=300, serial="SN-42", **kw, **data)])
+    submit(api, household, [ride("a-2", minutes_ago=200, serial="sn-42", **kw, **data)])
+    assert Action.objects.get(external_id="a-1").grams == 121968  # (500-320) x 677.6 x 1
+    second = Action.objects.get(external_id="a-2")
+    assert (second.status, second.reason) == ("rejected", "serial_already_credited")
+
+
+@pytest.mark.django_db
+def test_paperless_bill_once_per_biller_account_per_month(api, household):
+    kw = {"methodology": "paperless_bill", "kind": "charging_account", "identifier": "BILLER-1"}
+    submit(
+        api, household, [ride("p-1", minutes_ago=120, count="1", **kw), ride("p-2", minutes_ago=60, count="1", **kw)]
+    )
+    assert dict(Action.objects.values_list("external_id", "reason")) == {
+        "p-1": "",
+        "p-2": "already_credited_this_month",
+    }

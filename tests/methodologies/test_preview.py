@@ -11,7 +11,7 @@ from backend.actions.models import Action
 from backend.methodologies import services
 from backend.methodologies.models import ImpactPreview
 from backend.methodologies.preview import compute_impact
-from tests.conftest import client_for
+from tests.conftest import client_for, requires_postgres
 
 pytestmark = pytest.mark.django_db
 BASE = "/api/v1/admin/methodologies"
@@ -114,3 +114,25 @@ def test_sql_aggregation_equals_engine_for_every_formula_type(make_user, reviewe
         python = compute_impact(version, start, end, engine="python")
         assert sql["totals"]["actions"] == len(datas) * 3
         assert sql | {"engine": None} == python | {"engine": None}, code
+
+
+@requires_postgres
+@pytest.mark.celery_worker
+@pytest.mark.django_db(transaction=True)
+def test_preview_runs_on_a_real_worker_with_progress(bus_world, reviewer, celery_worker):
+    """The API queues the preview on commit; a real Celery worker computes it; the API shows the result."""
+    import time
+
+    version = bus_candidate(reviewer)
+    client = client_for(reviewer)
+    response = client.post(f"{BASE}/bus_ride/versions/{version.number}/preview", {"days": 30}, format="json")
+    assert response.status_code == 202
+    url = f"{BASE}/bus_ride/versions/{version.number}/previews/{response.json()['id']}"
+    deadline = time.monotonic() + 60
+    body = client.get(url).json()
+    while body["status"] != "done" and time.monotonic() < deadline:
+        time.sleep(0.2)
+        body = client.get(url).json()
+    assert body["status"] == "done", body
+    assert (body["progress_done"], body["progress_total"]) == (3, 3)
+    assert body["result"]["totals"] == {"actions": 3, "current_grams": 413, "preview_grams": 481, "delta_grams": 68}
