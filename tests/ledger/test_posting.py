@@ -150,6 +150,38 @@ def test_database_refuses_unbalanced_transaction_when_service_is_bypassed(amount
         )
 
 
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("late", ["posting", "empty_transaction"])
+def test_zero_sum_check_cannot_be_skipped_after_an_early_check(late):
+    """The check runs once per commit; forcing it early (SET CONSTRAINTS IMMEDIATE) and then adding an
+    unbalanced posting, or a transaction without postings, must still fail at commit."""
+    a = Account.objects.create(key="resident:2:points", kind="resident", owner_id=2, name="points", unit="points")
+    b = Account.objects.create(key="system:points_issuance", kind="system", name="points_issuance", unit="points")
+
+    def early_check_then_late_write():
+        with transaction.atomic(), connection.cursor() as cur:
+            txn = _raw_txn(cur, "early-1")
+            cur.execute(
+                "INSERT INTO ledger_posting (transaction_id, account_id, unit, currency, amount)"
+                " VALUES (%s, %s, 'points', '', 5), (%s, %s, 'points', '', -5)",
+                [txn, a.id, txn, b.id],
+            )
+            cur.execute("SET CONSTRAINTS ALL IMMEDIATE")  # the check runs now, and passes
+            cur.execute("SET CONSTRAINTS ALL DEFERRED")
+            if late == "posting":
+                cur.execute(
+                    "INSERT INTO ledger_posting (transaction_id, account_id, unit, currency, amount)"
+                    " VALUES (%s, %s, 'points', '', 7)",
+                    [txn, a.id],
+                )
+            else:
+                _raw_txn(cur, "early-2")
+
+    with pytest.raises(IntegrityError, match="ledger transaction"):
+        early_check_then_late_write()
+    assert not LedgerTransaction.objects.exists()
+
+
 @pytest.mark.parametrize(
     "statement",
     [
