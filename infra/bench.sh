@@ -19,6 +19,12 @@ for bench in "${BENCHMARKS[@]}"; do
   echo "== $bench" >&2
   $PY $bench ${BENCH_ARGS:-}
 done
+FLOOR=${SQL_FLOOR:-../shared/bench/sql_floor.py}
+if [ -f "$FLOOR" ] && [ "${BENCH_FLOOR:-1}" = 1 ]; then
+  echo "== $FLOOR (the database floor, for comparison)" >&2
+  $PY "$FLOOR" "$DATABASE_URL" --actions 20000 --clients 1
+fi
+
 # Ingestion end to end (signed HTTP batches -> gunicorn -> PostgreSQL -> Celery worker -> credited), with
 # pgbench TPC-B and the SQL floor measured in the same run. Needs the stack of `make up` (started here if
 # it is not running, and stopped again afterwards).
@@ -31,9 +37,4 @@ if [ "${BENCH_INGEST:-1}" = 1 ]; then
   $PY locust/bench_ingest.py --host "http://127.0.0.1:${PORT:-8000}" ${BENCH_INGEST_ARGS:-} || status=$?
   if [ "$stack_started" = 1 ]; then infra/stack.sh down >/dev/null; started=0; fi
   [ "${status:-0}" = 0 ] || exit "$status"
-fi
-FLOOR=${SQL_FLOOR:-../shared/bench/sql_floor.py}
-if [ -f "$FLOOR" ] && [ "${BENCH_FLOOR:-1}" = 1 ]; then
-  echo "== $FLOOR (the database floor, for comparison)" >&2
-  $PY "$FLOOR" "$DATABASE_URL" --actions 20000 --clients 1
 fi
