@@ -306,3 +306,14 @@ def test_paperless_bill_once_per_biller_account_per_month(api, household):
         "p-1": "",
         "p-2": "already_credited_this_month",
     }
+
+
+@pytest.mark.django_db
+def test_unclaimed_records_are_deleted_after_30_days(api, partner):
+    from backend.actions.services import unclaimed_expire
+
+    submit(api, partner, [ride("orphan", identifier="NOBODY-1")])
+    assert Action.objects.get(external_id="orphan").status == "unclaimed"
+    assert unclaimed_expire(now=timezone.now() + timedelta(days=29)) == 0
+    assert unclaimed_expire(now=timezone.now() + timedelta(days=31)) >= 1
+    assert not Action.objects.filter(external_id="orphan").exists()
