@@ -10,7 +10,8 @@ Against the running stack (`make up`: gunicorn + Celery worker on the private Po
 
     DATABASE_URL=... REDIS_URL=... python locust/bench_ingest.py --host http://127.0.0.1:8000 [--actions 100000]
 
-Prints JSON lines; the last one is the summary (also written to .local/bench/ingest.json).
+Prints JSON lines; the last one is the summary (also written to .local/bench/ingest.json), and draws
+.local/bench/ingest.svg: stored vs processed actions over time, and the throughput beside the floor.
 """
 
 import argparse
@@ -148,6 +149,22 @@ def submit_all(host: str, partner_id: int, secret: str, bodies: list[bytes], cli
     return started, failures
 
 
+def sample(partner_id: int, started: float, timeline: list, stop: threading.Event) -> None:
+    """Every half second: how many actions are stored and how many processed (for the chart)."""
+    from django.db import connection
+    from django.db.models import Count, Q
+
+    from backend.actions.models import Action
+
+    while not stop.is_set():
+        row = Action.objects.filter(partner_id=partner_id).aggregate(
+            total=Count("id"), processed=Count("id", filter=~Q(status="received"))
+        )
+        timeline.append((time.time() - started, row["total"], row["processed"]))
+        stop.wait(0.5)
+    connection.close()
+
+
 def wait_processed(partner_id: int, expected: int, timeout: float) -> dict:
     from django.db.models import Count, Max
 
@@ -161,6 +178,49 @@ def wait_processed(partner_id: int, expected: int, timeout: float) -> dict:
             return {"counts": counts, "last_processed": last.timestamp()}
         time.sleep(0.5)
     raise TimeoutError(f"not processed within {timeout}s: {counts}")
+
+
+def svg_chart(timeline: list, summary: dict) -> str:
+    """Stored vs processed actions over time, and the throughput next to the database's own figures."""
+    width, height, pad = 760, 300, 50
+    t_max = max((t for t, _, _ in timeline), default=1) or 1
+    n_max = max((n for _, n, _ in timeline), default=1) or 1
+
+    def path(index: int) -> str:
+        points = [
+            (pad + t / t_max * (width / 2 - 2 * pad), height - pad - row[index] / n_max * (height - 2 * pad))
+            for t, *rest in timeline
+            for row in [(t, *rest)]
+        ]
+        return " ".join(f"{'M' if i == 0 else 'L'}{x:.1f},{y:.1f}" for i, (x, y) in enumerate(points))
+
+    bars = [("product", summary.get("processed_per_s") or 0)]
+    bars += [(f"sql floor x{f['clients']}", f["actions_per_s"]) for f in summary.get("sql_floor", [])]
+    if summary.get("pgbench_tpcb_tps"):
+        bars.append(("pgbench tps", summary["pgbench_tpcb_tps"]))
+    b_max = max(v for _, v in bars) or 1
+    bar_w = (width / 2 - pad) / max(len(bars), 1)
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" '
+        f'font-size="11"><rect width="100%" height="100%" fill="white"/>',
+        f'<text x="{pad}" y="20" font-size="13">Actions over time ({summary["actions"]:,} in '
+        f"{summary['seconds_to_all_processed']} s)</text>",
+        f'<path d="{path(1)}" fill="none" stroke="#888" stroke-width="2"/>',
+        f'<path d="{path(2)}" fill="none" stroke="#2a7" stroke-width="2"/>',
+        f'<text x="{pad}" y="{height - 15}">grey: stored (202), green: processed; x: 0-{t_max:.0f} s</text>',
+        f'<text x="{width / 2 + 10}" y="20" font-size="13">Throughput per second</text>',
+    ]
+    for i, (label, value) in enumerate(bars):
+        x = width / 2 + 10 + i * bar_w
+        h = value / b_max * (height - 2 * pad)
+        parts.append(
+            f'<rect x="{x:.1f}" y="{height - pad - h:.1f}" width="{bar_w * 0.7:.1f}" height="{h:.1f}" '
+            f'fill="{"#2a7" if i == 0 else "#69c"}"/>'
+        )
+        parts.append(f'<text x="{x:.1f}" y="{height - pad - h - 4:.1f}">{value:,.0f}</text>')
+        parts.append(f'<text x="{x:.1f}" y="{height - pad + 14}">{label}</text>')
+    parts.append("</svg>")
+    return "\n".join(parts)
 
 
 def pgbench_tps(dsn_parts: dict, seconds: int) -> float | None:
@@ -216,9 +276,15 @@ def main() -> None:
     partner_id, secret, cards = prepare(a.residents)
     bodies = make_batches(cards, a.actions, a.batch)
     print(json.dumps({"prepared": {"residents": a.residents, "batches": len(bodies)}}), flush=True)
+    timeline: list = []
+    stop = threading.Event()
+    sampler = threading.Thread(target=sample, args=(partner_id, time.time(), timeline, stop))
+    sampler.start()
     started, failures = submit_all(a.host, partner_id, secret, bodies, a.clients)
     submitted = time.time()
     result = wait_processed(partner_id, a.actions, timeout=3600)
+    stop.set()
+    sampler.join()
     wall = result["last_processed"] - started
     counts = result["counts"]
     processed = sum(counts.values())
@@ -248,6 +314,8 @@ def main() -> None:
     out = ROOT / ".local" / "bench"
     out.mkdir(parents=True, exist_ok=True)
     (out / "ingest.json").write_text(json.dumps(summary, indent=2))
+    (out / "ingest.svg").write_text(svg_chart(timeline, summary))
+    summary["chart"] = str(out / "ingest.svg")
     print(json.dumps(summary), flush=True)
     if failures:
         print(json.dumps({"first_failures": failures[:3]}), flush=True)
