@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -133,25 +134,13 @@ def _evaluate(actions: list[Action]) -> list[Outcome]:
     versions = selectors.versions_applicable(methodologies.keys())
     policies = _PolicyTimeline()
     for o in live:
-        action = o.action
-        methodology = methodologies.get(action.methodology)
-        o.version = selectors.version_at(versions.get(action.methodology, []), action.occurred_at)
+        methodology = methodologies.get(o.action.methodology)
+        o.version = selectors.version_at(versions.get(o.action.methodology, []), o.action.occurred_at)
         if methodology is None or o.version is None:
             o.reject("no_methodology_version")
             continue
-        try:
-            o.parsed = engine.parse_action_data(methodology, action.data)
-        except engine.ActionDataInvalid as exc:
-            o.reject(f"invalid_data:{exc.field}"[:64])
-            continue
-        reason = engine.check_validity(o.version, o.parsed)
-        if reason:
-            o.reject(reason)
-            continue
-        if action.source == Action.Source.SELF_REPORT and not o.version.self_report_allowed:
-            o.reject("self_report_not_allowed")
-            continue
-        o.policy = policies.at(action.occurred_at)
+        with _isolated(o):
+            _check_one(o, methodology, policies, engine)
 
     live = [o for o in outcomes if o.status == Action.Status.CREDITED]
     _history_rules(live)
@@ -162,6 +151,35 @@ def _evaluate(actions: list[Action]) -> list[Outcome]:
             o.status = Action.Status.PENDING_REVIEW
     _caps_and_amounts([o for o in outcomes if o.version is not None and o.status != Action.Status.REJECTED])
     return outcomes
+
+
+@contextmanager
+def _isolated(o: Outcome):
+    """One action that breaks the rules engine (a bug, data no rule foresaw) must not poison its batch: it is
+    rejected as `processing_error` and logged, and the other 999 are credited. Without this the batch would
+    fail, stay `received` and be retried by the reconciler every minute, forever."""
+    try:
+        yield
+    except Exception:
+        logger.exception("processing action %s failed; rejected as processing_error", o.action.id)
+        o.reject("processing_error")
+
+
+def _check_one(o: Outcome, methodology, policies: _PolicyTimeline, engine) -> None:
+    action = o.action
+    try:
+        o.parsed = engine.parse_action_data(methodology, action.data)
+    except engine.ActionDataInvalid as exc:
+        o.reject(f"invalid_data:{exc.field}"[:64])
+        return
+    reason = engine.check_validity(o.version, o.parsed)
+    if reason:
+        o.reject(reason)
+        return
+    if action.source == Action.Source.SELF_REPORT and not o.version.self_report_allowed:
+        o.reject("self_report_not_allowed")
+        return
+    o.policy = policies.at(action.occurred_at)
 
 
 def _resolve_residents(outcomes: list[Outcome]) -> None:
@@ -368,27 +386,39 @@ def _caps_and_amounts(outcomes: list[Outcome]) -> None:
 
     keys = set()
     for o in outcomes:
-        o.quantity = engine.cap_quantity(o.version, o.parsed)
+        with _isolated(o):
+            o.quantity = engine.cap_quantity(o.version, o.parsed)
+        if o.status == Action.Status.REJECTED:
+            continue
         if o.version.daily_cap:
             keys.add((o.action.resident_id, o.action.methodology, shanghai_day(o.action.occurred_at)))
     usage = _lock_cap_usage(keys)
     for o in sorted(outcomes, key=lambda o: (o.action.occurred_at, o.action.id)):
+        if o.status == Action.Status.REJECTED:  # failed above, in cap_quantity
+            continue
         credited = o.quantity
         cap = o.version.daily_cap
+        row = None
         if cap:
             key = (o.action.resident_id, o.action.methodology, shanghai_day(o.action.occurred_at))
             row = usage[key]
             remaining = max(Decimal(str(cap["limit"])) - row.used, ZERO)
             credited = min(o.quantity, remaining)
+        with _isolated(o):
+            share = Decimal(str(o.version.evidence_shares.get(_share_key(o.action), "1")))
+            result = engine.calculate(o.version, o.parsed, evidence_share=share, credited_quantity=credited)
+            o.grams = result.grams
+            o.breakdown = compact_breakdown(result.breakdown)
+            o.action.evidence_share = share
+            o.points = engine.points_for_grams(o.grams, o.policy) if o.policy is not None else 0
+        if o.status == Action.Status.REJECTED:
+            o.grams = o.points = 0
+            o.quantity = ZERO
+            continue
+        o.credited_quantity = credited
+        if row is not None:
             row.used += credited
             row.changed = True
-        o.credited_quantity = credited
-        share = Decimal(str(o.version.evidence_shares.get(_share_key(o.action), "1")))
-        result = engine.calculate(o.version, o.parsed, evidence_share=share, credited_quantity=credited)
-        o.grams = result.grams
-        o.breakdown = compact_breakdown(result.breakdown)
-        o.action.evidence_share = share
-        o.points = engine.points_for_grams(o.grams, o.policy) if o.policy is not None else 0
         if credited == 0 and o.quantity > 0 and o.status == Action.Status.CREDITED:
             o.status, o.reason = Action.Status.CAPPED, "daily_cap_reached"
         elif credited < o.quantity and not o.reason:

@@ -317,3 +317,41 @@ def test_unclaimed_records_are_deleted_after_30_days(api, partner):
     assert unclaimed_expire(now=timezone.now() + timedelta(days=29)) == 0
     assert unclaimed_expire(now=timezone.now() + timedelta(days=31)) >= 1
     assert not Action.objects.filter(external_id="orphan").exists()
+
+
+@pytest.mark.django_db
+def test_one_action_breaking_the_engine_does_not_poison_its_batch(api, partner, bound, monkeypatch):
+    from backend.methodologies import engine
+
+    real_calculate = engine.calculate
+
+    def calculate(version, data, **kwargs):
+        if data.get("distance_km") == engine.parse_decimal("13.13"):
+            raise RuntimeError("a rule nobody foresaw")
+        return real_calculate(version, data, **kwargs)
+
+    monkeypatch.setattr(engine, "calculate", calculate)
+    start = today_at(6) - timedelta(days=1)
+    submit(
+        api,
+        partner,
+        [
+            ride("fine-1", identifier="3100-0000-0001", at=start, distance_km="5", duration_s=900),
+            ride(
+                "poison",
+                identifier="3100-0000-0001",
+                at=start + timedelta(hours=1),
+                distance_km="13.13",
+                duration_s=1800,
+            ),
+            ride("fine-2", identifier="3100-0000-0001", at=start + timedelta(hours=2), distance_km="5", duration_s=900),
+        ],
+    )
+    statuses = dict(Action.objects.values_list("external_id", "status"))
+    assert statuses == {"fine-1": "credited", "poison": "rejected", "fine-2": "credited"}
+    poison = Action.objects.get(external_id="poison")
+    assert (poison.reason, poison.grams, poison.ledger_transaction_id) == ("processing_error", 0, None)
+    # The failed ride did not use up a ride of the daily cap.
+    from backend.actions.models import DailyCapUsage
+
+    assert DailyCapUsage.objects.get(resident=bound, methodology="bus_ride").used == 2

@@ -1,4 +1,5 @@
 """Every admin screen renders for an administrator (changelist, add form where allowed, one change form)."""
+
 import pytest
 from django.contrib import admin
 from django.test import Client
@@ -22,11 +23,11 @@ def test_every_admin_changelist_renders(admin_client, partner, resident):
     binding_create(resident=resident, kind="transit_card", identifier="ADMIN-1")
     for model, model_admin in admin.site._registry.items():
         info = (model._meta.app_label, model._meta.model_name)
-        response = admin_client.get(reverse("admin:%s_%s_changelist" % info))
+        response = admin_client.get(reverse(f"admin:{info[0]}_{info[1]}_changelist"))
         assert response.status_code == 200, (info, response.status_code)
         first = model_admin.get_queryset(response.wsgi_request).first()
         if first is not None:
-            change = admin_client.get(reverse("admin:%s_%s_change" % info, args=[first.pk]))
+            change = admin_client.get(reverse(f"admin:{info[0]}_{info[1]}_change", args=[first.pk]))
             assert change.status_code == 200, (info, "change", change.status_code)
 
 
