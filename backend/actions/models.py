@@ -68,12 +68,26 @@ class Action(models.Model):
         PARTNER = "partner", _("Partner data")
         SELF_REPORT = "self_report", _("Self-report")
 
+    # Few indexes on purpose: every index is written twice per action (insert at ingestion, update when
+    # processed), and index upkeep was most of a batch's database time. The composite indexes in Meta cover the
+    # reads (resident history, reconciler, preview, claiming); users and versions are never deleted, so their
+    # PROTECT foreign keys need no index of their own.
     resident = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="actions"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="actions",
+        db_index=False,
     )
-    methodology = models.CharField(max_length=32, db_index=True)
+    methodology = models.CharField(max_length=32)
     methodology_version = models.ForeignKey(
-        "methodologies.MethodologyVersion", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        "methodologies.MethodologyVersion",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        db_index=False,
     )
     occurred_at = models.DateTimeField()
     data = models.JSONField(default=dict)
@@ -85,7 +99,9 @@ class Action(models.Model):
 
     # --- ingestion (issue 5) ---
     source = models.CharField(max_length=16, choices=Source.choices, default=Source.PARTNER)
-    partner = models.ForeignKey("partners.Partner", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    partner = models.ForeignKey(
+        "partners.Partner", null=True, blank=True, on_delete=models.PROTECT, related_name="+", db_index=False
+    )
     batch = models.ForeignKey(IngestBatch, null=True, blank=True, on_delete=models.PROTECT, related_name="actions")
     external_id = models.CharField(max_length=128, null=True, blank=True)
     subject_kind = models.CharField(max_length=32, choices=SubjectKind.choices, blank=True, default="")
@@ -97,13 +113,18 @@ class Action(models.Model):
     credited_quantity = models.DecimalField(max_digits=18, decimal_places=6, default=Decimal(0))
     capped_quantity = models.DecimalField(max_digits=18, decimal_places=6, default=Decimal(0))
     points_policy_version = models.ForeignKey(
-        "methodologies.PointsPolicyVersion", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        "methodologies.PointsPolicyVersion",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        db_index=False,
     )
     ledger_transaction_id = models.BigIntegerField(null=True, blank=True)
     evidence = models.FileField(upload_to="evidence/%Y/%m/", blank=True, default="")
     processed_at = models.DateTimeField(null=True, blank=True)
     reviewed_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+", db_index=False
     )
     reviewed_at = models.DateTimeField(null=True, blank=True)
     review_note = models.TextField(blank=True, default="")
@@ -112,7 +133,12 @@ class Action(models.Model):
         indexes = [
             models.Index(fields=["status", "occurred_at"]),
             models.Index(fields=["resident", "occurred_at"]),
-            models.Index(fields=["subject_kind", "subject_hash", "status"], name="action_subject_status"),
+            # Only unclaimed rows are looked up by subject (binding a card claims them): a partial index.
+            models.Index(
+                fields=["subject_kind", "subject_hash"],
+                name="action_unclaimed_subject",
+                condition=Q(status="unclaimed"),
+            ),
             models.Index(fields=["resident", "-id"], name="action_resident_recent"),
         ]
         constraints = [
@@ -137,7 +163,7 @@ class ActionStatusChange(models.Model):
     reason = models.CharField(max_length=64, blank=True, default="")
     note = models.TextField(blank=True, default="")
     actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+", db_index=False
     )
     at = models.DateTimeField(default=timezone.now)
 
