@@ -1,5 +1,7 @@
 """Authentication by mobile number, with an atomic brute-force lockout per number."""
 
+import logging
+
 from django.conf import settings
 from django.contrib.auth.backends import ModelBackend
 from django.core.cache import cache
@@ -8,6 +10,8 @@ from rest_framework import status
 
 from backend.accounts.phones import normalize_phone, phone_hash
 from backend.core.errors import ApplicationError
+
+logger = logging.getLogger(__name__)
 
 
 class PhoneBackend(ModelBackend):
@@ -34,6 +38,12 @@ class InvalidCredentials(ApplicationError):
     default_detail = _("Phone number or password is wrong.")
 
 
+class LoginUnavailable(ApplicationError):
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_code = "login_unavailable"
+    default_detail = _("Login is temporarily unavailable. Please try again shortly.")
+
+
 def _attempts_key(e164: str) -> str:
     return f"login-attempts:{phone_hash(e164)}"
 
@@ -47,12 +57,17 @@ def login_attempt_register(raw_phone: str) -> str:
     except Exception:
         return ""
     key = _attempts_key(e164)
-    cache.add(key, 0, timeout=settings.LOGIN_WINDOW_SECONDS)
     try:
-        attempts = cache.incr(key)
-    except ValueError:  # expired between add and incr
-        cache.add(key, 1, timeout=settings.LOGIN_WINDOW_SECONDS)
-        attempts = 1
+        cache.add(key, 0, timeout=settings.LOGIN_WINDOW_SECONDS)
+        try:
+            attempts = cache.incr(key)
+        except ValueError:  # expired between add and incr
+            cache.add(key, 1, timeout=settings.LOGIN_WINDOW_SECONDS)
+            attempts = 1
+    except Exception as exc:
+        # Without the counter the lockout cannot be enforced: fail closed (503), never let guesses through.
+        logger.warning("login attempt counter unavailable: %s", exc.__class__.__name__)
+        raise LoginUnavailable() from None
     if attempts > settings.LOGIN_MAX_ATTEMPTS:
         ttl = getattr(cache, "ttl", None)
         wait = ttl(key) if ttl else settings.LOGIN_WINDOW_SECONDS

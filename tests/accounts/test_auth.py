@@ -172,3 +172,17 @@ def test_lockout_holds_under_parallel_attempts(make_user, attempt):
 
     assert statuses.count(401) == 5
     assert statuses.count(429) == threads_n - 5
+
+
+@pytest.mark.django_db
+def test_login_fails_closed_with_503_while_the_lockout_counter_is_unreachable(api, resident, settings, throwaway_redis):
+    from django.test import override_settings
+
+    caches = {"default": {**settings.CACHES["default"], "LOCATION": throwaway_redis.url}}
+    if "redis" not in caches["default"]["BACKEND"]:
+        pytest.skip("needs the Redis cache (make test)")
+    throwaway_redis.stop()
+    with override_settings(CACHES=caches):
+        response = api.post(TOKEN, {"phone": resident.raw_phone, "password": PASSWORD}, format="json")
+    assert response.status_code == 503
+    assert response.json()["errors"][0]["code"] == "login_unavailable"
