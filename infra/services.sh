@@ -40,7 +40,8 @@ start_pg() {
     # Tuned for a disposable test/dev cluster: durability off is fine here, never in production.
     as_pg "$PG_BIN/pg_ctl" -D "$PGDATA" -l "$LOCAL/pg/postgres.log" -w -t 60 start -o \
       "-p $PG_PORT -k $PGSOCK -c listen_addresses=127.0.0.1 -c max_connections=300 -c fsync=${PG_FSYNC:-off} \
-       -c synchronous_commit=off -c full_page_writes=off -c shared_buffers=512MB -c max_wal_size=4GB" >/dev/null
+       -c synchronous_commit=off -c full_page_writes=off -c shared_buffers=512MB -c max_wal_size=4GB \
+       ${PG_EXTRA_OPTS:-}" >/dev/null
   fi
   as_pg "$PG_BIN/psql" -h 127.0.0.1 -p "$PG_PORT" -U postgres -tAc \
     "SELECT 1 FROM pg_database WHERE datname='$PG_DB'" | grep -q 1 \
