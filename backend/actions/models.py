@@ -120,7 +120,6 @@ class Action(models.Model):
         related_name="+",
         db_index=False,
     )
-    ledger_transaction_id = models.BigIntegerField(null=True, blank=True)
     evidence = models.FileField(upload_to="evidence/%Y/%m/", blank=True, default="")
     processed_at = models.DateTimeField(null=True, blank=True)
     reviewed_by = models.ForeignKey(
@@ -193,3 +192,19 @@ class DailyCapUsage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.resident_id} {self.methodology} {self.day}: {self.used}"
+
+
+class CapReservation(models.Model):
+    """How much of its daily cap one action was given. Written (with the DailyCapUsage row it adds to) in a
+    short transaction of its own before the action is credited, so cap rows stay locked for milliseconds rather
+    than for a whole batch; if crediting then fails or the worker dies, the retry finds the reservation and
+    uses it again instead of taking the cap twice."""
+
+    action = models.OneToOneField(Action, on_delete=models.CASCADE, primary_key=True, related_name="+")
+    quantity = models.DecimalField(max_digits=18, decimal_places=6)
+
+    class Meta:
+        constraints = [models.CheckConstraint(condition=Q(quantity__gte=0), name="cap_reservation_non_negative")]
+
+    def __str__(self) -> str:
+        return f"{self.action_id}: {self.quantity}"

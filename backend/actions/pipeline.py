@@ -30,7 +30,14 @@ from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from backend.actions.models import Action, ActionStatusChange, DailyCapUsage, SubjectBinding, SubjectKind
+from backend.actions.models import (
+    Action,
+    ActionStatusChange,
+    CapReservation,
+    DailyCapUsage,
+    SubjectBinding,
+    SubjectKind,
+)
 from backend.core.bulk import BoundCursor, bulk_update_rows
 
 logger = logging.getLogger(__name__)
@@ -67,7 +74,6 @@ UPDATED_FIELDS = [
     "credited_quantity",
     "capped_quantity",
     "points_policy_version_id",
-    "ledger_transaction_id",
     "processed_at",
 ]
 
@@ -120,19 +126,29 @@ def _share_key(action: ActionRow) -> str:
 
 
 def actions_process(*, action_ids: list[int]) -> dict[str, int]:
-    """Process `received` actions among `action_ids`. Safe to run twice and concurrently: actions another
-    worker is processing are skipped, processed ones are no longer `received`. Returns counts per status."""
+    """Process `received` actions among `action_ids`. Safe to run twice and concurrently: daily caps are
+    reserved per action (a retry reuses the reservation), actions another worker holds are skipped (SKIP
+    LOCKED), processed ones are no longer `received`. Returns counts per status."""
+    actions = [
+        ActionRow(*row)
+        for row in Action.objects.filter(id__in=action_ids, status=Action.Status.RECEIVED)
+        .order_by("occurred_at", "id")
+        .values_list(*PIPELINE_READS)
+    ]
+    if not actions:
+        return {}
+    outcomes = _evaluate(actions)
+    _reserve_caps(outcomes)
     with transaction.atomic():
-        actions = [
-            ActionRow(*row)
-            for row in Action.objects.select_for_update(skip_locked=True, of=("self",))
-            .filter(id__in=action_ids, status=Action.Status.RECEIVED)
-            .order_by("occurred_at", "id")
-            .values_list(*PIPELINE_READS)
-        ]
-        if not actions:
+        claimed = set(
+            Action.objects.select_for_update(skip_locked=True, of=("self",))
+            .filter(id__in=[o.action.id for o in outcomes], status=Action.Status.RECEIVED)
+            .values_list("id", flat=True)
+        )
+        outcomes = [o for o in outcomes if o.action.id in claimed]
+        if not outcomes:
             return {}
-        outcomes = _evaluate(actions)
+        _amounts(outcomes)
         _write(outcomes)
     counts: dict[str, int] = defaultdict(int)
     for outcome in outcomes:
@@ -167,7 +183,11 @@ def _evaluate(actions: list[ActionRow]) -> list[Outcome]:
     for o in live:
         if o.action.source == Action.Source.SELF_REPORT:
             o.status = Action.Status.PENDING_REVIEW
-    _caps_and_amounts([o for o in outcomes if o.version is not None and o.status != Action.Status.REJECTED])
+    for o in outcomes:
+        if o.version is not None and o.status != Action.Status.REJECTED:
+            with _isolated(o):
+                o.quantity = engine.cap_quantity(o.version, o.parsed)
+                o.credited_quantity = o.quantity
     return outcomes
 
 
@@ -399,58 +419,97 @@ def _double_claims(live: list[Outcome]) -> None:
         others.append((origin, begin, finish))
 
 
-def _caps_and_amounts(outcomes: list[Outcome]) -> None:
+def _creditable(outcomes: list[Outcome]) -> list[Outcome]:
+    return [o for o in outcomes if o.version is not None and o.status != Action.Status.REJECTED]
+
+
+def _reserve_caps(outcomes: list[Outcome]) -> None:
+    """Decide how much of each action fits under its resident's daily cap, in a short transaction of its own.
+
+    The DailyCapUsage rows are locked (created when missing, in one fixed order) only for the few milliseconds
+    of this transaction instead of until the batch commits: two workers crediting the same residents no longer
+    wait on each other for a whole batch. Each decision is stored as a CapReservation keyed by the action, so
+    a retry (a redelivered task, the reconciler after a crash) reuses it and never takes the cap twice."""
+    capped = [o for o in _creditable(outcomes) if o.version.daily_cap]
+    if not capped:
+        return
+    with transaction.atomic():
+        reserved = _reservations([o.action.id for o in capped])
+        todo = [o for o in capped if o.action.id not in reserved]
+        if todo:
+            usage = _lock_cap_usage({_cap_key(o) for o in todo})
+            # Re-read after the locks: a concurrent run of the same actions may have reserved them meanwhile.
+            reserved.update(_reservations([o.action.id for o in todo]))
+            new = []
+            for o in sorted(todo, key=lambda o: (o.action.occurred_at, o.action.id)):
+                if o.action.id in reserved:
+                    continue
+                row = usage[_cap_key(o)]
+                remaining = max(Decimal(str(o.version.daily_cap["limit"])) - row.used, ZERO)
+                credited = min(o.quantity, remaining)
+                row.used += credited
+                row.changed = True
+                reserved[o.action.id] = credited
+                new.append(CapReservation(action_id=o.action.id, quantity=credited))
+            changed = [row for row in usage.values() if row.changed]
+            if changed:
+                bulk_update_rows(DailyCapUsage, [{"id": r.id, "used": r.used} for r in changed], ["used"])
+            CapReservation.objects.bulk_create(new, batch_size=1000)
+    for o in capped:
+        o.credited_quantity = reserved[o.action.id]
+
+
+def _reservations(action_ids: list[int]) -> dict[int, Decimal]:
+    return dict(CapReservation.objects.filter(action_id__in=action_ids).values_list("action_id", "quantity"))
+
+
+def _cap_key(o: Outcome) -> tuple:
+    return o.action.resident_id, o.action.methodology, shanghai_day(o.action.occurred_at)
+
+
+def _amounts(outcomes: list[Outcome]) -> None:
+    """Grams and points for the credited quantity (the evidence share applied), statuses for caps."""
     from backend.methodologies import engine
 
-    keys = set()
-    for o in outcomes:
-        with _isolated(o):
-            o.quantity = engine.cap_quantity(o.version, o.parsed)
-        if o.status == Action.Status.REJECTED:
-            continue
-        if o.version.daily_cap:
-            keys.add((o.action.resident_id, o.action.methodology, shanghai_day(o.action.occurred_at)))
-    usage = _lock_cap_usage(keys)
-    for o in sorted(outcomes, key=lambda o: (o.action.occurred_at, o.action.id)):
-        if o.status == Action.Status.REJECTED:  # failed above, in cap_quantity
-            continue
-        credited = o.quantity
-        cap = o.version.daily_cap
-        row = None
-        if cap:
-            key = (o.action.resident_id, o.action.methodology, shanghai_day(o.action.occurred_at))
-            row = usage[key]
-            remaining = max(Decimal(str(cap["limit"])) - row.used, ZERO)
-            credited = min(o.quantity, remaining)
+    for o in _creditable(outcomes):
         with _isolated(o):
             share = Decimal(str(o.version.evidence_shares.get(_share_key(o.action), "1")))
-            result = engine.calculate(o.version, o.parsed, evidence_share=share, credited_quantity=credited)
+            result = engine.calculate(o.version, o.parsed, evidence_share=share, credited_quantity=o.credited_quantity)
             o.grams = result.grams
             o.breakdown = compact_breakdown(result.breakdown)
             o.action.evidence_share = share
             o.points = engine.points_for_grams(o.grams, o.policy) if o.policy is not None else 0
-        if o.status == Action.Status.REJECTED:
+        if o.status == Action.Status.REJECTED:  # the engine failed on it: the cap it reserved goes back
+            _cap_release(o)
             o.grams = o.points = 0
-            o.quantity = ZERO
+            o.quantity = o.credited_quantity = ZERO
             continue
-        o.credited_quantity = credited
-        if row is not None:
-            row.used += credited
-            row.changed = True
-        if credited == 0 and o.quantity > 0 and o.status == Action.Status.CREDITED:
+        if o.credited_quantity == 0 and o.quantity > 0 and o.status == Action.Status.CREDITED:
             o.status, o.reason = Action.Status.CAPPED, "daily_cap_reached"
-        elif credited < o.quantity and not o.reason:
+        elif o.credited_quantity < o.quantity and not o.reason:
             o.reason = "partly_capped"
-    changed = [row for row in usage.values() if row.changed]
-    if changed:
-        bulk_update_rows(DailyCapUsage, [{"id": r.id, "used": r.used} for r in changed], ["used"])
 
 
-@dataclass
-class _CapUsage:
-    id: int
-    used: Decimal
-    changed: bool = False
+def _cap_release(o: Outcome) -> None:
+    if o.version.daily_cap and o.credited_quantity:
+        cap_usage_release(
+            resident_id=o.action.resident_id,
+            methodology=o.action.methodology,
+            day=shanghai_day(o.action.occurred_at),
+            quantity=o.credited_quantity,
+        )
+
+
+def cap_usage_release(*, resident_id: int, methodology: str, day, quantity: Decimal) -> None:
+    """Give cap back (an action rejected after its cap was reserved: review, engine failure)."""
+    usage = (
+        DailyCapUsage.objects.select_for_update()
+        .filter(resident_id=resident_id, methodology=methodology, day=day)
+        .first()
+    )
+    if usage is not None:
+        usage.used = max(usage.used - quantity, ZERO)
+        usage.save(update_fields=["used"])
 
 
 # What is stored with each action; the full breakdown (inputs, parameters with units, formula) is recomputed
@@ -461,6 +520,13 @@ STORED_BREAKDOWN_KEYS = ("baseline_g", "project_g", "net_g", "evidence_share", "
 
 def compact_breakdown(breakdown: dict) -> dict:
     return {key: breakdown[key] for key in STORED_BREAKDOWN_KEYS if key in breakdown}
+
+
+@dataclass
+class _CapUsage:
+    id: int
+    used: Decimal
+    changed: bool = False
 
 
 def _lock_cap_usage(keys: set) -> dict:
@@ -524,31 +590,13 @@ def _quantity_label(action: ActionRow, parsed: dict) -> str:
 
 
 def _write(outcomes: list[Outcome]) -> None:
+    """Store the outcomes, then post the credits. The ledger goes last on purpose: its balance update locks the
+    residents' points accounts until commit, and everything written before it is time another worker
+    crediting the same residents would spend waiting. An action's ledger entry is found by its idempotency
+    key `action:<id>` (and the ledger's source link back to the action)."""
     from backend.ledger.services import ActionCredit, action_credits_post_bulk
 
     now = timezone.now()
-    credits = []
-    for o in outcomes:
-        a = o.action
-        if o.status in (Action.Status.CREDITED, Action.Status.FLAGGED, Action.Status.PENDING_REVIEW) and (
-            o.grams > 0 or o.points > 0
-        ):
-            credits.append(
-                ActionCredit(
-                    idempotency_key=f"action:{a.id}",
-                    resident_id=a.resident_id,
-                    methodology=a.methodology,
-                    grams=o.grams,
-                    points=o.points,
-                    reason=_reason_text(a, _quantity_label(a, o.parsed)),
-                    source_type="action",
-                    source_id=a.id,
-                    effective_at=a.occurred_at,
-                    pending=o.status != Action.Status.CREDITED,
-                    points_expiry_months=getattr(o.policy, "lot_expiry_months", 12) or 12,
-                )
-            )
-    transaction_ids = action_credits_post_bulk(credits=credits) if credits else {}
     rows = []
     for o in outcomes:
         a = o.action
@@ -567,13 +615,38 @@ def _write(outcomes: list[Outcome]) -> None:
                 "credited_quantity": o.credited_quantity,
                 "capped_quantity": o.quantity - o.credited_quantity,
                 "points_policy_version_id": getattr(o.policy, "id", None),
-                "ledger_transaction_id": transaction_ids.get(f"action:{a.id}"),
                 "processed_at": now,
             }
         )
         a.status = o.status
     bulk_update_rows(Action, rows, UPDATED_FIELDS)
     _history_append(outcomes, now)
+    credits = [
+        ActionCredit(
+            idempotency_key=f"action:{o.action.id}",
+            resident_id=o.action.resident_id,
+            methodology=o.action.methodology,
+            grams=o.grams,
+            points=o.points,
+            reason=_reason_text(o.action, _quantity_label(o.action, o.parsed)),
+            source_type="action",
+            source_id=o.action.id,
+            effective_at=o.action.occurred_at,
+            pending=o.status != Action.Status.CREDITED,
+            points_expiry_months=getattr(o.policy, "lot_expiry_months", 12) or 12,
+        )
+        for o in outcomes
+        if has_credit(o.status, o.grams, o.points)
+    ]
+    if credits:
+        action_credits_post_bulk(credits=credits)
+
+
+def has_credit(status: str, grams: int, points: int) -> bool:
+    """Whether the pipeline posted a ledger credit (pending or not) for an action in this state."""
+    return status in (Action.Status.CREDITED, Action.Status.FLAGGED, Action.Status.PENDING_REVIEW) and (
+        grams > 0 or points > 0
+    )
 
 
 def _history_append(outcomes: list[Outcome], now: datetime) -> None:

@@ -14,7 +14,7 @@ from django.utils.translation import gettext as _
 from psycopg.types.json import Jsonb
 
 from backend.actions.models import Action, ActionStatusChange, IngestBatch, SubjectBinding, SubjectKind
-from backend.actions.pipeline import actions_process
+from backend.actions.pipeline import actions_process, has_credit
 from backend.actions.subjects import normalize_identifier, subject_hash, subject_last4
 from backend.core.bulk import BoundCursor
 from backend.core.errors import ApplicationError, ConflictError
@@ -372,7 +372,7 @@ def review_approve(*, action_id: int, reviewer, note: str = "") -> Action:
     action = _review_target(action_id)
     if action.resident_id == reviewer.id:
         raise ApplicationError(_("You cannot review your own action."), code="review_own_action", status_code=403)
-    if action.ledger_transaction_id:
+    if has_credit(action.status, action.grams, action.points):
         pending_credit_release(idempotency_key=f"action:{action.id}")
     return _reviewed(action, Action.Status.CREDITED, reviewer, note, "approved")
 
@@ -381,26 +381,21 @@ def review_approve(*, action_id: int, reviewer, note: str = "") -> Action:
 def review_reject(*, action_id: int, reviewer, note: str = "") -> Action:
     """Reject a flagged or self-reported action: its pending credit is reversed and the daily cap it used is
     given back."""
-    from backend.actions.models import DailyCapUsage
-    from backend.actions.pipeline import shanghai_day
+    from backend.actions.pipeline import cap_usage_release, shanghai_day
     from backend.ledger.services import pending_credit_reverse
 
     action = _review_target(action_id)
     if action.resident_id == reviewer.id:
         raise ApplicationError(_("You cannot review your own action."), code="review_own_action", status_code=403)
-    if action.ledger_transaction_id:
+    if has_credit(action.status, action.grams, action.points):
         pending_credit_reverse(idempotency_key=f"action:{action.id}", reason=f"Review rejected: {note}"[:200])
     if action.credited_quantity:
-        usage = (
-            DailyCapUsage.objects.select_for_update()
-            .filter(
-                resident_id=action.resident_id, methodology=action.methodology, day=shanghai_day(action.occurred_at)
-            )
-            .first()
+        cap_usage_release(
+            resident_id=action.resident_id,
+            methodology=action.methodology,
+            day=shanghai_day(action.occurred_at),
+            quantity=action.credited_quantity,
         )
-        if usage is not None:
-            usage.used = max(usage.used - action.credited_quantity, Decimal(0))
-            usage.save(update_fields=["used"])
     action.grams = 0
     action.points = 0
     return _reviewed(action, Action.Status.REJECTED, reviewer, note, "review_rejected")

@@ -116,7 +116,9 @@ def test_bike_ride_at_40_kmh_rejected(api, partner_factory, resident):
     assert action.status == "rejected"
     assert action.reason == "speed_implausible"
     assert action.grams == 0
-    assert action.ledger_transaction_id is None
+    from backend.ledger.models import LedgerTransaction
+
+    assert not LedgerTransaction.objects.filter(idempotency_key=f"action:{action.id}").exists()
 
 
 @pytest.mark.django_db
@@ -350,8 +352,36 @@ def test_one_action_breaking_the_engine_does_not_poison_its_batch(api, partner, 
     statuses = dict(Action.objects.values_list("external_id", "status"))
     assert statuses == {"fine-1": "credited", "poison": "rejected", "fine-2": "credited"}
     poison = Action.objects.get(external_id="poison")
-    assert (poison.reason, poison.grams, poison.ledger_transaction_id) == ("processing_error", 0, None)
+    from backend.ledger.models import LedgerTransaction
+
+    assert (poison.reason, poison.grams) == ("processing_error", 0)
+    assert not LedgerTransaction.objects.filter(idempotency_key=f"action:{poison.id}").exists()
     # The failed ride did not use up a ride of the daily cap.
     from backend.actions.models import DailyCapUsage
 
     assert DailyCapUsage.objects.get(resident=bound, methodology="bus_ride").used == 2
+
+
+@pytest.mark.django_db
+def test_a_crash_after_reserving_caps_does_not_take_the_cap_twice(api, partner, bound, monkeypatch):
+    """The cap is reserved in its own short transaction; if crediting then fails, the retry reuses it."""
+    from unittest import mock
+
+    from backend.actions import pipeline
+    from backend.actions.models import CapReservation, DailyCapUsage
+
+    start = today_at(6) - timedelta(days=1)
+    items = [ride(f"crash-{i}", identifier="3100-0000-0001", at=start + timedelta(minutes=40 * i)) for i in range(4)]
+    with mock.patch("backend.actions.services.enqueue_batch"):
+        submit(api, partner, items)
+    ids = list(Action.objects.values_list("id", flat=True))
+
+    with mock.patch.object(pipeline, "_write", side_effect=RuntimeError("worker died")), pytest.raises(RuntimeError):
+        pipeline.actions_process(action_ids=ids)
+    assert set(Action.objects.values_list("status", flat=True)) == {"received"}
+    assert CapReservation.objects.count() == 4
+    assert DailyCapUsage.objects.get(resident=bound).used == 4
+
+    pipeline.actions_process(action_ids=ids)  # the retry
+    assert set(Action.objects.values_list("status", flat=True)) == {"credited"}
+    assert DailyCapUsage.objects.get(resident=bound).used == 4  # not 8

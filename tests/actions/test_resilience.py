@@ -26,7 +26,7 @@ def assert_each_processed_exactly_once(expected: int, statuses=("credited",)):
     """Every action left `received` behind, and each credited one has exactly one ledger transaction."""
     from backend.ledger.models import LedgerTransaction
 
-    actions = list(Action.objects.values_list("id", "status", "ledger_transaction_id"))
+    actions = list(Action.objects.values_list("id", "status", "grams"))
     assert len(actions) == expected
     assert {s for _, s, _ in actions} <= set(statuses)
     credited = {f"action:{i}" for i, s, _ in actions if s == "credited"}
@@ -38,7 +38,24 @@ def assert_each_processed_exactly_once(expected: int, statuses=("credited",)):
     )
     assert len(keys) == len(set(keys))
     assert set(keys) == credited
-    assert all(t is not None for _, s, t in actions if s == "credited")
+    assert all(grams > 0 for _, s, grams in actions if s == "credited")
+    assert_cap_usage_matches_credited_quantities()
+
+
+def assert_cap_usage_matches_credited_quantities():
+    """Every resident-day's cap usage is exactly what its credited actions took: nothing counted twice."""
+    from collections import defaultdict
+
+    from backend.actions.models import DailyCapUsage
+    from backend.actions.pipeline import shanghai_day
+
+    taken = defaultdict(int)
+    for resident, methodology, at, quantity in Action.objects.filter(status="credited").values_list(
+        "resident_id", "methodology", "occurred_at", "credited_quantity"
+    ):
+        taken[(resident, methodology, shanghai_day(at))] += quantity
+    usage = {(u.resident_id, u.methodology, u.day): u.used for u in DailyCapUsage.objects.all()}
+    assert {k: v for k, v in usage.items() if v} == {k: v for k, v in taken.items() if v}
 
 
 def use_broker(app, url: str) -> None:
