@@ -15,7 +15,6 @@ api_v1 = [
     path("", include("backend.accounts.urls")),
     path("", include("backend.methodologies.urls")),
     path("", include("backend.ledger.urls")),
-    path("", include("backend.partners.urls")),
     path("", include("backend.actions.urls")),
 ]
 

@@ -435,7 +435,7 @@ class CalculateView(APIView):
         serializer.is_valid(raise_exception=True)
         payload = serializer.validated_data
         methodology = _methodology_or_404(code)
-        version = self._version(methodology, payload.get("version"), request.user)
+        version = self._version(methodology, payload.get("version"), request)
         share_raw = version.evidence_shares.get(payload["evidence_level"])
         if share_raw is None:
             raise ApplicationError(
@@ -468,7 +468,7 @@ class CalculateView(APIView):
         )
 
     @staticmethod
-    def _version(methodology, number, user) -> MethodologyVersion:
+    def _version(methodology, number, request) -> MethodologyVersion:
         if number is None:
             version = selectors.methodology_version_active(code=methodology.code)
             if version is None:
@@ -476,7 +476,7 @@ class CalculateView(APIView):
             return version
         version = methodology.versions.filter(number=number).select_related("methodology").first()
         visible = version is not None and (
-            version.status in IN_FORCE_STATUSES or IsReviewer().has_permission(_Req(user), None)
+            version.status in IN_FORCE_STATUSES or IsReviewer().has_permission(request, None)
         )
         if not visible:
             raise ApplicationError(
@@ -486,11 +486,6 @@ class CalculateView(APIView):
                 status_code=404,
             )
         return version
-
-
-class _Req:
-    def __init__(self, user):
-        self.user = user
 
 
 class PointsPolicyHistoryView(ListAPIView):
