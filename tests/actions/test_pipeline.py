@@ -22,13 +22,11 @@ def submit(api, partner, items):
     return response.json()["results"]
 
 
-def today_at(hour, minute=0):
-    """A moment earlier today in Asia/Shanghai (yesterday if that hour has not come yet)."""
+def yesterday_at(hour, minute=0):
+    """`hour` o'clock yesterday in Asia/Shanghai: a whole calendar day that is over, so rides spread across
+    it are all in the past and on one cap day, whatever time the suite runs."""
     now = timezone.now().astimezone(SHANGHAI)
-    moment = now.replace(hour=hour, minute=minute, second=0, microsecond=0)
-    if moment > now - timedelta(minutes=5):
-        moment -= timedelta(days=1)
-    return moment
+    return now.replace(hour=hour, minute=minute, second=0, microsecond=0) - timedelta(days=1)
 
 
 @pytest.fixture
@@ -59,7 +57,7 @@ def test_bus_ride_of_10_km_credited_at_v1_factors(api, partner, bound):
 
 @pytest.mark.django_db
 def test_seven_bus_rides_in_a_day_six_credited_seventh_capped(api, partner, bound):
-    start = today_at(7)
+    start = yesterday_at(7)
     items = [ride(f"day-{i}", identifier="3100-0000-0001", at=start + timedelta(minutes=40 * i)) for i in range(7)]
     submit(api, partner, items)
 
@@ -78,7 +76,7 @@ def test_seven_bus_rides_in_a_day_six_credited_seventh_capped(api, partner, boun
 
 @pytest.mark.django_db
 def test_cap_holds_across_batches(api, partner, bound):
-    start = today_at(6)
+    start = yesterday_at(6)
     submit(
         api,
         partner,
@@ -239,7 +237,7 @@ def test_batch_processing_costs_a_bounded_number_of_queries(api, partner, bound,
     from django.test.utils import CaptureQueriesContext
 
     def run(prefix, n, hour):
-        start = today_at(hour) - timedelta(days=2)
+        start = yesterday_at(hour) - timedelta(days=2)
         items = [ride(f"{prefix}-{i}", identifier="3100-0000-0001", at=start + timedelta(seconds=i)) for i in range(n)]
         # Stop processing on commit: measure the pipeline alone.
         from unittest import mock
@@ -333,7 +331,7 @@ def test_one_action_breaking_the_engine_does_not_poison_its_batch(api, partner, 
         return real_calculate(version, data, **kwargs)
 
     monkeypatch.setattr(engine, "calculate", calculate)
-    start = today_at(6) - timedelta(days=1)
+    start = yesterday_at(6) - timedelta(days=1)
     submit(
         api,
         partner,
@@ -370,7 +368,7 @@ def test_a_crash_after_reserving_caps_does_not_take_the_cap_twice(api, partner, 
     from backend.actions import pipeline
     from backend.actions.models import CapReservation, DailyCapUsage
 
-    start = today_at(6) - timedelta(days=1)
+    start = yesterday_at(6) - timedelta(days=1)
     items = [ride(f"crash-{i}", identifier="3100-0000-0001", at=start + timedelta(minutes=40 * i)) for i in range(4)]
     with mock.patch("backend.actions.services.enqueue_batch"):
         submit(api, partner, items)
