@@ -192,8 +192,6 @@ class BindingCreatedSerializer(BindingSerializer):
 
 
 class BindingsView(APIView):
-    pagination_class = None
-
     @extend_schema(operation_id="me_bindings_list", responses={200: BindingSerializer(many=True)})
     def get(self, request):
         """My bound cards and accounts (identifiers masked)."""

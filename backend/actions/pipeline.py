@@ -5,14 +5,18 @@ For a batch of actions (any size up to a few thousand) the pipeline costs a cons
 1. resolve each partner action's subject to a resident through bindings; unknown -> `unclaimed`;
    residents without the separate partner-data consent -> `rejected` (`consent_missing`);
 2. pick the methodology version in force at `occurred_at`, apply its validity and plausibility rules and
-   the rules that need history (recycling weighings within 5 minutes, appliance serials) -> `rejected`;
+   the rules that need history (switched on by the version's validity_rules: duplicate weighings, appliance
+   serials once ever, paperless bills once per biller and month) -> `rejected`;
 3. detect double claiming (same resident, overlapping trip times from two sources) -> `flagged`;
-4. apply daily caps per Asia/Shanghai day under row locks: credit up to the cap, record the rest as capped;
+4. apply daily caps per Asia/Shanghai day: credit up to the cap, record the rest as capped. Each decision is
+   a per-action CapReservation made in a short transaction of its own (cap rows locked in one fixed order,
+   for milliseconds), and a retry reuses it;
 5. apply the evidence share, compute grams and points, post to the ledger (one transaction per action,
    idempotency key `action:<id>`) -> `credited` (flagged / self-reported: a pending credit).
 
-Everything happens in one database transaction that first locks the actions it processes (SKIP LOCKED), so
-a second run of the same batch (a redelivered task, the reconciler) finds nothing left to do.
+Steps 1-3 only read. Crediting happens in one database transaction that first locks the actions it processes
+(SKIP LOCKED) and re-checks they are still `received`, so a second run of the same batch (a redelivered task,
+the reconciler) finds nothing left to do.
 """
 
 from __future__ import annotations
@@ -493,6 +497,7 @@ def _amounts(outcomes: list[Outcome]) -> None:
 def _cap_release(o: Outcome) -> None:
     if o.version.daily_cap and o.credited_quantity:
         cap_usage_release(
+            action_id=o.action.id,
             resident_id=o.action.resident_id,
             methodology=o.action.methodology,
             day=shanghai_day(o.action.occurred_at),
@@ -500,8 +505,10 @@ def _cap_release(o: Outcome) -> None:
         )
 
 
-def cap_usage_release(*, resident_id: int, methodology: str, day, quantity: Decimal) -> None:
-    """Give cap back (an action rejected after its cap was reserved: review, engine failure)."""
+def cap_usage_release(*, action_id: int, resident_id: int, methodology: str, day, quantity: Decimal) -> None:
+    """Give cap back (an action rejected after its cap was reserved: review, engine failure); its reservation
+    drops to zero with it, so reservations keep adding up to the usage."""
+    CapReservation.objects.filter(action_id=action_id).update(quantity=ZERO)
     usage = (
         DailyCapUsage.objects.select_for_update()
         .filter(resident_id=resident_id, methodology=methodology, day=day)

@@ -391,6 +391,7 @@ def review_reject(*, action_id: int, reviewer, note: str = "") -> Action:
         pending_credit_reverse(idempotency_key=f"action:{action.id}", reason=f"Review rejected: {note}"[:200])
     if action.credited_quantity:
         cap_usage_release(
+            action_id=action.id,
             resident_id=action.resident_id,
             methodology=action.methodology,
             day=shanghai_day(action.occurred_at),

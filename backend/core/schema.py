@@ -31,9 +31,9 @@ def _error(code: str, detail: str, error_type: str = "client_error", attr=None) 
     )
 
 
-def _errors_for(method: str, requires_auth: bool, has_body: bool, has_path_params: bool) -> dict:
+def _errors_for(method: str, requires_auth: bool, has_path_params: bool) -> dict:
     errors = {}
-    if has_body or method in ("POST", "PUT", "PATCH"):
+    if method in ("POST", "PUT", "PATCH"):
         errors["400"] = _error("required", "This field is required.", "validation_error", "field")
     if requires_auth:
         errors["401"] = _error("not_authenticated", "Authentication credentials were not provided.")
@@ -54,7 +54,7 @@ class AutoSchema(openapi.AutoSchema):
         permissions = getattr(self.view, "permission_classes", [])
         requires_auth = not all(p is AllowAny for p in permissions) if permissions else True
         has_path_params = "{" in self.path
-        for code, response in _errors_for(self.method, requires_auth, False, has_path_params).items():
+        for code, response in _errors_for(self.method, requires_auth, has_path_params).items():
             if code not in responses:
                 responses[code] = self._get_response_for_code(response, code, direction=direction)
         return responses
