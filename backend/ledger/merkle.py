@@ -50,6 +50,29 @@ def merkle_root(leaves: list[bytes]) -> bytes:
     return level[0]
 
 
+def merkle_levels(leaves: list[bytes]) -> list[list[bytes]]:
+    """Every level of the tree, leaves first, root last (what is stored to answer proofs without a rebuild)."""
+    levels = [leaves]
+    while len(levels[-1]) > 1:
+        levels.append(_next_level(levels[-1]))
+    return levels
+
+
+def proof_positions(index: int, leaf_count: int) -> list[tuple[int, int, str]]:
+    """(level, position, side) of each sibling on the way from leaf `index` to the root of `leaf_count` leaves.
+    A level with an odd count carries its last hash up unchanged, so that node has no sibling at that level."""
+    steps = []
+    level, width = 0, leaf_count
+    while width > 1:
+        sibling = index ^ 1
+        if sibling < width:
+            steps.append((level, sibling, "left" if sibling < index else "right"))
+        index //= 2
+        width = (width + 1) // 2
+        level += 1
+    return steps
+
+
 def merkle_proof(leaves: list[bytes], index: int) -> list[dict]:
     proof = []
     level = leaves

@@ -170,6 +170,32 @@ class MerkleRoot(models.Model):
         return f"{self.day} {self.root}"
 
 
+class MerkleNode(models.Model):
+    """One hash of a published day's tree, stored when the root is computed so that an inclusion proof reads
+    one sibling per level (O(log n) rows) instead of rebuilding the day's tree (about 100k transactions a day at
+    city scale). Level 0 holds the leaves and names their transaction; upper levels follow `merkle._next_level`."""
+
+    root = models.ForeignKey(MerkleRoot, on_delete=models.CASCADE, related_name="nodes", db_index=False)
+    level = models.SmallIntegerField()
+    position = models.IntegerField()
+    hash = models.BinaryField(max_length=32)
+    transaction = models.OneToOneField(
+        LedgerTransaction, null=True, blank=True, on_delete=models.PROTECT, related_name="merkle_leaf"
+    )
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["root", "level", "position"], name="ledger_merkle_node_unique"),
+            models.CheckConstraint(
+                condition=Q(level=0, transaction__isnull=False) | Q(level__gt=0, transaction__isnull=True),
+                name="ledger_merkle_node_leaf_has_transaction",
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.root_id} L{self.level}[{self.position}]"
+
+
 class ReconciliationRun(models.Model):
     """One nightly reconciliation: cached balances recomputed from postings; drift listed in `drift`."""
 

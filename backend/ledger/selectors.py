@@ -10,7 +10,15 @@ from django.utils.translation import gettext as _
 
 from backend.core.errors import ApplicationError
 from backend.ledger import merkle
-from backend.ledger.models import Account, LedgerTransaction, LotConsumption, MerkleRoot, PointsLot, Posting
+from backend.ledger.models import (
+    Account,
+    LedgerTransaction,
+    LotConsumption,
+    MerkleNode,
+    MerkleRoot,
+    PointsLot,
+    Posting,
+)
 from backend.ledger.services import SHANGHAI, lot_last_valid_day
 
 EXPIRING_SHOWN = 3
@@ -135,26 +143,64 @@ def day_leaf_hashes(*, day: date) -> list[bytes]:
 
 
 def transaction_proof(*, resident_id: int, transaction_id: int) -> dict:
-    """Inclusion proof of one of the resident's transactions in its day's published root."""
-    txn = resident_transaction_get(resident_id=resident_id, transaction_id=transaction_id)
-    day = transaction_day(txn)
-    root = MerkleRoot.objects.filter(day=day).first()
-    if root is None:
-        raise ApplicationError(
-            _("The root of this day is not published yet (roots are computed after the day ends)."),
-            code="proof_not_ready",
-            status_code=409,
+    """Inclusion proof of one of the resident's transactions in its day's published root: the leaf's stored
+    node (with its root), one sibling hash per level and the transaction's postings — four queries whatever
+    the day's size."""
+    txn = (
+        LedgerTransaction.objects.filter(
+            id=transaction_id, postings__account__kind=Account.Kind.RESIDENT, postings__account__owner_id=resident_id
         )
-    ids, hashes = day_leaves(day=day)
-    index = ids.index(txn.id)
-    postings = Posting.objects.filter(transaction=txn).values_list("account_id", "unit", "currency", "amount")
-    leaf = merkle.leaf_bytes(
-        txn_id=txn.id, idempotency_key=txn.idempotency_key, effective_at=txn.effective_at, postings=list(postings)
+        .distinct()
+        .first()
     )
+    if txn is None:
+        raise ApplicationError(_("Not found."), code="not_found", status_code=404)
+    day = transaction_day(txn)
+    leaf_node = MerkleNode.objects.select_related("root").filter(transaction_id=txn.id).first()
+    if leaf_node is None:
+        root = MerkleRoot.objects.filter(day=day).first()
+        if root is None:
+            raise ApplicationError(
+                _("The root of this day is not published yet (roots are computed after the day ends)."),
+                code="proof_not_ready",
+                status_code=409,
+            )
+        return _proof_rebuilt(txn, day, root)  # a root published before tree levels were stored
+    root = leaf_node.root
+    steps = merkle.proof_positions(leaf_node.position, root.leaf_count)
+    wanted = Q(pk__in=[])
+    for level, position, _side in steps:
+        wanted |= Q(level=level, position=position)
+    siblings = {
+        (level, position): bytes(node)
+        for level, position, node in MerkleNode.objects.filter(wanted, root=root).values_list("level", "position", "hash")
+    }
     return {
         "transaction_id": txn.id,
         "day": day,
-        "leaf": leaf.decode(),
+        "leaf": _leaf_of(txn).decode(),
+        "leaf_hash": bytes(leaf_node.hash).hex(),
+        "index": leaf_node.position,
+        "leaf_count": root.leaf_count,
+        "proof": [{"hash": siblings[(level, pos)].hex(), "position": side} for level, pos, side in steps],
+        "root": root.root,
+    }
+
+
+def _leaf_of(txn: LedgerTransaction) -> bytes:
+    postings = Posting.objects.filter(transaction=txn).values_list("account_id", "unit", "currency", "amount")
+    return merkle.leaf_bytes(
+        txn_id=txn.id, idempotency_key=txn.idempotency_key, effective_at=txn.effective_at, postings=list(postings)
+    )
+
+
+def _proof_rebuilt(txn: LedgerTransaction, day: date, root: MerkleRoot) -> dict:
+    ids, hashes = day_leaves(day=day)
+    index = ids.index(txn.id)
+    return {
+        "transaction_id": txn.id,
+        "day": day,
+        "leaf": _leaf_of(txn).decode(),
         "leaf_hash": hashes[index].hex(),
         "index": index,
         "leaf_count": len(hashes),

@@ -45,6 +45,7 @@ from backend.ledger.models import (
     Account,
     LedgerTransaction,
     LotConsumption,
+    MerkleNode,
     MerkleRoot,
     PointsLot,
     Posting,
@@ -843,16 +844,39 @@ def balances_reconcile() -> ReconciliationRun:
 
 
 def merkle_root_compute(*, day: date) -> MerkleRoot:
-    """Compute and store the Merkle root of one Asia/Shanghai day's transactions. Safe to run twice: an
-    existing root is recomputed and compared; a mismatch is logged as tampering and the stored root kept."""
-    from backend.ledger.merkle import merkle_root
-    from backend.ledger.selectors import day_leaf_hashes
+    """Compute and store the Merkle root of one Asia/Shanghai day's transactions, with every level of its tree
+    (so a proof reads one hash per level). Safe to run twice: an existing root is recomputed and compared; a
+    mismatch is logged as tampering and the stored root kept."""
+    from backend.ledger.merkle import merkle_levels
+    from backend.ledger.selectors import day_leaves
 
     if day >= timezone.now().astimezone(SHANGHAI).date():
         raise ApplicationError(_("Only finished days get a root."), code="day_not_finished")
-    leaves = day_leaf_hashes(day=day)
-    root = merkle_root(leaves).hex()
-    stored, created = MerkleRoot.objects.get_or_create(day=day, defaults={"root": root, "leaf_count": len(leaves)})
-    if not created and stored.root != root:
-        logger.error("Merkle root of %s no longer reproducible: stored %s, now %s", day, stored.root, root)
+    ids, leaves = day_leaves(day=day)
+    levels = merkle_levels(leaves)
+    root = (levels[-1][0] if leaves else hashlib.sha256(b"").digest()).hex()
+    with transaction.atomic():
+        stored, created = MerkleRoot.objects.get_or_create(
+            day=day, defaults={"root": root, "leaf_count": len(leaves)}
+        )
+        if not created and stored.root != root:
+            logger.error("Merkle root of %s no longer reproducible: stored %s, now %s", day, stored.root, root)
+            return stored
+        if created or not MerkleNode.objects.filter(root=stored).exists():  # roots stored before levels were
+            _merkle_nodes_store(stored, ids, levels if leaves else [])
     return stored
+
+
+def _merkle_nodes_store(root: MerkleRoot, transaction_ids: list[int], levels: list[list[bytes]]) -> None:
+    nodes = [
+        MerkleNode(
+            root=root,
+            level=level,
+            position=position,
+            hash=node,
+            transaction_id=transaction_ids[position] if level == 0 else None,
+        )
+        for level, hashes in enumerate(levels)
+        for position, node in enumerate(hashes)
+    ]
+    MerkleNode.objects.bulk_create(nodes, batch_size=5000)

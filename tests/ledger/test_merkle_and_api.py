@@ -135,3 +135,42 @@ def test_wallet_and_ledger_show_only_my_entries_newest_first(make_user, django_a
     assert first["reason"] == "Metro ride 8.2 km, 2026-11-24"
     assert client.get("/api/v1/me/wallet").status_code == 200
     assert client_for(other).get("/api/v1/me/ledger").json()["results"][0]["amounts"]["points"] == 99
+
+
+@pytest.mark.parametrize("count", [5, 300])
+def test_a_proof_reads_one_hash_per_level_not_the_whole_day(make_user, count, django_assert_num_queries):
+    """The day's tree levels are stored with its root: a proof costs the same four queries (the transaction,
+    its leaf with the root, the siblings, the postings) for 5 or 300 transactions, and still verifies."""
+    from backend.ledger.selectors import transaction_proof
+
+    resident = make_user()
+    ids = post_yesterday(resident.id, count)
+    tasks.merkle_root_compute.delay().get()
+    for txn_id in (ids[0], ids[count // 2], ids[-1]):
+        with django_assert_num_queries(4):
+            proof = transaction_proof(resident_id=resident.id, transaction_id=txn_id)
+        assert verify(proof["leaf"], proof["proof"], proof["root"])
+        assert proof["leaf_count"] == count
+
+
+def test_proof_of_a_root_stored_before_tree_levels_is_rebuilt_and_levels_backfilled(make_user):
+    from backend.ledger.models import MerkleNode
+
+    resident = make_user()
+    ids = post_yesterday(resident.id, 6)
+    tasks.merkle_root_compute.delay().get()
+    MerkleNode.objects.all().delete()
+    body = client_for(resident).get(f"/api/v1/me/ledger/{ids[3]}/proof").json()
+    assert verify(body["leaf"], body["proof"], body["root"])
+    call_command("ledger_root", "--day", yesterday().isoformat(), verbosity=0)  # a rerun stores the levels
+    assert MerkleNode.objects.filter(level=0).count() == 6
+    assert client_for(resident).get(f"/api/v1/me/ledger/{ids[3]}/proof").json() == body
+
+
+def test_ledger_root_command_computes_a_day_on_demand_and_refuses_today(make_user, capsys):
+    resident = make_user()
+    post_yesterday(resident.id, 3)
+    call_command("ledger_root", "--day", yesterday().isoformat())
+    assert f"{yesterday()} root {MerkleRoot.objects.get().root} over 3 transaction(s)" in capsys.readouterr().out
+    with pytest.raises(CommandError, match="day_not_finished"):
+        call_command("ledger_root", "--day", (yesterday() + timedelta(days=1)).isoformat())
