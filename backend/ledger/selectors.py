@@ -171,10 +171,8 @@ def transaction_proof(*, resident_id: int, transaction_id: int) -> dict:
     wanted = Q(pk__in=[])
     for level, position, _side in steps:
         wanted |= Q(level=level, position=position)
-    siblings = {
-        (level, position): bytes(node)
-        for level, position, node in MerkleNode.objects.filter(wanted, root=root).values_list("level", "position", "hash")
-    }
+    rows = MerkleNode.objects.filter(wanted, root=root).values_list("level", "position", "hash")
+    siblings = {(level, position): bytes(node) for level, position, node in rows}
     return {
         "transaction_id": txn.id,
         "day": day,
