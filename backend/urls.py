@@ -1,10 +1,10 @@
 """URL map: the API under /api/v1/, its schema and docs, probes, metrics and the admin."""
 
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
-from backend.core import health
+from backend.core import errors, health
 
 handler400 = "backend.core.errors.handler400"
 handler403 = "backend.core.errors.handler403"
@@ -27,4 +27,6 @@ urlpatterns = [
     path("readyz", health.readyz, name="readyz"),
     path("", include("django_prometheus.urls")),
     path("admin/", admin.site.urls),
+    # Last: any other /api/ path is a JSON 404 in every mode (under DEBUG Django would answer its HTML page).
+    re_path(r"^api/", errors.handler404),
 ]

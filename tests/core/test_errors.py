@@ -58,6 +58,15 @@ def test_404_unknown_url_inside_and_outside_the_api(api):
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize("path", ["/api/v1/nothing-here", "/api/v2/wallet", "/api/", "/api/v1/me/wallet/extra"])
+def test_404_inside_the_api_is_json_under_debug_too(api, settings, path):
+    """`make run` runs with DEBUG: Django would answer its HTML debug page for an unknown URL."""
+    settings.DEBUG = True
+    assert_error_shape(api.get(path), 404, "client_error", "not_found")
+    assert_error_shape(api.post(path, {}, format="json"), 404, "client_error", "not_found")
+
+
+@pytest.mark.django_db
 def test_405(api):
     assert_error_shape(api.put("/api/v1/districts", {}, format="json"), 405, "client_error", "method_not_allowed")
 
