@@ -653,8 +653,7 @@ def _methodology_transition_view(action: str):
         version = _version_or_404(code, number)
         serializer = NoteInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        kwargs = {} if action == "submit" else {"note": serializer.validated_data["note"]}
-        service(version_id=version.id, actor=request.user, **kwargs)
+        service(version_id=version.id, actor=request.user, note=serializer.validated_data["note"])
         return Response(_admin_version(code, number))
 
     return type(
@@ -865,8 +864,7 @@ def _points_transition_view(action: str):
         version = _points_version_or_404(number)
         serializer = NoteInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        kwargs = {} if action == "submit" else {"note": serializer.validated_data["note"]}
-        service(version_id=version.id, actor=request.user, **kwargs)
+        service(version_id=version.id, actor=request.user, note=serializer.validated_data["note"])
         return Response(PointsPolicyVersionSerializer(_points_version_or_404(number)).data)
 
     return type(

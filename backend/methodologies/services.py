@@ -170,7 +170,7 @@ def _update_draft(model, *, version_id: int, actor, changes: dict):
     return version
 
 
-def _submit(model, *, version_id: int, actor):
+def _submit(model, *, version_id: int, actor, note: str = ""):
     version = _lock(model, version_id)
     if version.status != VersionStatus.DRAFT:
         raise ConflictError(
@@ -184,7 +184,7 @@ def _submit(model, *, version_id: int, actor):
     version.status = VersionStatus.IN_REVIEW
     version.submitted_at = now
     version.save(update_fields=["status", "submitted_at"])
-    _record(version, VersionStatus.DRAFT, VersionStatus.IN_REVIEW, actor, at=now)
+    _record(version, VersionStatus.DRAFT, VersionStatus.IN_REVIEW, actor, note, at=now)
     return version
 
 
@@ -305,9 +305,9 @@ def methodology_version_update_draft(*, version_id: int, actor, **changes) -> Me
 
 
 @transaction.atomic
-def methodology_version_submit(*, version_id: int, actor) -> MethodologyVersion:
-    """Send a draft to review. From here on the version is immutable."""
-    return _submit(MethodologyVersion, version_id=version_id, actor=actor)
+def methodology_version_submit(*, version_id: int, actor, note: str = "") -> MethodologyVersion:
+    """Send a draft to review, with the author's note for the reviewers. From here on the version is immutable."""
+    return _submit(MethodologyVersion, version_id=version_id, actor=actor, note=note)
 
 
 @transaction.atomic
@@ -349,9 +349,9 @@ def points_policy_version_update_draft(*, version_id: int, actor, **changes) -> 
 
 
 @transaction.atomic
-def points_policy_version_submit(*, version_id: int, actor) -> PointsPolicyVersion:
-    """Send a points-policy draft to review."""
-    return _submit(PointsPolicyVersion, version_id=version_id, actor=actor)
+def points_policy_version_submit(*, version_id: int, actor, note: str = "") -> PointsPolicyVersion:
+    """Send a points-policy draft to review, with the author's note for the reviewers."""
+    return _submit(PointsPolicyVersion, version_id=version_id, actor=actor, note=note)
 
 
 @transaction.atomic

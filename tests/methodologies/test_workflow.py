@@ -266,3 +266,23 @@ def test_database_trigger_keeps_submitted_versions_immutable(settings):
         MethodologyVersion.objects.filter(methodology__code="bus_ride", number=1).delete()
     # Workflow fields still move:
     MethodologyVersion.objects.filter(methodology__code="bus_ride", number=1).update(decision_note="x")
+
+
+@pytest.mark.parametrize(
+    ("base", "patch"),
+    [
+        (BASE, {"parameters": bus_parameters(), "effective_from": "2099-01-01T00:00:00+08:00"}),
+        (
+            "/api/v1/admin/points-policy/versions",
+            {"points_per_gram": "2", "effective_from": "2099-01-01T00:00:00+08:00"},
+        ),
+    ],
+)
+def test_submit_keeps_the_authors_note_in_the_history(reviewer_client, base, patch):
+    """The schema's example sends a note with submit: it is recorded on the transition, not dropped."""
+    number = reviewer_client.post(base, {}, format="json").json()["number"]
+    assert reviewer_client.patch(f"{base}/{number}", patch, format="json").status_code == 200
+    note = "Bus factors updated from the 2025 operator survey."
+    assert reviewer_client.post(f"{base}/{number}/submit", {"note": note}, format="json").status_code == 200
+    transition = VersionTransition.objects.filter(to_status="in_review").latest("id")
+    assert (transition.from_status, transition.note) == ("draft", note)
