@@ -13,7 +13,7 @@ TEST_WORKERS ?= 2
 LOCAL := .local
 SCHEMA_FILE ?= api_schema/openapi.yaml
 
-.PHONY: help venv run test test-only lint schema schema-check messages services-up services-down up down load bench lock clean
+.PHONY: help venv run shell test test-only lint schema schema-check messages services-up services-down up down load bench lock clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -25,10 +25,20 @@ $(VENV)/.installed: requirements.txt
 
 venv: $(VENV)/.installed ## Create .venv and install the pinned dependencies
 
-run: venv ## Serve the API on the embedded default (SQLite, in-process tasks) at http://127.0.0.1:$(PORT)
+run: venv ## Serve the API on the embedded default (SQLite, in-process tasks, beat beside it) at http://127.0.0.1:$(PORT)
+	@mkdir -p $(LOCAL)/logs
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py seed
-	$(PY) manage.py runserver 127.0.0.1:$(PORT)
+	@# The beat schedule runs beside the server: with the embedded default's in-process tasks, each due task
+	@# runs inside the beat process itself (version activation, reconciler, Merkle roots, expiries).
+	@$(VENV)/bin/celery -A backend beat -s $(LOCAL)/beat-schedule --pidfile= --loglevel INFO \
+	  >>$(LOCAL)/logs/beat.log 2>&1 & beat=$$!; \
+	  trap "kill $$beat 2>/dev/null" EXIT INT TERM; \
+	  echo "beat running (pid $$beat, log $(LOCAL)/logs/beat.log)"; \
+	  $(PY) manage.py runserver 127.0.0.1:$(PORT)
+
+shell: venv ## Django shell against the `make up` stack (exports infra/services.sh env); `make shell CMD=...` runs any manage.py command
+	@set -a; eval "$$(infra/services.sh env)"; set +a; $(PY) manage.py $(or $(CMD),shell)
 
 messages: venv ## Extract our messages into locale/zh_Hans/LC_MESSAGES/django.po and compile django.mo
 	@command -v msgfmt >/dev/null || { echo "msgfmt missing: installing gettext"; \
