@@ -4,7 +4,7 @@ from django.contrib import admin
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
-from backend.core import errors, health
+from backend.core import errors, health, metrics
 
 handler400 = "backend.core.errors.handler400"
 handler403 = "backend.core.errors.handler403"
@@ -25,7 +25,7 @@ urlpatterns = [
     path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
-    path("", include("django_prometheus.urls")),
+    path("metrics", metrics.metrics_view, name="prometheus-django-metrics"),
     path("admin/", admin.site.urls),
     # Last: any other /api/ path is a JSON 404 in every mode (under DEBUG Django would answer its HTML page).
     re_path(r"^api/", errors.handler404),

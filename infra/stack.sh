@@ -3,6 +3,7 @@
 # PostgreSQL and Redis (infra/services.sh), gunicorn on 127.0.0.1:$PORT, a Celery worker and Celery beat.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+ROOT_DIR=$(pwd)
 LOCAL=.local
 RUN=$LOCAL/run
 LOGS=$LOCAL/logs
@@ -13,6 +14,8 @@ export DJANGO_ENV=${STACK_DJANGO_ENV:-development} DEBUG=${DEBUG:-false} LOG_JSO
 # The load test hits the API from one address far faster than a person: keep the throttles out of its way.
 export THROTTLE_ANON=${THROTTLE_ANON:-100000/min} THROTTLE_USER=${THROTTLE_USER:-100000/min}
 PY=.venv/bin/python
+# Prometheus multiprocess mode: every gunicorn worker's samples in one folder, added up at each scrape.
+export PROMETHEUS_MULTIPROC_DIR=${PROMETHEUS_MULTIPROC_DIR:-$ROOT_DIR/$RUN/prometheus}
 
 start() {  # name, command...
   local name=$1; shift
@@ -42,7 +45,8 @@ case "${1:-}" in
     $PY manage.py migrate --noinput >/dev/null
     $PY manage.py seed >/dev/null
     $PY manage.py collectstatic --noinput >/dev/null
-    start gunicorn .venv/bin/gunicorn backend.wsgi:application --bind "127.0.0.1:$PORT" \
+    rm -rf "$PROMETHEUS_MULTIPROC_DIR" && mkdir -p "$PROMETHEUS_MULTIPROC_DIR"  # stale files would add old counts
+    start gunicorn .venv/bin/gunicorn backend.wsgi:application --config infra/gunicorn.conf.py --bind "127.0.0.1:$PORT" \
       --workers "${WEB_CONCURRENCY:-4}" --threads "${GUNICORN_THREADS:-2}" --timeout 60 --access-logfile -
     start worker .venv/bin/celery -A backend worker --loglevel INFO --concurrency "${CELERY_CONCURRENCY:-2}" \
       -Q "${CELERY_QUEUE:-celery}"

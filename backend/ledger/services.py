@@ -835,9 +835,6 @@ def balances_reconcile() -> ReconciliationRun:
     run.drift_count = len(drift)
     run.finished_at = timezone.now()
     run.save(update_fields=["accounts_checked", "drift", "drift_count", "finished_at"])
-    from backend.ledger.metrics import LEDGER_DRIFT
-
-    LEDGER_DRIFT.set(len(drift))
     if drift:
         logger.error("ledger drift on %d account(s): %s", len(drift), drift[:20])
     return run

@@ -1,0 +1,54 @@
+"""/metrics for Prometheus: every gunicorn worker's counters (multiprocess mode), plus gauges read from the
+database at scrape time.
+
+Under gunicorn each worker is a process of its own: without PROMETHEUS_MULTIPROC_DIR a scrape shows whichever
+worker answered. With it (infra/stack.sh, infra/gunicorn.conf.py) every process writes its samples to files in
+that folder and a scrape adds them up. Figures computed elsewhere (the nightly ledger reconciliation runs in a
+Celery worker, on another host in production) are read from the database when scraped, not set in a process
+memory the scrape never sees."""
+
+import os
+
+import prometheus_client
+from django.http import HttpResponse
+from prometheus_client import multiprocess
+from prometheus_client.core import GaugeMetricFamily
+
+
+class LedgerDriftCollector:
+    """`ledger_balance_drift_accounts`: drift found by the latest reconciliation run (-1: none has run yet)."""
+
+    def collect(self):
+        from backend.ledger.models import ReconciliationRun
+
+        latest = ReconciliationRun.objects.filter(finished_at__isnull=False).order_by("-finished_at").first()
+        gauge = GaugeMetricFamily(
+            "ledger_balance_drift_accounts",
+            "Floored accounts whose cached balance differed from their postings at the latest reconciliation",
+        )
+        gauge.add_metric([], latest.drift_count if latest else -1)
+        yield gauge
+
+
+def metrics_registry() -> prometheus_client.CollectorRegistry:
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = prometheus_client.CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+    else:
+        registry = prometheus_client.CollectorRegistry()
+        registry.register(_DefaultRegistryCollector())
+    registry.register(LedgerDriftCollector())
+    return registry
+
+
+class _DefaultRegistryCollector:
+    """This process's own metrics (runserver, a single worker)."""
+
+    def collect(self):
+        yield from prometheus_client.REGISTRY.collect()
+
+
+def metrics_view(request):
+    return HttpResponse(
+        prometheus_client.generate_latest(metrics_registry()), content_type=prometheus_client.CONTENT_TYPE_LATEST
+    )
