@@ -13,7 +13,7 @@ TEST_WORKERS ?= 2
 LOCAL := .local
 SCHEMA_FILE ?= api_schema/openapi.yaml
 
-.PHONY: help venv run shell test test-only lint schema schema-check messages services-up services-down up down load bench lock clean
+.PHONY: help venv run shell client test test-only lint schema schema-check messages services-up services-down up down load bench lock clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -67,11 +67,23 @@ schema-check: venv ## Fail when the committed schema differs from the code
 	       echo "$(SCHEMA_FILE) is out of date: run 'make schema' and commit it"; exit 1; }
 	@echo "schema up to date"
 
+CLIENT_GENERATOR := openapi-python-client==0.29.1
+client: ## Generate a typed Python client from the committed schema into .local/qingdao-client; fails on any warning
+	@mkdir -p $(LOCAL)
+	@test -x $(LOCAL)/client-venv/bin/openapi-python-client || { $(PY_BOOT) -m venv $(LOCAL)/client-venv && \
+	  $(LOCAL)/client-venv/bin/pip install -q --disable-pip-version-check "$(CLIENT_GENERATOR)"; }
+	@rm -rf $(LOCAL)/qingdao-client
+	@cd $(LOCAL) && client-venv/bin/openapi-python-client generate --path ../$(SCHEMA_FILE) \
+	  --config ../api_schema/client-config.yaml --output-path qingdao-client >client.log 2>&1; \
+	  status=$$?; cat client.log; \
+	  if [ $$status -ne 0 ] || grep -qi warning client.log; then echo "client generation failed or warned"; exit 1; fi
+	@echo "client generated in $(LOCAL)/qingdao-client"
+
 test: venv ## Install what is needed, start PostgreSQL + Redis, run lint, schema check and the whole suite
 	@mkdir -p $(LOCAL)
 	infra/services.sh start
 	@trap 'infra/services.sh stop' EXIT; \
-	  $(MAKE) --no-print-directory lint schema-check && \
+	  $(MAKE) --no-print-directory lint schema-check client && \
 	  $(SERVICES_ENV) $(MAKE) --no-print-directory test-only
 
 test-only: ## Run pytest against already running services (DATABASE_URL / REDIS_URL)

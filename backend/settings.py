@@ -178,6 +178,9 @@ MEDIA_URL = "media/"
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework_simplejwt.authentication.JWTAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # JSON only: a view that takes an upload names its multipart parser itself (the schema then advertises
+    # form bodies exactly where they are accepted).
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_PAGINATION_CLASS": "backend.core.pagination.CursorPagination",
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_SCHEMA_CLASS": "backend.core.schema.AutoSchema",
@@ -229,6 +232,10 @@ SPECTACULAR_SETTINGS = {
         "ActionStatusEnum": "backend.actions.models.Action.Status",
         "SubjectKindEnum": "backend.actions.models.SubjectKind",
         "ConsentKindEnum": "backend.accounts.models.Consent.Kind",
+        # The error shape's `type` per status (backend/core/schema.py); "server_error" is also the 500 code.
+        "ClientErrorTypeEnum": ["client_error"],
+        "RequestErrorTypeEnum": ["client_error", "validation_error"],
+        "ServerErrorEnum": ["server_error"],
     },
     "SCHEMA_PATH_PREFIX": r"/api/v[0-9]",
 }

@@ -68,16 +68,42 @@ def test_committed_schema_matches_the_code(tmp_path):
     assert out.read_text() == committed, "api_schema/openapi.yaml is stale: run `make schema`"
 
 
-def test_schema_documents_the_error_shape_on_every_operation():
-    schema = yaml.safe_load((ROOT / "api_schema" / "openapi.yaml").read_text())
-    assert "ErrorResponse" in schema["components"]["schemas"]
+def _operations(schema):
     for path, item in schema["paths"].items():
         for method, operation in item.items():
-            if method not in ("get", "post", "put", "patch", "delete"):
-                continue
-            assert "500" in operation["responses"], (method, path)
-            ref = operation["responses"]["500"]["content"]["application/json"]["schema"]["$ref"]
-            assert ref.endswith("/ErrorResponse")
+            if method in ("get", "post", "put", "patch", "delete"):
+                yield method, path, operation
+
+
+def _error_codes(schema, operation, status: str) -> list[str]:
+    components = schema["components"]["schemas"]
+    ref = operation["responses"][status]["content"]["application/json"]["schema"]["$ref"]
+    item_ref = components[ref.rsplit("/", 1)[1]]["properties"]["errors"]["items"]["$ref"]
+    code = components[item_ref.rsplit("/", 1)[1]]["properties"]["code"]
+    return components[code["allOf"][0]["$ref"].rsplit("/", 1)[1]]["enum"]
+
+
+def test_schema_documents_the_error_shape_with_code_enums_and_a_summary_on_every_operation():
+    schema = yaml.safe_load((ROOT / "api_schema" / "openapi.yaml").read_text())
+    for method, path, operation in _operations(schema):
+        assert operation.get("summary"), (method, path)
+        assert _error_codes(schema, operation, "500") == ["server_error"], (method, path)
+        if operation.get("security") and {} not in operation["security"]:
+            assert "not_authenticated" in _error_codes(schema, operation, "401"), (method, path)
+        if "requestBody" in operation:
+            assert "required" in _error_codes(schema, operation, "400"), (method, path)
+            assert list(operation["requestBody"]["content"]) in (["application/json"], ["multipart/form-data"])
+
+
+def test_declared_domain_error_codes_are_in_the_schema_of_their_operation():
+    from backend.core.schema_errors import OPERATION_ERRORS
+
+    schema = yaml.safe_load((ROOT / "api_schema" / "openapi.yaml").read_text())
+    operations = {operation["operationId"]: operation for _m, _p, operation in _operations(schema)}
+    assert set(OPERATION_ERRORS) <= set(operations), set(OPERATION_ERRORS) - set(operations)
+    for operation_id, statuses in OPERATION_ERRORS.items():
+        for status, codes in statuses.items():
+            assert set(codes) <= set(_error_codes(schema, operations[operation_id], str(status))), operation_id
 
 
 def test_schema_drift_is_detected(tmp_path):
