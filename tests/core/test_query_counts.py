@@ -1,0 +1,65 @@
+"""Exact query counts of the list endpoints, each run with two or more rows of every related object (a loose
+maximum hides an N+1: the count must not move when rows are added). The signed-in user costs one query (the
+JWT's user row), anonymous endpoints none."""
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from backend.ledger.services import action_credits_post_bulk
+from backend.methodologies import services as methodology_services
+from tests.conftest import client_for
+from tests.ledger.helpers import credit
+
+pytestmark = pytest.mark.django_db
+
+
+def queries(client, url) -> int:
+    with CaptureQueriesContext(connection) as captured:
+        response = client.get(url)
+    assert response.status_code == 200, response.content
+    return len(captured.captured_queries)
+
+
+def grow(reviewer, author):
+    """More rows of every related object: credits (each with carbon and points postings), consents, Merkle
+    roots, versions with several transitions, a second points-policy version."""
+    from backend.accounts.models import Consent
+    from backend.ledger.models import MerkleRoot
+
+    action_credits_post_bulk(credits=[credit(reviewer.id, points=10 + i) for i in range(3)])
+    Consent.objects.create(user=reviewer, kind=Consent.Kind.PARTNER_DATA, version="x", withdrawn_at="2026-01-01T00:00Z")
+    day = MerkleRoot.objects.count()
+    MerkleRoot.objects.create(day=f"2026-01-{day + 1:02d}", root="00" * 32, leaf_count=0)
+    for create, submit in (
+        (methodology_services.methodology_version_create_draft, methodology_services.methodology_version_submit),
+        (methodology_services.points_policy_version_create_draft, methodology_services.points_policy_version_submit),
+    ):
+        kwargs = {"code": "bus_ride"} if create is methodology_services.methodology_version_create_draft else {}
+        draft = create(author=author, **kwargs)
+        draft.effective_from = "2099-01-01T00:00:00+08:00"
+        draft.save(update_fields=["effective_from"])
+        submit(version_id=draft.id, actor=author, note="for the query counts")
+
+
+@pytest.mark.parametrize(
+    ("url", "signed_in", "expected"),
+    [
+        ("/api/v1/me/ledger", True, 4),  # user, my account ids, the page, its postings with accounts
+        ("/api/v1/me/consents", True, 2),
+        ("/api/v1/public/ledger/roots", False, 1),
+        ("/api/v1/districts", False, 1),
+        ("/api/v1/methodologies", False, 2),  # methodologies, their active versions
+        ("/api/v1/methodologies/bus_ride/versions", False, 3),  # methodology, versions, transitions
+        ("/api/v1/points-policy/versions", False, 2),  # versions, transitions
+        ("/api/v1/admin/methodologies/bus_ride/versions", True, 4),
+        ("/api/v1/admin/points-policy/versions", True, 3),
+    ],
+)
+def test_list_query_counts_are_exact_and_do_not_grow_with_rows(make_user, seeded, api, url, signed_in, expected):
+    reviewer, author = make_user(role="reviewer"), make_user(role="reviewer")
+    client = client_for(reviewer) if signed_in else api
+    grow(reviewer, author)
+    assert queries(client, url) == expected
+    grow(reviewer, author)
+    assert queries(client, url) == expected
