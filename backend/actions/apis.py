@@ -2,18 +2,21 @@
 
 import json
 from datetime import datetime, time, timedelta
+from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 from django.core.exceptions import ObjectDoesNotExist
+from django.core.serializers.json import DjangoJSONEncoder
 from django.utils.translation import gettext_lazy as _
 from drf_spectacular.utils import OpenApiExample, extend_schema
 from rest_framework import serializers, status
+from rest_framework.exceptions import ParseError
 from rest_framework.generics import ListAPIView
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from backend.actions import selectors, services
+from backend.actions import links, selectors, services
 from backend.actions.models import Action, ActionStatusChange, SubjectBinding, SubjectKind
 from backend.core.errors import ApplicationError
 from backend.core.permissions import IsReviewer
@@ -45,8 +48,22 @@ class PartnerActionItemSerializer(serializers.Serializer):
 
 class PartnerBatchSerializer(serializers.Serializer):
     actions = serializers.ListField(
-        child=serializers.JSONField(), max_length=services.MAX_ACTIONS_PER_REQUEST, allow_empty=False
+        child=serializers.JSONField(encoder=DjangoJSONEncoder),
+        max_length=services.MAX_ACTIONS_PER_REQUEST,
+        allow_empty=False,
     )
+
+
+class ExactJSONParser(JSONParser):
+    """JSON numbers with a fraction or an exponent become Decimal, never float: 1.15 stays 1.15, and `1E+2`
+    stays recognisable as exponent notation, which the engine refuses (a float would turn it into 100.0)."""
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        encoding = (parser_context or {}).get("encoding", "utf-8")
+        try:
+            return json.loads(stream.read().decode(encoding), parse_float=Decimal)
+        except ValueError as exc:
+            raise ParseError(_("JSON parse error - %(detail)s") % {"detail": exc}) from None
 
 
 class PartnerBatchDocSerializer(serializers.Serializer):
@@ -102,7 +119,7 @@ class PartnerActionsView(APIView):
     authentication_classes = [PartnerSignatureAuthentication]
     permission_classes = [IsSignedPartner]
     throttle_classes = [PartnerRateThrottle]
-    parser_classes = [JSONParser]
+    parser_classes = [ExactJSONParser]
 
     @extend_schema(
         operation_id="partner_actions_submit",
@@ -161,7 +178,7 @@ class PartnerActionDetailView(APIView):
         return Response(PartnerActionStatusSerializer(action).data)
 
 
-# --- bindings ---------------------------------------------------------------------------------------------
+# --- bindings and partner-attested linking ---------------------------------------------------------------
 
 
 class BindingSerializer(serializers.ModelSerializer):
@@ -175,59 +192,119 @@ class BindingSerializer(serializers.ModelSerializer):
         return f"****{obj.identifier_last4}"
 
 
-class BindingInputSerializer(serializers.Serializer):
-    kind = serializers.ChoiceField(choices=SubjectKind.choices)
-    identifier = serializers.CharField(max_length=128)
-
-
-class BindingCreatedSerializer(BindingSerializer):
-    claimed = serializers.DictField(
-        child=serializers.IntegerField(),
-        read_only=True,
-        help_text="Unclaimed actions of the last 7 days now processed, by status.",
-    )
-
-    class Meta(BindingSerializer.Meta):
-        fields = [*BindingSerializer.Meta.fields, "claimed"]
-
-
 class BindingsView(APIView):
     @extend_schema(operation_id="me_bindings_list", responses={200: BindingSerializer(many=True)})
     def get(self, request):
-        """My bound cards and accounts (identifiers masked)."""
+        """My linked cards and accounts (identifiers masked). Cards are linked through a partner's app with a
+        link code (POST /me/link-codes), never by typing a card number here."""
         return Response(BindingSerializer(selectors.binding_list(resident=request.user), many=True).data)
-
-    @extend_schema(
-        operation_id="me_bindings_create",
-        request=BindingInputSerializer,
-        responses={201: BindingCreatedSerializer},
-        examples=[
-            OpenApiExample("card", value={"kind": "transit_card", "identifier": "3100123456789012"}, request_only=True)
-        ],
-    )
-    def post(self, request):
-        """Bind a card/account. Its unclaimed actions of the last 7 days are claimed and credited now.
-        409 `binding_taken` when another resident has bound it."""
-        serializer = BindingInputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        binding, claimed = services.binding_create(resident=request.user, **serializer.validated_data)
-        binding.claimed = claimed
-        return Response(BindingCreatedSerializer(binding).data, status=status.HTTP_201_CREATED)
-
-    @extend_schema(operation_id="me_bindings_delete", request=BindingInputSerializer, responses={204: None})
-    def delete(self, request):
-        """Unbind a card/account given `{kind, identifier}`. Credited actions stay credited."""
-        serializer = BindingInputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        services.binding_delete(resident=request.user, **serializer.validated_data)
-        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class BindingDetailView(APIView):
     @extend_schema(operation_id="me_bindings_delete_by_id", responses={204: None})
     def delete(self, request, binding_id: int):
-        """Unbind by id."""
-        services.binding_delete(resident=request.user, kind="", binding_id=binding_id)
+        """Unlink one of my cards. What it earned stays credited; its later trips stay unclaimed."""
+        links.binding_unlink(resident=request.user, binding_id=binding_id)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class LinkCodeInputSerializer(serializers.Serializer):
+    kind = serializers.ChoiceField(choices=SubjectKind.choices)
+
+
+class LinkCodeSerializer(serializers.Serializer):
+    code = serializers.CharField(help_text="8 characters without look-alikes; shown once, stored hashed.")
+    kind = serializers.ChoiceField(choices=SubjectKind.choices)
+    expires_at = serializers.DateTimeField()
+
+
+class LinkCodesView(APIView):
+    @extend_schema(
+        operation_id="me_link_codes_create",
+        request=LinkCodeInputSerializer,
+        responses={201: LinkCodeSerializer},
+        examples=[OpenApiExample("transit card", value={"kind": "transit_card"}, request_only=True)],
+    )
+    def post(self, request):
+        """A one-time code to link a card or account: type it into the partner's app, where the card is
+        registered to you; the partner confirms the link. Valid 10 minutes, single use; at most 5 open at once
+        (429 `too_many_link_codes`)."""
+        serializer = LinkCodeInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        row, code = links.link_code_create(resident=request.user, kind=serializer.validated_data["kind"])
+        return Response(
+            LinkCodeSerializer({"code": code, "kind": row.kind, "expires_at": row.expires_at}).data,
+            status=status.HTTP_201_CREATED,
+        )
+
+
+class PartnerLinkInputSerializer(serializers.Serializer):
+    code = serializers.CharField(max_length=32)
+    subject = PartnerSubjectSerializer()
+
+
+class PartnerUnlinkInputSerializer(serializers.Serializer):
+    subject = PartnerSubjectSerializer()
+
+
+class PartnerLinkResultSerializer(serializers.Serializer):
+    binding_id = serializers.IntegerField()
+    claimed = serializers.DictField(
+        child=serializers.IntegerField(), help_text="Unclaimed actions of the last 7 days now processed, by status."
+    )
+
+
+class PartnerLinksView(APIView):
+    authentication_classes = [PartnerSignatureAuthentication]
+    permission_classes = [IsSignedPartner]
+    throttle_classes = [PartnerRateThrottle]
+    parser_classes = [JSONParser]
+
+    @extend_schema(
+        operation_id="partner_links_confirm",
+        request=PartnerLinkInputSerializer,
+        responses={201: PartnerLinkResultSerializer},
+        examples=[
+            OpenApiExample(
+                "confirm",
+                value={"code": "K7QX4MHT", "subject": {"kind": "transit_card", "identifier": "3100123456789012"}},
+                request_only=True,
+            )
+        ],
+    )
+    def post(self, request):
+        """Confirm a resident's link code typed into your app for the card registered to them there (signed).
+        The card is linked to the code's resident (moved from anyone else: you are the authority on who holds
+        it) and its unclaimed actions of the last 7 days are claimed now. Errors: 404 `link_code_invalid`
+        (unknown, expired or used: one answer), 400 `subject_kind_mismatch`, 403 `subject_kind_not_allowed`."""
+        serializer = PartnerLinkInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        binding, claimed = links.link_confirm(
+            partner=request.auth,
+            nonce=request.headers.get("X-Nonce", ""),
+            code=data["code"],
+            kind=data["subject"]["kind"],
+            identifier=data["subject"]["identifier"],
+        )
+        return Response(
+            PartnerLinkResultSerializer({"binding_id": binding.id, "claimed": claimed}).data,
+            status=status.HTTP_201_CREATED,
+        )
+
+    @extend_schema(operation_id="partner_links_end", request=PartnerUnlinkInputSerializer, responses={204: None})
+    def delete(self, request):
+        """End the live link of a card or account (lost card, closed account), signed. Credits already earned
+        stay. 404 `not_found` when it has none."""
+        serializer = PartnerUnlinkInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        subject = serializer.validated_data["subject"]
+        links.link_end(
+            partner=request.auth,
+            nonce=request.headers.get("X-Nonce", ""),
+            kind=subject["kind"],
+            identifier=subject["identifier"],
+        )
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -308,7 +385,7 @@ class SelfReportSerializer(serializers.Serializer):
     def validate_data(self, value):
         if isinstance(value, str):
             try:
-                value = json.loads(value)
+                value = json.loads(value, parse_float=Decimal)
             except ValueError:
                 raise serializers.ValidationError(_("data must be a JSON object."), code="invalid_data") from None
         if not isinstance(value, dict):

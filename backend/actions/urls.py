@@ -5,6 +5,8 @@ from backend.actions import apis
 urlpatterns = [
     path("partner/actions", apis.PartnerActionsView.as_view(), name="partner-actions"),
     path("partner/actions/<str:external_id>", apis.PartnerActionDetailView.as_view(), name="partner-action"),
+    path("partner/links", apis.PartnerLinksView.as_view(), name="partner-links"),
+    path("me/link-codes", apis.LinkCodesView.as_view(), name="me-link-codes"),
     path("me/bindings", apis.BindingsView.as_view(), name="me-bindings"),
     path("me/bindings/<int:binding_id>", apis.BindingDetailView.as_view(), name="me-binding"),
     path("me/actions", apis.MyActionsView.as_view(), name="me-actions"),

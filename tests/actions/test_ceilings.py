@@ -15,8 +15,7 @@ def shop(partner_factory):
 
 
 def appliance_item(external_id, identifier, data):
-    return ride(external_id, methodology="efficient_appliance", kind="merchant_receipt", identifier=identifier,
-                **data)
+    return ride(external_id, methodology="efficient_appliance", kind="merchant_receipt", identifier=identifier, **data)
 
 
 @pytest.mark.django_db
@@ -25,8 +24,12 @@ def test_absurd_appliance_baseline_is_never_credited(api, shop, resident):
     from backend.ledger.models import LedgerTransaction
 
     binding_create(resident=resident, kind="merchant_receipt", identifier="RCPT-1")
-    body = {"actions": [appliance_item("a-1", "RCPT-1", appliance("SN-A1", annual_kwh_baseline=1e15)),
-                        appliance_item("a-2", "RCPT-1", appliance("SN-A2", annual_kwh_baseline="1000000000000000"))]}
+    body = {
+        "actions": [
+            appliance_item("a-1", "RCPT-1", appliance("SN-A1", annual_kwh_baseline=1e15)),
+            appliance_item("a-2", "RCPT-1", appliance("SN-A2", annual_kwh_baseline="1000000000000000")),
+        ]
+    }
     results = signed_post(api, shop.pk, shop.secret, body).json()["results"]
     assert [(r["status"], r["error"]["code"], r["error"]["attr"]) for r in results] == [
         ("rejected", "invalid_data", "data.annual_kwh_baseline")
@@ -39,8 +42,14 @@ def test_absurd_appliance_baseline_is_never_credited(api, shop, resident):
 def test_stored_absurd_amount_is_rejected_implausible(shop, resident):
     """An action stored before today's bounds (or by a submission bug) is rejected in the pipeline."""
     binding_create(resident=resident, kind="merchant_receipt", identifier="RCPT-2")
-    action = stored_action(shop, "s-1", methodology="efficient_appliance", kind="merchant_receipt",
-                           identifier="RCPT-2", data=appliance("SN-S1", annual_kwh_baseline="1000000000000000"))
+    action = stored_action(
+        shop,
+        "s-1",
+        methodology="efficient_appliance",
+        kind="merchant_receipt",
+        identifier="RCPT-2",
+        data=appliance("SN-S1", annual_kwh_baseline="1000000000000000"),
+    )
     actions_process(action_ids=[action.id])
     action.refresh_from_db()
     assert (action.status, action.reason, action.grams, action.points) == ("rejected", "implausible_amount", 0, 0)
@@ -48,7 +57,7 @@ def test_stored_absurd_amount_is_rejected_implausible(shop, resident):
 
 @pytest.mark.django_db
 @pytest.mark.parametrize(
-    "overrides, reason",
+    ("overrides", "reason"),
     [
         ({"energy_label_grade": 3}, "energy_label_insufficient"),
         ({"energy_label_grade": None}, "energy_label_missing"),
@@ -75,10 +84,10 @@ def test_good_appliance_is_credited(api, shop, resident):
 
 @pytest.mark.django_db
 @pytest.mark.parametrize(
-    "data, code",
+    ("data", "code"),
     [
         (appliance("SN-C1", annual_kwh_baseline="1000000000000000"), "implausible_amount"),
-        (appliance("SN-C1", annual_kwh_baseline=1e15), "invalid_number"),
+        (appliance("SN-C1", annual_kwh_baseline=1e15), "implausible_amount"),  # JSON 1000000000000000.0
     ],
 )
 def test_calculator_refuses_implausible_amounts(resident_client, data, code):

@@ -57,10 +57,22 @@ def test_same_serial_in_two_batches_at_once_credited_once(partner_factory, make_
     binding_create(resident=make_user(), kind="merchant_receipt", identifier=f"RA-{attempt}")
     binding_create(resident=make_user(), kind="merchant_receipt", identifier=f"RB-{attempt}")
     serial = f"SN-RACE-{attempt}"
-    a = stored_action(shop_a, "a", methodology="efficient_appliance", kind="merchant_receipt",
-                      identifier=f"RA-{attempt}", data=appliance(serial))
-    b = stored_action(shop_b, "b", methodology="efficient_appliance", kind="merchant_receipt",
-                      identifier=f"RB-{attempt}", data=appliance(serial.lower()))
+    a = stored_action(
+        shop_a,
+        "a",
+        methodology="efficient_appliance",
+        kind="merchant_receipt",
+        identifier=f"RA-{attempt}",
+        data=appliance(serial),
+    )
+    b = stored_action(
+        shop_b,
+        "b",
+        methodology="efficient_appliance",
+        kind="merchant_receipt",
+        identifier=f"RB-{attempt}",
+        data=appliance(serial.lower()),
+    )
     process_at_once([a.id], [b.id])
     assert statuses(a, b) == [("credited", ""), ("rejected", "serial_already_credited")]
 
@@ -76,10 +88,23 @@ def test_overlapping_trips_from_two_partners_at_once_one_flagged(partner_factory
     binding_create(resident=resident, kind="transit_card", identifier=f"T-{attempt}")
     binding_create(resident=resident, kind="metro_card", identifier=f"M-{attempt}")
     at = timezone.now() - timedelta(hours=2)
-    a = stored_action(bus, "t", methodology="bus_ride", identifier=f"T-{attempt}",
-                      data={"distance_km": "10", "duration_s": "1800"}, at=at)
-    b = stored_action(metro, "m", methodology="bus_ride", kind="metro_card", identifier=f"M-{attempt}",
-                      data={"distance_km": "10", "duration_s": "1800"}, at=at + timedelta(minutes=10))
+    a = stored_action(
+        bus,
+        "t",
+        methodology="bus_ride",
+        identifier=f"T-{attempt}",
+        data={"distance_km": "10", "duration_s": "1800"},
+        at=at,
+    )
+    b = stored_action(
+        metro,
+        "m",
+        methodology="bus_ride",
+        kind="metro_card",
+        identifier=f"M-{attempt}",
+        data={"distance_km": "10", "duration_s": "1800"},
+        at=at + timedelta(minutes=10),
+    )
     process_at_once([a.id], [b.id])
     assert [s for s, _ in statuses(a, b)] == ["credited", "flagged"]
     assert Action.objects.get(status="flagged").reason == "double_claim"
@@ -93,10 +118,24 @@ def test_paperless_bill_twice_in_a_month_at_once_credited_once(partner_factory, 
     biller_b = partner_factory(methodologies=["paperless_bill"])
     binding_create(resident=make_user(), kind="charging_account", identifier=f"BILL-{attempt}")
     at = timezone.now() - timedelta(hours=2)
-    a = stored_action(biller_a, "p", methodology="paperless_bill", kind="charging_account",
-                      identifier=f"BILL-{attempt}", data={"count": "1"}, at=at)
-    b = stored_action(biller_b, "q", methodology="paperless_bill", kind="charging_account",
-                      identifier=f"BILL-{attempt}", data={"count": "1"}, at=at + timedelta(minutes=1))
+    a = stored_action(
+        biller_a,
+        "p",
+        methodology="paperless_bill",
+        kind="charging_account",
+        identifier=f"BILL-{attempt}",
+        data={"count": "1"},
+        at=at,
+    )
+    b = stored_action(
+        biller_b,
+        "q",
+        methodology="paperless_bill",
+        kind="charging_account",
+        identifier=f"BILL-{attempt}",
+        data={"count": "1"},
+        at=at + timedelta(minutes=1),
+    )
     process_at_once([a.id], [b.id])
     assert statuses(a, b) == [("credited", ""), ("rejected", "already_credited_this_month")]
 
@@ -110,10 +149,18 @@ def test_duplicate_weighing_at_once_credited_once(partner_factory, make_user, at
     binding_create(resident=make_user(), kind="recycling_account", identifier=f"HH-{attempt}")
     at = timezone.now() - timedelta(hours=2)
     data = {"mass_kg": "2", "material": "paper"}
-    a = stored_action(station_a, "w1", methodology="recycling", kind="recycling_account",
-                      identifier=f"HH-{attempt}", data=data, at=at)
-    b = stored_action(station_b, "w2", methodology="recycling", kind="recycling_account",
-                      identifier=f"HH-{attempt}", data=data, at=at + timedelta(seconds=100))
+    a = stored_action(
+        station_a, "w1", methodology="recycling", kind="recycling_account", identifier=f"HH-{attempt}", data=data, at=at
+    )
+    b = stored_action(
+        station_b,
+        "w2",
+        methodology="recycling",
+        kind="recycling_account",
+        identifier=f"HH-{attempt}",
+        data=data,
+        at=at + timedelta(seconds=100),
+    )
     process_at_once([a.id], [b.id])
     assert statuses(a, b) == [("credited", ""), ("rejected", "duplicate_weighing")]
 
@@ -145,8 +192,14 @@ def test_same_serial_on_the_real_worker_credited_once(api, partner_factory, make
     def submit(n, shop):
         try:
             items = [
-                ride(f"w{n}-{i}", methodology="efficient_appliance", kind="merchant_receipt",
-                     identifier=f"W{n}-{attempt}", minutes_ago=60 * 24 * (i % 6) + 30 + i, **appliance(f"SN-W{i}"))
+                ride(
+                    f"w{n}-{i}",
+                    methodology="efficient_appliance",
+                    kind="merchant_receipt",
+                    identifier=f"W{n}-{attempt}",
+                    minutes_ago=60 * 24 * (i % 6) + 30 + i,
+                    **appliance(f"SN-W{i}"),
+                )
                 for i in range(6)
             ]
             barrier.wait()

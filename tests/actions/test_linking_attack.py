@@ -6,6 +6,7 @@ from backend.actions.models import Action, SubjectBinding
 from tests.actions.helpers import ride, signed_post
 from tests.conftest import client_for
 
+
 @pytest.mark.django_db
 def test_typing_someone_elses_card_number_binds_nothing(api, partner, make_user):
     """Before: 201 with every unclaimed trip of that card of the last 7 days, and the real owner got 409."""

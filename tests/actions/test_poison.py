@@ -35,12 +35,30 @@ def test_huge_duration_refused_at_submission_the_rest_accepted(api, partner, res
         api,
         partner,
         [
-            ride("poison", methodology="bike_ride", kind="bike_account", identifier="BIKE-P1", distance_km="3",
-                 duration_s=HUGE),
-            ride("bike-1e11", methodology="bike_ride", kind="bike_account", identifier="BIKE-P1",
-                 distance_km=1e11, duration_s=900),
-            ride("good", methodology="bike_ride", kind="bike_account", identifier="BIKE-P1", distance_km="3",
-                 duration_s=900),
+            ride(
+                "poison",
+                methodology="bike_ride",
+                kind="bike_account",
+                identifier="BIKE-P1",
+                distance_km="3",
+                duration_s=HUGE,
+            ),
+            ride(
+                "bike-1e11",
+                methodology="bike_ride",
+                kind="bike_account",
+                identifier="BIKE-P1",
+                distance_km=1e11,
+                duration_s=900,
+            ),
+            ride(
+                "good",
+                methodology="bike_ride",
+                kind="bike_account",
+                identifier="BIKE-P1",
+                distance_km="3",
+                duration_s=900,
+            ),
         ],
     )
     assert codes(results) == [
@@ -74,10 +92,24 @@ def test_poison_stored_action_is_isolated_in_its_batch(partner, resident):
     """Before: OverflowError out of actions_process; no action of the batch was processed."""
     binding_create(resident=resident, kind="bike_account", identifier="BIKE-P2")
     at = timezone.now() - timedelta(hours=3)
-    poison = stored_action(partner, "p-1", methodology="bike_ride", kind="bike_account", identifier="BIKE-P2",
-                           data={"distance_km": "3", "duration_s": HUGE}, at=at)
-    good = stored_action(partner, "p-2", methodology="bike_ride", kind="bike_account", identifier="BIKE-P2",
-                         data={"distance_km": "3", "duration_s": "900"}, at=at + timedelta(hours=1))
+    poison = stored_action(
+        partner,
+        "p-1",
+        methodology="bike_ride",
+        kind="bike_account",
+        identifier="BIKE-P2",
+        data={"distance_km": "3", "duration_s": HUGE},
+        at=at,
+    )
+    good = stored_action(
+        partner,
+        "p-2",
+        methodology="bike_ride",
+        kind="bike_account",
+        identifier="BIKE-P2",
+        data={"distance_km": "3", "duration_s": "900"},
+        at=at + timedelta(hours=1),
+    )
     actions_process(action_ids=[poison.id, good.id])
     poison.refresh_from_db()
     good.refresh_from_db()
@@ -91,12 +123,33 @@ def test_reconciler_moves_past_a_poison_action(partner, resident):
     """Before: actions_reconcile raised on every run, so nothing after the poison chunk was reached."""
     binding_create(resident=resident, kind="bike_account", identifier="BIKE-P3")
     at = timezone.now() - timedelta(hours=3)
-    stored_action(partner, "r-1", methodology="bike_ride", kind="bike_account", identifier="BIKE-P3",
-                  data={"distance_km": 1e11, "duration_s": "900"}, at=at)
-    stored_action(partner, "r-2", methodology="bike_ride", kind="bike_account", identifier="BIKE-P3",
-                  data={"distance_km": "3", "duration_s": HUGE}, at=at + timedelta(minutes=30))
-    good = stored_action(partner, "r-3", methodology="bike_ride", kind="bike_account", identifier="BIKE-P3",
-                         data={"distance_km": "3", "duration_s": "900"}, at=at + timedelta(hours=1))
+    stored_action(
+        partner,
+        "r-1",
+        methodology="bike_ride",
+        kind="bike_account",
+        identifier="BIKE-P3",
+        data={"distance_km": 1e11, "duration_s": "900"},
+        at=at,
+    )
+    stored_action(
+        partner,
+        "r-2",
+        methodology="bike_ride",
+        kind="bike_account",
+        identifier="BIKE-P3",
+        data={"distance_km": "3", "duration_s": HUGE},
+        at=at + timedelta(minutes=30),
+    )
+    good = stored_action(
+        partner,
+        "r-3",
+        methodology="bike_ride",
+        kind="bike_account",
+        identifier="BIKE-P3",
+        data={"distance_km": "3", "duration_s": "900"},
+        at=at + timedelta(hours=1),
+    )
     assert actions_reconcile(older_than=timedelta(seconds=-60)) == 3
     good.refresh_from_db()
     assert good.status == "credited"
@@ -105,7 +158,7 @@ def test_reconciler_moves_past_a_poison_action(partner, resident):
 
 @pytest.mark.django_db
 @pytest.mark.parametrize(
-    "data, attr",
+    ("data", "attr"),
     [
         ({"distance_km": "3", "duration_s": HUGE}, "data.duration_s"),
         ({"distance_km": 1e11, "duration_s": 900}, "data.distance_km"),
