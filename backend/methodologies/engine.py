@@ -18,7 +18,7 @@ from backend.methodologies.formulas import FORMULA_TYPES
 if TYPE_CHECKING:
     from backend.methodologies.models import Methodology, MethodologyVersion, PointsPolicyVersion
 
-_DECIMAL_RE = re.compile(r"^-?(\d+(\.\d*)?|\.\d+)$")
+_DECIMAL_RE = re.compile(r"^-?([0-9]+(\.[0-9]*)?|\.[0-9]+)$")  # ASCII digits only: no full-width ０-９
 # Enough digits that multiplying factors, shares and cap fractions never rounds before the one floor.
 _PRECISION = 60
 MAX_STRING_LENGTH = 128

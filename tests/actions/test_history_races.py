@@ -220,3 +220,176 @@ def test_same_serial_on_the_real_worker_credited_once(api, partner_factory, make
         "serial_already_credited"
     }
     assert LedgerTransaction.objects.filter(idempotency_key__startswith="action:").count() == 6
+
+
+# --- the claims alone (PostgreSQL and SQLite): the read-based rules switched off, the database decides ------
+
+
+@pytest.fixture
+def reads_miss(monkeypatch):
+    """As if the history read had run before the other batch committed (what a race looks like)."""
+    from backend.actions.pipeline import evaluate, rules
+
+    monkeypatch.setattr(rules, "HISTORY_RULES", {key: (lambda outcomes: None) for key in rules.HISTORY_RULES})
+    monkeypatch.setattr(evaluate.rules, "double_claims", lambda outcomes: None)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("methodology", "kind", "data_a", "data_b", "gap", "expected"),
+    [
+        (
+            "efficient_appliance",
+            "merchant_receipt",
+            appliance("SN-1"),
+            appliance(" sn-1"),
+            -86400,  # a day earlier: the daily cap of one appliance does not bite
+            ("rejected", "serial_already_credited"),
+        ),
+        (
+            "paperless_bill",
+            "charging_account",
+            {"count": "1"},
+            {"count": "1"},
+            60,
+            ("rejected", "already_credited_this_month"),
+        ),
+        (
+            "recycling",
+            "recycling_account",
+            {"mass_kg": "2", "material": "pet"},
+            {"mass_kg": "3", "material": "PET"},
+            299,
+            ("rejected", "duplicate_weighing"),
+        ),
+        (
+            "bus_ride",
+            "metro_card",
+            {"distance_km": "10", "duration_s": "1800"},
+            {"distance_km": "10", "duration_s": "1800"},
+            1799,
+            ("flagged", "double_claim"),
+        ),
+    ],
+)
+def test_claims_decide_when_the_history_read_misses(
+    partner_factory, make_user, reads_miss, methodology, kind, data_a, data_b, gap, expected
+):
+    first = partner_factory(methodologies=[methodology])
+    second = partner_factory(methodologies=[methodology])
+    resident = make_user()
+    binding_create(resident=resident, kind=kind, identifier="SUBJ-1")
+    binding_create(resident=resident, kind="transit_card", identifier="SUBJ-2")
+    at = timezone.now() - timedelta(hours=3)
+    a = stored_action(first, "a", methodology=methodology, kind=kind, identifier="SUBJ-1", data=data_a, at=at)
+    actions_process(action_ids=[a.id])
+    other_kind = "transit_card" if methodology == "bus_ride" else kind
+    other_id = "SUBJ-2" if methodology == "bus_ride" else "SUBJ-1"
+    b = stored_action(
+        second,
+        "b",
+        methodology=methodology,
+        kind=other_kind,
+        identifier=other_id,
+        data=data_b,
+        at=at + timedelta(seconds=gap),
+    )
+    actions_process(action_ids=[b.id])
+    a.refresh_from_db()
+    b.refresh_from_db()
+    assert a.status == "credited"
+    assert (b.status, b.reason) == expected
+    if expected[0] == "rejected":
+        assert (b.grams, b.points) == (0, 0)
+
+
+@pytest.mark.django_db
+def test_weighings_a_window_apart_both_count(partner_factory, make_user, reads_miss):
+    station = partner_factory(methodologies=["recycling"])
+    binding_create(resident=make_user(), kind="recycling_account", identifier="HH-W")
+    at = timezone.now() - timedelta(hours=3)
+    data = {"mass_kg": "2", "material": "glass"}
+    a = stored_action(
+        station, "a", methodology="recycling", kind="recycling_account", identifier="HH-W", data=data, at=at
+    )
+    b = stored_action(
+        station,
+        "b",
+        methodology="recycling",
+        kind="recycling_account",
+        identifier="HH-W",
+        data=data,
+        at=at + timedelta(seconds=300),
+    )
+    actions_process(action_ids=[a.id])
+    actions_process(action_ids=[b.id])
+    assert statuses(a, b) == [("credited", ""), ("credited", "")]
+
+
+@pytest.mark.django_db
+def test_a_rejected_review_frees_the_claim(partner_factory, make_user, reviewer, reads_miss):
+    """A flagged appliance rejected on review gives its serial back: the genuine purchase can still earn."""
+    from backend.actions.models import HistoryClaim
+    from backend.actions.services import review_reject
+
+    shop = partner_factory(methodologies=["efficient_appliance"])
+    binding_create(resident=make_user(), kind="merchant_receipt", identifier="R-REV")
+    a = stored_action(
+        shop,
+        "a",
+        methodology="efficient_appliance",
+        kind="merchant_receipt",
+        identifier="R-REV",
+        data=appliance("SN-REV"),
+    )
+    actions_process(action_ids=[a.id])
+    Action.objects.filter(pk=a.pk).update(status="flagged")
+    assert HistoryClaim.objects.filter(action_id=a.id).exists()
+    review_reject(action_id=a.id, reviewer=reviewer, note="fake receipt")
+    assert not HistoryClaim.objects.filter(action_id=a.id).exists()
+    b = stored_action(
+        shop,
+        "b",
+        methodology="efficient_appliance",
+        kind="merchant_receipt",
+        identifier="R-REV",
+        data=appliance("SN-REV"),
+        at=timezone.now() - timedelta(days=1, hours=1),
+    )
+    actions_process(action_ids=[b.id])
+    b.refresh_from_db()
+    assert b.status == "credited"
+
+
+@pytest.mark.django_db
+def test_a_failing_chunk_does_not_block_the_chunks_after_it(partner, resident, monkeypatch):
+    from backend.actions import services
+
+    binding_create(resident=resident, kind="transit_card", identifier="CHUNK-1")
+    at = timezone.now() - timedelta(hours=5)
+    ids = [
+        stored_action(
+            partner,
+            f"c-{i}",
+            methodology="bus_ride",
+            identifier="CHUNK-1",
+            data={"distance_km": "5", "duration_s": "600"},
+            at=at + timedelta(minutes=20 * i),
+        ).id
+        for i in range(3)
+    ]
+    real = services.actions_process
+
+    def flaky(*, action_ids):
+        if ids[0] in action_ids:
+            raise RuntimeError("a bug no isolation caught")
+        return real(action_ids=action_ids)
+
+    monkeypatch.setattr(services, "RECONCILE_CHUNK", 1)
+    monkeypatch.setattr(services, "actions_process", flaky)
+    assert services.actions_reconcile(older_than=timedelta(seconds=-60)) == 3
+    assert dict(Action.objects.values_list("id", "status")) == {
+        ids[0]: "received",
+        ids[1]: "credited",
+        ids[2]: "credited",
+    }
