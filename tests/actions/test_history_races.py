@@ -393,3 +393,34 @@ def test_a_failing_chunk_does_not_block_the_chunks_after_it(partner, resident, m
         ids[1]: "credited",
         ids[2]: "credited",
     }
+
+
+@pytest.mark.django_db
+def test_claims_cost_the_same_number_of_queries_for_2_or_8_actions(partner_factory, make_user):
+    """Weighings (window claims) and appliances (serial claims): a batch's queries do not grow with its size."""
+    from django.test.utils import CaptureQueriesContext
+
+    station = partner_factory(methodologies=["recycling"])
+    binding_create(resident=make_user(), kind="recycling_account", identifier="HH-Q")
+    start = timezone.now() - timedelta(days=3)
+
+    def run(prefix, n, offset):
+        ids = [
+            stored_action(
+                station,
+                f"{prefix}-{i}",
+                methodology="recycling",
+                kind="recycling_account",
+                identifier="HH-Q",
+                data={"mass_kg": "1", "material": "paper"},
+                at=start + timedelta(hours=offset, seconds=400 * i),
+            ).id
+            for i in range(n)
+        ]
+        with CaptureQueriesContext(connection) as ctx:
+            counts = actions_process(action_ids=ids)
+        assert counts == {"credited": n}
+        return len(ctx.captured_queries)
+
+    run("warm-up", 1, -24)  # first credit of the resident creates their ledger accounts
+    assert run("small", 2, 0) == run("large", 8, 12)
