@@ -395,6 +395,7 @@ def test_a_failing_chunk_does_not_block_the_chunks_after_it(partner, resident, m
     }
 
 
+@requires_postgres  # SQLite (make run) posts ledger credits one by one
 @pytest.mark.django_db
 def test_claims_cost_the_same_number_of_queries_for_2_or_8_actions(partner_factory, make_user):
     """Weighings (window claims) and appliances (serial claims): a batch's queries do not grow with its size."""
