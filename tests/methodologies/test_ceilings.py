@@ -143,3 +143,39 @@ def test_one_number_rule_everywhere(value, ok):
     else:
         with pytest.raises(ValueError):
             engine.parse_decimal(value)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_migration_gives_existing_versions_their_ceiling_and_nothing_else(reference_data):
+    """Versions submitted before issue 11 have no ceiling and are immutable: migration 0003, and only it,
+    adds the key (the immutability trigger stays on for everybody else)."""
+    import importlib
+
+    from django.apps import apps
+    from django.db import DatabaseError, connection, transaction
+
+    migration = importlib.import_module("backend.methodologies.migrations.0003_versions_declare_ceiling")
+    active = MethodologyVersion.objects.select_related("methodology").get(methodology__code="bus_ride", status="active")
+    old_rules = {k: v for k, v in active.validity_rules.items() if k != "max_grams_per_action"}
+    draft = MethodologyVersion.objects.create(
+        methodology=active.methodology,
+        number=99,
+        status="draft",
+        parameters=active.parameters,
+        validity_rules=old_rules,
+        daily_cap=active.daily_cap,
+        evidence_shares=active.evidence_shares,
+        sources=active.sources,
+        effective_from=active.effective_from,
+    )
+    MethodologyVersion.objects.filter(pk=draft.pk).update(status="retired")  # submitted long ago, no ceiling
+    with transaction.atomic(), connection.schema_editor(atomic=False) as editor:
+        migration.forwards(apps, editor)
+    draft.refresh_from_db()
+    assert draft.validity_rules == {**old_rules, "max_grams_per_action": 2000}
+    assert "migration methodologies 0003" in draft.notes
+    active.refresh_from_db()
+    assert active.validity_rules["max_grams_per_action"] == 2000  # untouched: it had one
+    if connection.vendor == "postgresql":
+        with pytest.raises(DatabaseError), transaction.atomic():
+            MethodologyVersion.objects.filter(pk=draft.pk).update(validity_rules={})
