@@ -150,6 +150,7 @@ def test_migration_gives_existing_versions_their_ceiling_and_nothing_else(refere
     """Versions submitted before issue 11 have no ceiling and are immutable: migration 0003, and only it,
     adds the key (the immutability trigger stays on for everybody else)."""
     import importlib
+    from types import SimpleNamespace
 
     from django.apps import apps
     from django.db import DatabaseError, connection, transaction
@@ -169,8 +170,12 @@ def test_migration_gives_existing_versions_their_ceiling_and_nothing_else(refere
         effective_from=active.effective_from,
     )
     MethodologyVersion.objects.filter(pk=draft.pk).update(status="retired")  # submitted long ago, no ceiling
-    with transaction.atomic(), connection.schema_editor(atomic=False) as editor:
-        migration.forwards(apps, editor)
+    def execute(sql, params=None):
+        with connection.cursor() as cursor:
+            cursor.execute(sql)
+
+    with transaction.atomic():  # what `migrate` does: the whole migration in one transaction
+        migration.forwards(apps, SimpleNamespace(connection=connection, execute=execute))
     draft.refresh_from_db()
     assert draft.validity_rules == {**old_rules, "max_grams_per_action": 2000}
     assert "migration methodologies 0003" in draft.notes
