@@ -2,7 +2,8 @@
 """Ingestion benchmark: credited actions per second, from signed submission to `credited`.
 
 Against the running stack (`make up`: gunicorn + Celery worker on the private PostgreSQL/Redis) it
-1. creates a benchmark partner and N residents with bound transit cards and consent (straight through the ORM),
+1. creates a benchmark partner and N residents with partner-linked transit cards and consent (straight through
+   the ORM: the link flow itself is exercised by the tests and locust/prepare.py),
 2. submits --actions bus rides in signed batches of --batch from --clients threads over HTTP,
 3. waits until none is left `received`, and reports actions/s from the first submission to the last
    processed action, next to pgbench's TPC-B figure and ../shared/bench/sql_floor.py (the database floor for
@@ -52,7 +53,7 @@ def prepare(residents: int) -> tuple[int, str, list[str]]:
     for _, seeder in SEEDERS:
         seeder()
     run = uuid.uuid4().hex[:6]
-    partner, secret = partner_create(name=f"bench-{run}", methodologies=["bus_ride"])
+    partner, secret = partner_create(name=f"bench-{run}", methodologies=["bus_ride"], subject_kinds=["transit_card"])
     unusable = make_password(None)
     cards = [f"BENCH-{run}-{i}" for i in range(residents)]
     with transaction.atomic():
@@ -73,8 +74,9 @@ def prepare(residents: int) -> tuple[int, str, list[str]]:
         )
         SubjectBinding.objects.bulk_create(
             [
-                SubjectBinding(
+                SubjectBinding(  # as if each card had been linked through the partner (POST /partner/links)
                     resident=u,
+                    partner=partner,
                     kind="transit_card",
                     identifier_hash=subject_hash("transit_card", c),
                     identifier_last4=subject_last4(c),

@@ -61,5 +61,12 @@ class IngestBatchAdmin(admin.ModelAdmin):
 
 @admin.register(SubjectBinding)
 class SubjectBindingAdmin(admin.ModelAdmin):
-    list_display = ["id", "resident", "kind", "identifier_last4", "created_at"]
-    list_filter = ["kind"]
+    list_display = ["id", "resident", "kind", "identifier_last4", "partner", "created_at", "ended_at", "end_reason"]
+    list_filter = ["kind", "end_reason"]
+    readonly_fields = [f.name for f in SubjectBinding._meta.fields]
+
+    def has_add_permission(self, request):
+        return False  # links are attested by partners (POST /api/v1/partner/links), never typed in here
+
+    def has_delete_permission(self, request, obj=None):
+        return False

@@ -2,19 +2,22 @@
 
 import json
 from datetime import datetime, time, timedelta
+from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 from django.core.exceptions import ObjectDoesNotExist
+from django.core.serializers.json import DjangoJSONEncoder
 from django.utils.translation import gettext_lazy as _
 from drf_spectacular.utils import OpenApiExample, extend_schema
 from rest_framework import serializers, status
+from rest_framework.exceptions import ParseError
 from rest_framework.generics import ListAPIView
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from backend.actions import selectors, services
-from backend.actions.models import Action, ActionStatusChange, SubjectBinding, SubjectKind
+from backend.actions.models import Action, ActionStatusChange, SubjectKind
 from backend.core.errors import ApplicationError
 from backend.core.permissions import IsReviewer
 from backend.core.throttling import PartnerRateThrottle
@@ -45,8 +48,22 @@ class PartnerActionItemSerializer(serializers.Serializer):
 
 class PartnerBatchSerializer(serializers.Serializer):
     actions = serializers.ListField(
-        child=serializers.JSONField(), max_length=services.MAX_ACTIONS_PER_REQUEST, allow_empty=False
+        child=serializers.JSONField(encoder=DjangoJSONEncoder),
+        max_length=services.MAX_ACTIONS_PER_REQUEST,
+        allow_empty=False,
     )
+
+
+class ExactJSONParser(JSONParser):
+    """JSON numbers with a fraction or an exponent become Decimal, never float: 1.15 stays 1.15, and `1E+2`
+    stays recognisable as exponent notation, which the engine refuses (a float would turn it into 100.0)."""
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        encoding = (parser_context or {}).get("encoding", "utf-8")
+        try:
+            return json.loads(stream.read().decode(encoding), parse_float=Decimal)
+        except ValueError as exc:
+            raise ParseError(_("JSON parse error - %(detail)s") % {"detail": exc}) from None
 
 
 class PartnerBatchDocSerializer(serializers.Serializer):
@@ -102,7 +119,7 @@ class PartnerActionsView(APIView):
     authentication_classes = [PartnerSignatureAuthentication]
     permission_classes = [IsSignedPartner]
     throttle_classes = [PartnerRateThrottle]
-    parser_classes = [JSONParser]
+    parser_classes = [ExactJSONParser]
 
     @extend_schema(
         operation_id="partner_actions_submit",
@@ -159,76 +176,6 @@ class PartnerActionDetailView(APIView):
         except ObjectDoesNotExist:
             raise ApplicationError(_("No such action."), code="not_found", status_code=404) from None
         return Response(PartnerActionStatusSerializer(action).data)
-
-
-# --- bindings ---------------------------------------------------------------------------------------------
-
-
-class BindingSerializer(serializers.ModelSerializer):
-    identifier = serializers.SerializerMethodField(help_text="Only the last four characters are kept.")
-
-    class Meta:
-        model = SubjectBinding
-        fields = ["id", "kind", "identifier", "created_at"]
-
-    def get_identifier(self, obj) -> str:
-        return f"****{obj.identifier_last4}"
-
-
-class BindingInputSerializer(serializers.Serializer):
-    kind = serializers.ChoiceField(choices=SubjectKind.choices)
-    identifier = serializers.CharField(max_length=128)
-
-
-class BindingCreatedSerializer(BindingSerializer):
-    claimed = serializers.DictField(
-        child=serializers.IntegerField(),
-        read_only=True,
-        help_text="Unclaimed actions of the last 7 days now processed, by status.",
-    )
-
-    class Meta(BindingSerializer.Meta):
-        fields = [*BindingSerializer.Meta.fields, "claimed"]
-
-
-class BindingsView(APIView):
-    @extend_schema(operation_id="me_bindings_list", responses={200: BindingSerializer(many=True)})
-    def get(self, request):
-        """My bound cards and accounts (identifiers masked)."""
-        return Response(BindingSerializer(selectors.binding_list(resident=request.user), many=True).data)
-
-    @extend_schema(
-        operation_id="me_bindings_create",
-        request=BindingInputSerializer,
-        responses={201: BindingCreatedSerializer},
-        examples=[
-            OpenApiExample("card", value={"kind": "transit_card", "identifier": "3100123456789012"}, request_only=True)
-        ],
-    )
-    def post(self, request):
-        """Bind a card/account. Its unclaimed actions of the last 7 days are claimed and credited now.
-        409 `binding_taken` when another resident has bound it."""
-        serializer = BindingInputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        binding, claimed = services.binding_create(resident=request.user, **serializer.validated_data)
-        binding.claimed = claimed
-        return Response(BindingCreatedSerializer(binding).data, status=status.HTTP_201_CREATED)
-
-    @extend_schema(operation_id="me_bindings_delete", request=BindingInputSerializer, responses={204: None})
-    def delete(self, request):
-        """Unbind a card/account given `{kind, identifier}`. Credited actions stay credited."""
-        serializer = BindingInputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        services.binding_delete(resident=request.user, **serializer.validated_data)
-        return Response(status=status.HTTP_204_NO_CONTENT)
-
-
-class BindingDetailView(APIView):
-    @extend_schema(operation_id="me_bindings_delete_by_id", responses={204: None})
-    def delete(self, request, binding_id: int):
-        """Unbind by id."""
-        services.binding_delete(resident=request.user, kind="", binding_id=binding_id)
-        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 # --- residents' actions -----------------------------------------------------------------------------------
@@ -308,7 +255,7 @@ class SelfReportSerializer(serializers.Serializer):
     def validate_data(self, value):
         if isinstance(value, str):
             try:
-                value = json.loads(value)
+                value = json.loads(value, parse_float=Decimal)
             except ValueError:
                 raise serializers.ValidationError(_("data must be a JSON object."), code="invalid_data") from None
         if not isinstance(value, dict):

@@ -16,25 +16,90 @@ class SubjectKind(models.TextChoices):
     MERCHANT_RECEIPT = "merchant_receipt", _("Merchant receipt")
 
 
+class SubjectBindingQuerySet(models.QuerySet):
+    def live(self):
+        return self.filter(ended_at__isnull=True)
+
+
 class SubjectBinding(models.Model):
-    """A resident's card or account at a data partner. The identifier is personal data: only a keyed hash
-    (for matching partner data) and its last four characters (for display) are stored."""
+    """A resident's card or account at a data partner, attested by the partner (issue 11: a resident never
+    binds a card by typing its number). The identifier is personal data: only a keyed hash (for matching
+    partner data) and its last four characters (for display) are stored. A binding that moves to another
+    resident (the partner is the authority on who holds a card), is unlinked or ended by the partner keeps its
+    row with `ended_at`: what was credited while it was live stays explained."""
+
+    class EndReason(models.TextChoices):
+        MOVED = "moved", _("Linked to another resident by the partner")
+        PARTNER_ENDED = "partner_ended", _("Ended by the partner (card lost, account closed)")
+        RESIDENT_UNLINKED = "resident_unlinked", _("Unlinked by the resident")
 
     resident = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="bindings")
     kind = models.CharField(max_length=32, choices=SubjectKind.choices)
     identifier_hash = models.CharField(max_length=64)
     identifier_last4 = models.CharField(max_length=4)
+    partner = models.ForeignKey(
+        "partners.Partner",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="The partner that attested the link.",
+    )
     created_at = models.DateTimeField(default=timezone.now)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    end_reason = models.CharField(max_length=32, choices=EndReason.choices, blank=True, default="")
+
+    objects = SubjectBindingQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at", "-id"]
         constraints = [
-            # One resident per card: the database, not a check-then-insert, decides `binding_taken`.
-            models.UniqueConstraint(fields=["kind", "identifier_hash"], name="binding_subject_unique"),
+            # One live binding per card: the database, not a check-then-insert, decides (a partial unique
+            # index; ended bindings stay as history).
+            models.UniqueConstraint(
+                fields=["kind", "identifier_hash"],
+                condition=Q(ended_at__isnull=True),
+                name="binding_subject_live_unique",
+            ),
+            models.CheckConstraint(
+                condition=Q(ended_at__isnull=True, end_reason="") | Q(ended_at__isnull=False) & ~Q(end_reason=""),
+                name="binding_end_reason_matches",
+            ),
         ]
+        indexes = [models.Index(fields=["resident", "kind"], name="binding_resident_kind")]
 
     def __str__(self) -> str:
         return f"{self.kind} ****{self.identifier_last4}"
+
+
+class LinkCode(models.Model):
+    """A one-time code a resident types into a partner's app to link a card or account there (issue 11).
+    Only a keyed hash is stored; 8 characters without look-alikes, valid 10 minutes, single use."""
+
+    resident = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    kind = models.CharField(max_length=32, choices=SubjectKind.choices)
+    code_hash = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    used_at = models.DateTimeField(null=True, blank=True)
+    used_by = models.ForeignKey(
+        "partners.Partner", null=True, blank=True, on_delete=models.PROTECT, related_name="+", db_index=False
+    )
+    binding = models.ForeignKey(
+        SubjectBinding, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=False
+    )
+
+    class Meta:
+        indexes = [models.Index(fields=["resident", "expires_at"], name="linkcode_resident_expiry")]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(used_at__isnull=True, used_by__isnull=True) | Q(used_at__isnull=False),
+                name="linkcode_used_fields",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"link code #{self.pk} ({self.kind})"
 
 
 class IngestBatch(models.Model):
@@ -208,3 +273,43 @@ class CapReservation(models.Model):
 
     def __str__(self) -> str:
         return f"{self.action_id}: {self.quantity}"
+
+
+class HistoryClaim(models.Model):
+    """A history rule's claim, written in the crediting transaction (pipeline/claims.py): the unique key
+    (`serial:<methodology>:<SERIAL>`, `month:<methodology>:<subject>:<yyyy-mm>`) lets exactly one action
+    of a race win. Dropped when its action is rejected (also on review)."""
+
+    action = models.ForeignKey(Action, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=255, unique=True)
+
+    def __str__(self) -> str:
+        return f"{self.key} -> {self.action_id}"
+
+
+class PeriodClaim(models.Model):
+    """A time range an action holds for a history rule: a trip [start, end) no trip of another origin of the
+    same resident may overlap, or a weighing window [t - w/2, t + w/2) per resident and material. PostgreSQL
+    enforces both with exclusion constraints (migration 0007, btree_gist); SQLite by its write lock."""
+
+    class Kind(models.TextChoices):
+        TRIP = "trip", _("Trip")
+        WINDOW = "window", _("Duplicate window")
+
+    action = models.ForeignKey(Action, on_delete=models.CASCADE, related_name="+")
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    resident = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+", db_index=False)
+    scope = models.CharField(max_length=96)
+    origin = models.CharField(max_length=48, blank=True, default="")
+    starts_at = models.DateTimeField()
+    ends_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["action", "kind"], name="period_claim_one_per_kind"),
+            models.CheckConstraint(condition=Q(ends_at__gte=models.F("starts_at")), name="period_claim_ordered"),
+        ]
+        indexes = [models.Index(fields=["resident", "starts_at"], name="period_claim_resident_start")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.starts_at}..{self.ends_at} -> {self.action_id}"

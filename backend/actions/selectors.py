@@ -4,7 +4,7 @@ from backend.actions.models import Action, ActionStatusChange, SubjectBinding
 
 
 def binding_list(*, resident) -> QuerySet[SubjectBinding]:
-    return SubjectBinding.objects.filter(resident=resident)
+    return SubjectBinding.objects.live().filter(resident=resident)
 
 
 def resident_action_list(*, resident, filters: dict | None = None) -> QuerySet[Action]:

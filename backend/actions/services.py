@@ -1,5 +1,5 @@
-"""Writes on actions: partner ingestion, bindings (and claiming), self-reports, review, housekeeping.
-The bulk processing itself is in pipeline.py."""
+"""Writes on actions: partner ingestion, self-reports, review, housekeeping. Partner-attested linking of
+cards (and claiming) is in links.py; the bulk processing itself in the pipeline/ package."""
 
 from __future__ import annotations
 
@@ -7,14 +7,15 @@ import logging
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from django.db import IntegrityError, connection, transaction
+from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext as _
 from psycopg.types.json import Jsonb
 
-from backend.actions.models import Action, ActionStatusChange, IngestBatch, SubjectBinding, SubjectKind
-from backend.actions.pipeline import actions_process, has_credit
+from backend.actions.links import binding_create  # noqa: F401  (operators' tooling and tests bind through it)
+from backend.actions.models import Action, ActionStatusChange, IngestBatch, LinkCode, SubjectBinding, SubjectKind
+from backend.actions.pipeline import actions_process, claims_release, has_credit
 from backend.actions.subjects import normalize_identifier, subject_hash, subject_last4
 from backend.core.bulk import BoundCursor
 from backend.core.errors import ApplicationError, ConflictError
@@ -23,11 +24,11 @@ from backend.partners.services import partner_nonce_record
 
 logger = logging.getLogger(__name__)
 MAX_ACTIONS_PER_REQUEST = 1000
-CLAIM_WINDOW = timedelta(days=7)  # Beijing MaaS practice: a 7-day claim window
 MAX_AGE = timedelta(days=7)  # older partner records are refused (`too_old`)
 FUTURE_TOLERANCE = timedelta(minutes=5)  # partner clocks drift a little
 UNCLAIMED_RETENTION = timedelta(days=30)
 RECONCILE_AFTER = timedelta(minutes=2)
+RECONCILE_CHUNK = 1000
 
 
 def _item_error(code: str, detail: str, attr: str | None = None) -> dict:
@@ -65,8 +66,7 @@ def _validate_item(item, index: int, partner: Partner, methodologies: dict, now:
     identifier = subject.get("identifier")
     if not isinstance(identifier, str | int) or not normalize_identifier(str(identifier)) or len(str(identifier)) > 128:
         return None, _item_error("invalid_subject", _("subject.identifier is required."), "subject.identifier")
-    raw_at = item.get("occurred_at")
-    occurred_at = parse_datetime(raw_at) if isinstance(raw_at, str) else None
+    occurred_at = parse_occurred_at(item.get("occurred_at"))
     if occurred_at is None or occurred_at.tzinfo is None:
         return None, _item_error(
             "invalid_occurred_at", _("occurred_at must be ISO 8601 with a time zone."), "occurred_at"
@@ -96,6 +96,24 @@ def _validate_item(item, index: int, partner: Partner, methodologies: dict, now:
         status=Action.Status.RECEIVED,
     )
     return action, None
+
+
+def parse_occurred_at(raw) -> datetime | None:
+    """ISO 8601 with a time zone, or None: a well-formed string with an impossible date (`2026-13-45`) or
+    offset (`+99:00`) makes `parse_datetime` raise, and must be the item's `invalid_occurred_at`, not a 500."""
+    if not isinstance(raw, str) or len(raw) > 64:
+        return None
+    try:
+        parsed = parse_datetime(raw)
+    except (ValueError, OverflowError):
+        return None
+    if parsed is None or parsed.tzinfo is None:
+        return None
+    try:
+        parsed.utcoffset()
+    except (ValueError, OverflowError):
+        return None
+    return parsed
 
 
 def _storable(parsed: dict) -> dict:
@@ -213,8 +231,14 @@ def actions_reconcile(*, older_than: timedelta = RECONCILE_AFTER, limit: int = 2
         .order_by("id")
         .values_list("id", flat=True)[:limit]
     )
-    for start in range(0, len(ids), 1000):
-        actions_process(action_ids=ids[start : start + 1000])
+    for start in range(0, len(ids), RECONCILE_CHUNK):
+        chunk = ids[start : start + RECONCILE_CHUNK]
+        try:
+            actions_process(action_ids=chunk)
+        except Exception:
+            # One bad chunk (a bug no per-action isolation caught, a deadlock) must never block the chunks
+            # after it, other partners' work: log it and move on; the next run retries it.
+            logger.exception("reconciling actions %s..%s failed; moving on", chunk[0], chunk[-1])
     return len(ids)
 
 
@@ -227,65 +251,14 @@ def unclaimed_expire(*, now: datetime | None = None) -> int:
     return deleted
 
 
-# --- bindings ---------------------------------------------------------------------------------------------
-
-
-def binding_create(*, resident, kind: str, identifier: str) -> tuple[SubjectBinding, dict[str, int]]:
-    """Bind a card/account to the resident and claim its unclaimed actions of the last 7 days, crediting them
-    now. An identifier bound to another resident is 409 `binding_taken`."""
-    if kind not in SubjectKind.values:
-        raise ApplicationError(_("Unknown subject kind."), code="invalid_subject", attr="kind")
-    if not normalize_identifier(identifier):
-        raise ApplicationError(_("identifier is required."), code="invalid_subject", attr="identifier")
-    hashed = subject_hash(kind, identifier)
-    with transaction.atomic():
-        existing = SubjectBinding.objects.filter(kind=kind, identifier_hash=hashed).first()
-        if existing is not None and existing.resident_id == resident.id:
-            binding = existing
-        elif existing is not None:
-            raise ConflictError(
-                _("This card or account is bound to another resident."), code="binding_taken", attr="identifier"
-            )
-        else:
-            try:
-                with transaction.atomic():
-                    binding = SubjectBinding.objects.create(
-                        resident=resident, kind=kind, identifier_hash=hashed, identifier_last4=subject_last4(identifier)
-                    )
-            except IntegrityError:
-                raise ConflictError(
-                    _("This card or account is bound to another resident."), code="binding_taken", attr="identifier"
-                ) from None
-        claimable = list(
-            Action.objects.select_for_update()
-            .filter(
-                status=Action.Status.UNCLAIMED,
-                subject_kind=kind,
-                subject_hash=hashed,
-                occurred_at__gte=timezone.now() - CLAIM_WINDOW,
-            )
-            .values_list("id", flat=True)
-        )
-        Action.objects.filter(id__in=claimable).update(status=Action.Status.RECEIVED, reason="")
-    counts = actions_process(action_ids=claimable) if claimable else {}
-    return binding, counts
-
-
-@transaction.atomic
-def binding_delete(*, resident, kind: str, identifier: str | None = None, binding_id: int | None = None) -> None:
-    bindings = SubjectBinding.objects.filter(resident=resident)
-    if binding_id is not None:
-        bindings = bindings.filter(pk=binding_id)
-    else:
-        bindings = bindings.filter(kind=kind, identifier_hash=subject_hash(kind, identifier or ""))
-    if not bindings.delete()[0]:
-        raise ApplicationError(_("No such binding."), code="not_found", status_code=404)
+# --- bindings: partner-attested linking lives in links.py (binding_create re-exported for callers) ---------
 
 
 def actions_erase_personal_data(*, user) -> None:
     """PIPL erasure hook: a deleted resident's cards are unbound and their evidence photos deleted. The
     actions themselves stay (anonymous once the account is), so credited totals and the ledger still add up."""
     SubjectBinding.objects.filter(resident=user).delete()
+    LinkCode.objects.filter(resident=user).delete()
     with_evidence = Action.objects.filter(resident=user).exclude(evidence="")
     for action in with_evidence.only("id", "evidence"):
         action.evidence.delete(save=False)
@@ -397,6 +370,7 @@ def review_reject(*, action_id: int, reviewer, note: str = "") -> Action:
             day=shanghai_day(action.occurred_at),
             quantity=action.credited_quantity,
         )
+    claims_release(action_ids=[action.id])  # a serial, month or trip it held is free again
     action.grams = 0
     action.points = 0
     return _reviewed(action, Action.Status.REJECTED, reviewer, note, "review_rejected")

@@ -38,12 +38,15 @@ def _enum_field(values: list[str], help_text: str) -> serializers.CharField:
     return EnumField(help_text=help_text)
 
 
-_ERROR_SERIALIZERS: dict[str, type[serializers.Serializer]] = {}
+_ERROR_SERIALIZERS: dict[tuple[int, tuple[str, ...]], type[serializers.Serializer]] = {}
 
 
 def error_serializer(name: str, status: int, codes: list[str]) -> type[serializers.Serializer]:
-    """The error shape with this status's codes as an enum, named `name` in the schema (cached per name)."""
-    if name not in _ERROR_SERIALIZERS:
+    """The error shape with this status's codes as an enum. One component per distinct (status, codes): the
+    first operation that needs it names it, later ones with the same codes share it (two components with one
+    choice set would collide on the enum's name)."""
+    key = (status, tuple(codes))
+    if key not in _ERROR_SERIALIZERS:
         item = type(
             f"{name}Item",
             (serializers.Serializer,),
@@ -54,7 +57,7 @@ def error_serializer(name: str, status: int, codes: list[str]) -> type[serialize
                 "Meta": type("Meta", (), {"ref_name": f"{name}Item"}),
             },
         )
-        _ERROR_SERIALIZERS[name] = type(
+        _ERROR_SERIALIZERS[key] = type(
             name,
             (serializers.Serializer,),
             {
@@ -63,7 +66,7 @@ def error_serializer(name: str, status: int, codes: list[str]) -> type[serialize
                 "Meta": type("Meta", (), {"ref_name": name}),
             },
         )
-    return _ERROR_SERIALIZERS[name]
+    return _ERROR_SERIALIZERS[key]
 
 
 def _camel(operation_id: str) -> str:

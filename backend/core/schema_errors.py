@@ -56,4 +56,12 @@ GENERIC_CODES = {
 
 OPERATION_ERRORS: dict[str, dict[int, list[str]]] = {
     "auth_register": {409: ["phone_taken"]},
+    "me_link_codes_create": {400: ["invalid_subject"], 429: ["too_many_link_codes"], 503: ["link_code_unavailable"]},
+    "partner_links_confirm": {
+        400: ["invalid_subject", "subject_kind_mismatch"],
+        403: ["subject_kind_not_allowed"],
+        404: ["link_code_invalid"],
+        409: ["link_conflict"],
+    },
+    "partner_links_end": {400: ["invalid_subject"], 403: ["subject_kind_not_allowed"], 404: ["not_found"]},
 }

@@ -22,6 +22,8 @@ from backend.core.permissions import IsReviewer
 from backend.methodologies import selectors, services
 from backend.methodologies.engine import (
     EVIDENCE_LEVELS,
+    IMPLAUSIBLE,
+    OUT_OF_RANGE,
     ActionDataInvalid,
     calculate,
     check_validity,
@@ -429,8 +431,10 @@ class CalculateView(APIView):
     def post(self, request, code: str):
         """What an action would earn under the active (or a named) version: grams, points and a readable
         breakdown, e.g. "this ride will earn 300 g". Daily caps of the resident are not applied here.
-        Errors: `required`, `invalid_number`, `negative`, `unknown_material` (attr `data.<key>`), and the
-        validity reason codes such as `distance_out_of_range` or `speed_implausible`."""
+        Errors: `required`, `invalid_number` (also exponent notation), `negative`, `too_many_digits`,
+        `unknown_material`, `implausible_amount` (outside the field's bounds; attr `data.<key>`), and the validity
+        reason codes such as `distance_out_of_range`, `speed_implausible` or `implausible_amount` (above the
+        version's `max_grams_per_action`)."""
         serializer = self.CalculateInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         payload = serializer.validated_data
@@ -447,7 +451,9 @@ class CalculateView(APIView):
         try:
             data = parse_action_data(methodology, payload["data"])
         except ActionDataInvalid as error:
-            raise exceptions.ValidationError({"data": {error.field: [ErrorDetail(error.detail, code=error.code)]}})
+            # Outside the field's bounds is `implausible_amount`, the reason the pipeline would reject it with.
+            code = IMPLAUSIBLE if error.code == OUT_OF_RANGE else error.code
+            raise exceptions.ValidationError({"data": {error.field: [ErrorDetail(error.detail, code=code)]}})
         reason = check_validity(version, data)
         if reason:
             raise ApplicationError(

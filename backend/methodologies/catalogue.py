@@ -9,10 +9,25 @@ V1_EFFECTIVE_FROM = datetime(2026, 1, 1, tzinfo=ZoneInfo("Asia/Shanghai"))
 
 MATERIALS = ["paper", "cardboard", "plastic", "pet", "aluminium", "steel", "glass", "textile", "e_waste"]
 
-REQ_DECIMAL = {"type": "decimal", "required": True}
-OPT_DECIMAL = {"type": "decimal", "required": False}
 REQ_STRING = {"type": "string", "required": True}
-REQ_INTEGER = {"type": "integer", "required": True}
+OPT_STRING = {"type": "string", "required": False}
+
+
+def _num(kind: str, high: str, *, required: bool = True, digits: int = 3, low: str = "0") -> dict:
+    """A numeric data field with its hard bounds (issue 11): parsing refuses anything outside them
+    (`invalid_data` at submission, `implausible_amount` in the pipeline and the calculator). The bounds are
+    what the physical world allows, wider than a version's plausibility rules (which may change per version)."""
+    spec = {"type": kind, "required": required, "min": low, "max": high}
+    if kind == "decimal":
+        spec["digits"] = digits
+    return spec
+
+
+# Real-world bounds: a city trip is under 200 km and a day long; a day's walk under 100,000 steps; the largest
+# EV batteries hold about 200 kWh; a household's recycling drop-off is under 500 kg; a household appliance
+# uses well under 5,000 kWh a year (a large fridge 300-600, an air conditioner 1,000-2,000).
+DISTANCE_KM = _num("decimal", "200")
+DURATION_S = _num("decimal", "86400", required=False, digits=0)
 
 SHARES_PARTNER = {"partner": "1", "merchant_receipt": "1"}
 SHARES_WITH_SELF = {"partner": "1", "merchant_receipt": "1", "self_report": "0.5"}
@@ -44,10 +59,15 @@ CATALOGUE = [
         "公交出行",
         "Bus ride",
         "per_distance",
-        {"distance_km": REQ_DECIMAL, "duration_s": OPT_DECIMAL},
+        {"distance_km": DISTANCE_KM, "duration_s": DURATION_S},
         {
             "parameters": {"baseline_g_per_pkm": _p("75", "g CO2e/pkm"), "project_g_per_pkm": _p("45", "g CO2e/pkm")},
-            "validity_rules": {"min_distance_km": "0.3", "max_distance_km": "60", "max_speed_kmh": "60"},
+            "validity_rules": {
+                "min_distance_km": "0.3",
+                "max_distance_km": "60",
+                "max_speed_kmh": "60",
+                "max_grams_per_action": 2000,
+            },
             "daily_cap": {"unit": "actions", "limit": "6"},
             "evidence_shares": SHARES_WITH_SELF,
             "self_report_allowed": True,
@@ -61,8 +81,8 @@ CATALOGUE = [
         "Metro ride",
         "per_distance",
         {
-            "distance_km": REQ_DECIMAL,
-            "duration_s": OPT_DECIMAL,
+            "distance_km": DISTANCE_KM,
+            "duration_s": DURATION_S,
             "entry_station": REQ_STRING,
             "exit_station": REQ_STRING,
         },
@@ -73,6 +93,7 @@ CATALOGUE = [
                 "min_distance_km": "1",
                 "max_distance_km": "80",
                 "max_speed_kmh": "90",
+                "max_grams_per_action": 4000,
             },
             "daily_cap": {"unit": "actions", "limit": "6"},
             "evidence_shares": SHARES_WITH_SELF,
@@ -86,10 +107,15 @@ CATALOGUE = [
         "骑行",
         "Bike ride",
         "per_distance",
-        {"distance_km": REQ_DECIMAL, "duration_s": REQ_DECIMAL},
+        {"distance_km": DISTANCE_KM, "duration_s": {**DURATION_S, "required": True}},
         {
             "parameters": {"baseline_g_per_pkm": _p("40", "g CO2e/pkm"), "project_g_per_pkm": _p("0", "g CO2e/pkm")},
-            "validity_rules": {"min_distance_km": "0.5", "min_duration_s": "120", "max_speed_kmh": "25"},
+            "validity_rules": {
+                "min_distance_km": "0.5",
+                "min_duration_s": "120",
+                "max_speed_kmh": "25",
+                "max_grams_per_action": 8000,
+            },
             "daily_cap": {"unit": "distance_km", "limit": "30"},
             "evidence_shares": SHARES_WITH_SELF,
             "self_report_allowed": True,
@@ -102,10 +128,10 @@ CATALOGUE = [
         "步行",
         "Walking steps",
         "per_step",
-        {"steps": REQ_INTEGER},
+        {"steps": _num("integer", "100000")},
         {
             "parameters": {"g_per_step": _p("0.02", "g CO2e/step")},
-            "validity_rules": {"max_steps": "50000"},
+            "validity_rules": {"max_steps": "50000", "max_grams_per_action": 1000},
             "daily_cap": {"unit": "steps", "limit": "15000"},
             "evidence_shares": SHARES_PARTNER,
             "self_report_allowed": False,
@@ -119,10 +145,10 @@ CATALOGUE = [
         "新能源车充电",
         "NEV charging",
         "per_energy",
-        {"energy_kwh": REQ_DECIMAL},
+        {"energy_kwh": _num("decimal", "300")},
         {
             "parameters": {"g_per_kwh": _p("290", "g CO2e/kWh")},
-            "validity_rules": {"min_energy_kwh": "1", "max_energy_kwh": "120"},
+            "validity_rules": {"min_energy_kwh": "1", "max_energy_kwh": "120", "max_grams_per_action": 35000},
             "daily_cap": {"unit": "actions", "limit": "2"},
             "evidence_shares": SHARES_PARTNER,
             "self_report_allowed": False,
@@ -135,7 +161,10 @@ CATALOGUE = [
         "可回收物回收",
         "Recycling",
         "per_mass",
-        {"mass_kg": REQ_DECIMAL, "material": {"type": "choice", "choices": MATERIALS, "required": True}},
+        {
+            "mass_kg": _num("decimal", "500"),
+            "material": {"type": "choice", "choices": MATERIALS, "required": True},
+        },
         {
             "parameters": {
                 "g_per_kg": _p(
@@ -153,7 +182,12 @@ CATALOGUE = [
                     "g CO2e/kg",
                 )
             },
-            "validity_rules": {"min_mass_kg": "0.05", "max_mass_kg": "50", "duplicate_window_s": 300},
+            "validity_rules": {
+                "min_mass_kg": "0.05",
+                "max_mass_kg": "50",
+                "duplicate_window_s": 300,
+                "max_grams_per_action": 405000,
+            },
             "daily_cap": {"unit": "mass_kg", "limit": "20"},
             "evidence_shares": SHARES_WITH_SELF,
             "self_report_allowed": True,
@@ -174,10 +208,10 @@ CATALOGUE = [
         "厨余垃圾分类",
         "Kitchen waste sorting",
         "per_mass",
-        {"mass_kg": REQ_DECIMAL},
+        {"mass_kg": _num("decimal", "100")},
         {
             "parameters": {"g_per_kg": _p("100", "g CO2e/kg")},
-            "validity_rules": {"min_mass_kg": "0.05", "max_mass_kg": "10"},
+            "validity_rules": {"min_mass_kg": "0.05", "max_mass_kg": "10", "max_grams_per_action": 1000},
             "daily_cap": {"unit": "mass_kg", "limit": "5"},
             "evidence_shares": SHARES_PARTNER,
             "self_report_allowed": False,
@@ -190,10 +224,22 @@ CATALOGUE = [
         "节能家电",
         "Energy-efficient appliance",
         "appliance",
-        {"annual_kwh_baseline": REQ_DECIMAL, "annual_kwh_product": REQ_DECIMAL, "serial": REQ_STRING},
+        {
+            "annual_kwh_baseline": _num("decimal", "5000", digits=2),
+            "annual_kwh_product": _num("decimal", "5000", digits=2),
+            "serial": REQ_STRING,
+            # Checked by the version's rules (`energy_label_grade`, `e_invoice_required`) with their own reasons.
+            "energy_label_grade": _num("integer", "5", required=False, low="1"),
+            "e_invoice_number": OPT_STRING,
+        },
         {
             "parameters": {"grid_g_per_kwh": _p("677.6", "g CO2e/kWh"), "credited_years": _p("1", "years")},
-            "validity_rules": {"energy_label_grade": 1, "e_invoice_required": True, "serial_unique_forever": True},
+            "validity_rules": {
+                "energy_label_grade": 1,
+                "e_invoice_required": True,
+                "serial_unique_forever": True,
+                "max_grams_per_action": 3400000,
+            },
             "daily_cap": {"unit": "actions", "limit": "1"},
             "evidence_shares": SHARES_PARTNER,
             "self_report_allowed": False,
@@ -206,10 +252,10 @@ CATALOGUE = [
         "无纸化账单",
         "Paperless bill",
         "per_item",
-        {"count": REQ_INTEGER},
+        {"count": _num("integer", "12")},
         {
             "parameters": {"g_per_item": _p("15", "g CO2e/item")},
-            "validity_rules": {"one_per_biller_account_per_month": True},
+            "validity_rules": {"one_per_biller_account_per_month": True, "max_grams_per_action": 180},
             "daily_cap": {"unit": "count", "limit": "5"},
             "evidence_shares": SHARES_PARTNER,
             "self_report_allowed": False,
@@ -222,10 +268,10 @@ CATALOGUE = [
         "自带杯",
         "Reusable cup",
         "per_item",
-        {"count": REQ_INTEGER},
+        {"count": _num("integer", "20")},
         {
             "parameters": {"g_per_item": _p("15", "g CO2e/item")},
-            "validity_rules": {},
+            "validity_rules": {"max_grams_per_action": 300},
             "daily_cap": {"unit": "count", "limit": "3"},
             "evidence_shares": SHARES_PARTNER,
             "self_report_allowed": False,
@@ -238,10 +284,10 @@ CATALOGUE = [
         "自带购物袋",
         "Reusable shopping bag",
         "per_item",
-        {"count": REQ_INTEGER},
+        {"count": _num("integer", "20")},
         {
             "parameters": {"g_per_item": _p("5", "g CO2e/item")},
-            "validity_rules": {},
+            "validity_rules": {"max_grams_per_action": 100},
             "daily_cap": {"unit": "count", "limit": "3"},
             "evidence_shares": SHARES_PARTNER,
             "self_report_allowed": False,

@@ -18,7 +18,7 @@ from backend.methodologies.formulas import FORMULA_TYPES
 if TYPE_CHECKING:
     from backend.methodologies.models import Methodology, MethodologyVersion, PointsPolicyVersion
 
-_DECIMAL_RE = re.compile(r"^-?(\d+(\.\d*)?|\.\d+)$")
+_DECIMAL_RE = re.compile(r"^-?([0-9]+(\.[0-9]*)?|\.[0-9]+)$")  # ASCII digits only: no full-width ０-９
 # Enough digits that multiplying factors, shares and cap fractions never rounds before the one floor.
 _PRECISION = 60
 MAX_STRING_LENGTH = 128
@@ -49,7 +49,19 @@ VALIDITY_RULE_TYPES = {
     "one_per_biller_account_per_month": "bool",
     "energy_label_grade": "integer",  # required China energy label grade (1 = best)
     "e_invoice_required": "bool",
+    # Engine: the most one action may ever earn under this version (g CO2e, before evidence share and caps).
+    "max_grams_per_action": "integer",
 }
+# The rules the pipeline enforces from history (backend/actions/pipeline/rules.py, one function each); every
+# other rule is checked by `check_validity`. A rule in neither set is refused at validation.
+HISTORY_RULES = ("duplicate_window_s", "serial_unique_forever", "one_per_biller_account_per_month")
+# Bounds of any numeric data field whose schema names none: no field is ever unbounded.
+DEFAULT_FIELD_MAX = Decimal(10) ** 9
+DEFAULT_FIELD_DIGITS = 6
+
+
+OUT_OF_RANGE = "out_of_range"
+IMPLAUSIBLE = "implausible_amount"
 
 
 class ActionDataInvalid(Exception):
@@ -72,24 +84,36 @@ class VersionContentInvalid(Exception):
 
 
 def parse_decimal(value) -> Decimal:
-    """A JSON number or decimal string as an exact Decimal. Raises ValueError otherwise."""
+    """A JSON number or decimal string as an exact Decimal. Raises ValueError otherwise.
+
+    One rule for every way a number arrives (a JSON number decoded as float or Decimal, an int, a string):
+    its plain decimal text must be digits with an optional point. Exponent notation (`1e300`, `1e-28`) is
+    refused, at submission and in the pipeline alike: nobody types a trip in scientific notation, and an
+    exponent is the cheapest way to smuggle a number no bound was written for."""
     if isinstance(value, bool):
         raise ValueError("boolean")
     if isinstance(value, Decimal):
-        result = value
+        text = str(value)  # Decimal("1E+15") prints with its exponent, Decimal("100") without
     elif isinstance(value, int):
-        result = Decimal(value)
+        text = str(value)
     elif isinstance(value, float):
         # Only reached when a caller decoded JSON without parse_float=Decimal; repr() is the shortest string
         # that round-trips, i.e. the digits that were written in the JSON ("1.15"), not the binary value.
-        result = Decimal(repr(value))
-    elif isinstance(value, str) and _DECIMAL_RE.match(value.strip()):
-        result = Decimal(value.strip())
+        text = repr(value)
+    elif isinstance(value, str):
+        text = value.strip()
     else:
         raise ValueError("not a number")
-    if not result.is_finite():
-        raise ValueError("not finite")
-    return result
+    if len(text) > MAX_STRING_LENGTH or not _DECIMAL_RE.match(text):
+        raise ValueError("not a plain decimal number")
+    return Decimal(text)
+
+
+def _field_bounds(key: str, spec: dict) -> tuple[Decimal, Decimal, int]:
+    low = parse_decimal(spec.get("min", "0"))
+    high = parse_decimal(spec["max"]) if "max" in spec else DEFAULT_FIELD_MAX
+    digits = 0 if spec.get("type") == "integer" else int(spec.get("digits", DEFAULT_FIELD_DIGITS))
+    return low, high, digits
 
 
 # --- action data -------------------------------------------------------------------------------------------
@@ -119,6 +143,20 @@ def parse_action_data(methodology: "Methodology", data: dict) -> dict:
                 raise ActionDataInvalid(key, "negative", _("%(key)s must not be negative.") % {"key": key})
             if kind == "integer" and number != number.to_integral_value():
                 raise ActionDataInvalid(key, "invalid_number", _("%(key)s must be a whole number.") % {"key": key})
+            low, high, digits = _field_bounds(key, spec)
+            if -number.normalize().as_tuple().exponent > digits:
+                raise ActionDataInvalid(
+                    key,
+                    "too_many_digits",
+                    _("%(key)s has at most %(digits)s decimal places.") % {"key": key, "digits": digits},
+                )
+            if not low <= number <= high:
+                # "out_of_range": the pipeline and the calculator report it as `implausible_amount`.
+                raise ActionDataInvalid(
+                    key,
+                    OUT_OF_RANGE,
+                    _("%(key)s must be between %(low)s and %(high)s.") % {"key": key, "low": low, "high": high},
+                )
             parsed[key] = number
         else:
             if not isinstance(value, str) or len(value) > MAX_STRING_LENGTH:
@@ -192,7 +230,34 @@ def check_validity(version: "MethodologyVersion", data: dict) -> str | None:
         return "count_out_of_range"
     if "annual_kwh_baseline" in data and data.get("annual_kwh_product", Decimal(0)) >= data["annual_kwh_baseline"]:
         return "no_reduction"
+    grade = _rule(version, "energy_label_grade")
+    if grade is not None:
+        # China energy label: grade 1 is the most efficient; the rule names the worst grade still credited.
+        if data.get("energy_label_grade") is None:
+            return "energy_label_missing"
+        if data["energy_label_grade"] > grade:
+            return "energy_label_insufficient"
+    if rules.get("e_invoice_required") and not data.get("e_invoice_number"):
+        return "e_invoice_missing"
+    if _above_ceiling(version, net_grams(version, data)):
+        return IMPLAUSIBLE
     return None
+
+
+def net_grams(version: "MethodologyVersion", data: dict) -> Decimal:
+    """The exact net reduction of one action before evidence share and caps."""
+    spec = FORMULA_TYPES[version.methodology.formula_type]
+    return spec.compute(_ensure_parsed(version, data), parameter_values(version)).net
+
+
+def ceiling(version: "MethodologyVersion") -> Decimal | None:
+    """`max_grams_per_action` of the version (None only for a draft that has not declared it yet)."""
+    return _rule(version, "max_grams_per_action")
+
+
+def _above_ceiling(version, net: Decimal) -> bool:
+    limit = ceiling(version)
+    return limit is not None and net > limit
 
 
 def cap_quantity(version: "MethodologyVersion", data: dict) -> Decimal:
@@ -240,7 +305,8 @@ def validate_version_content(
 ) -> None:
     """Check a version's content against its formula type. Raises VersionContentInvalid listing every problem
     with a stable code: unknown_parameter, missing_parameter, invalid_number, negative_factor, unit_missing,
-    unit_mismatch, material_unnamed, material_missing, not_integer, project_exceeds_baseline, unknown_rule,
+    unit_mismatch, material_unnamed, material_missing, not_integer, project_exceeds_baseline, unknown_validity_rule,
+    ceiling_required,
     invalid_rule, invalid_cap_unit, invalid_cap_limit, unknown_evidence_level, invalid_share,
     self_report_share_missing, sources_required, invalid_source."""
     errors: list[tuple[str, str, str]] = []
@@ -346,6 +412,14 @@ def validate_version_content(
         )
 
     _validate_rules(errors, validity_rules)
+    if require_sources and isinstance(validity_rules, dict) and "max_grams_per_action" not in validity_rules:
+        errors.append(
+            (
+                "validity_rules.max_grams_per_action",
+                "ceiling_required",
+                _("Declare the most one action may earn (g CO2e)."),
+            )
+        )
     _validate_cap(errors, daily_cap, data_schema)
     _validate_shares(errors, evidence_shares, self_report_allowed)
     _validate_sources(errors, sources, require_sources)
@@ -374,7 +448,7 @@ def _validate_rules(errors, rules) -> None:
         attr = f"validity_rules.{name}"
         kind = VALIDITY_RULE_TYPES.get(name)
         if kind is None:
-            errors.append((attr, "unknown_rule", _("Unknown rule %(name)r.") % {"name": name}))
+            errors.append((attr, "unknown_validity_rule", _("Unknown validity rule %(name)r.") % {"name": name}))
         elif kind == "bool":
             if not isinstance(value, bool):
                 errors.append((attr, "invalid_rule", _("Must be true or false.")))
@@ -489,6 +563,12 @@ def calculate(
     data = _ensure_parsed(version, data)
     params = parameter_values(version)
     outcome = spec.compute(data, params)
+    if _above_ceiling(version, outcome.net):
+        raise ActionDataInvalid(
+            "data",
+            IMPLAUSIBLE,
+            _("More than this version's ceiling of %(max)s g for one action.") % {"max": ceiling(version)},
+        )
     quantity = cap_quantity(version, data)
     credited = quantity if credited_quantity is None else Decimal(credited_quantity)
     if not Decimal(0) <= credited <= quantity:

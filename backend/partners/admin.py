@@ -1,3 +1,4 @@
+from django import forms
 from django.contrib import admin, messages
 
 from backend.partners import services
@@ -15,14 +16,40 @@ class PartnerSecretInline(admin.TabularInline):
         return False
 
 
+def _subject_kind_choices():
+    from backend.actions.models import SubjectKind
+
+    return SubjectKind.choices
+
+
+class PartnerAdminForm(forms.ModelForm):
+    subject_kinds = forms.MultipleChoiceField(
+        choices=_subject_kind_choices,
+        widget=forms.CheckboxSelectMultiple,
+        required=False,
+        help_text="Card/account kinds this partner attests links for (POST /api/v1/partner/links).",
+    )
+
+    class Meta:
+        model = Partner
+        fields = ["name", "methodologies", "subject_kinds", "status"]
+
+
 @admin.register(Partner)
 class PartnerAdmin(admin.ModelAdmin):
-    list_display = ["id", "name", "status", "methodologies", "created_at"]
+    form = PartnerAdminForm
+    list_display = ["id", "name", "status", "methodologies", "subject_kinds", "created_at"]
     list_filter = ["status"]
     search_fields = ["name"]
     readonly_fields = ["created_at"]
     inlines = [PartnerSecretInline]
     actions = ["rotate_secret", "suspend", "reactivate"]
+
+    def save_model(self, request, obj, form, change):
+        # Subject kinds go through the service (validated, row locked) like every other write path.
+        kinds = form.cleaned_data.get("subject_kinds", [])
+        super().save_model(request, obj, form, change)
+        services.partner_subject_kinds_set(partner_id=obj.pk, subject_kinds=kinds)
 
     @admin.action(description="Rotate secret (new secret shown once; at most two stay active)")
     def rotate_secret(self, request, queryset):

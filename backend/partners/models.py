@@ -15,6 +15,9 @@ class Partner(models.Model):
     name = models.CharField(max_length=128, unique=True)
     # Methodology codes this partner may submit (checked per action: `methodology_not_allowed`).
     methodologies = models.JSONField(default=list)
+    # Subject kinds (SubjectKind values) this partner attests card/account links for (POST /partner/links):
+    # another kind is 403 `subject_kind_not_allowed`.
+    subject_kinds = models.JSONField(default=list, blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
     created_at = models.DateTimeField(default=timezone.now)
 

@@ -36,9 +36,32 @@ def _known_methodology_codes() -> set[str] | None:
     return set(Methodology.objects.values_list("code", flat=True))
 
 
+def _subject_kinds_clean(subject_kinds) -> list[str]:
+    from backend.actions.models import SubjectKind
+
+    kinds = sorted({k.strip() for k in subject_kinds if k.strip()})
+    unknown = [k for k in kinds if k not in SubjectKind.values]
+    if unknown:
+        raise ApplicationError(
+            _("Unknown subject kinds: %s") % ", ".join(unknown), code="unknown_subject_kind", attr="subject_kinds"
+        )
+    return kinds
+
+
 @transaction.atomic
-def partner_create(*, name: str, methodologies: list[str]) -> tuple[Partner, str]:
-    """Create a partner with its first secret. Returns the partner and the secret in clear (shown once)."""
+def partner_subject_kinds_set(*, partner_id: int, subject_kinds: list[str]) -> Partner:
+    """Which kinds of card/account this partner attests links for (POST /partner/links)."""
+    partner = Partner.objects.select_for_update().get(pk=partner_id)
+    partner.subject_kinds = _subject_kinds_clean(subject_kinds)
+    partner.save(update_fields=["subject_kinds"])
+    return partner
+
+
+@transaction.atomic
+def partner_create(*, name: str, methodologies: list[str], subject_kinds: list[str] = ()) -> tuple[Partner, str]:
+    """Create a partner with its first secret. Returns the partner and the secret in clear (shown once).
+    `subject_kinds`: the card/account kinds it may attest links for (none: it cannot link cards)."""
+    kinds = _subject_kinds_clean(subject_kinds)
     codes = sorted({c.strip() for c in methodologies if c.strip()})
     known = _known_methodology_codes()
     unknown = [c for c in codes if known is not None and c not in known]
@@ -48,7 +71,7 @@ def partner_create(*, name: str, methodologies: list[str]) -> tuple[Partner, str
         )
     try:
         with transaction.atomic():
-            partner = Partner.objects.create(name=name, methodologies=codes)
+            partner = Partner.objects.create(name=name, methodologies=codes, subject_kinds=kinds)
     except IntegrityError:
         raise ConflictError(_("A partner with this name exists."), code="partner_exists", attr="name") from None
     secret = _new_secret()

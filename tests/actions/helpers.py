@@ -55,3 +55,32 @@ def ride(
         "occurred_at": occurred.isoformat(),
         "data": data or {"distance_km": "10", "duration_s": 1800},
     }
+
+
+LINKS_URL = "/api/v1/partner/links"
+
+
+def signed_request(client, method, path, partner_id, secret, payload, **kwargs):
+    body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    return client.generic(
+        method, path, body, content_type="application/json", **signed_headers(partner_id, secret, body, **kwargs)
+    )
+
+
+def link_card(resident, partner, *, kind="transit_card", identifier="3100-0000-0001"):
+    """The linking flow end to end: the resident asks for a link code, the partner confirms it (signed).
+    Returns the partner's response (201 {"binding_id", "claimed"})."""
+    from django.test import TestCase
+    from rest_framework.test import APIClient
+
+    from backend.partners.services import partner_subject_kinds_set
+    from tests.conftest import client_for
+
+    if kind not in (partner.subject_kinds or []):
+        partner_subject_kinds_set(partner_id=partner.pk, subject_kinds=[*(partner.subject_kinds or []), kind])
+        partner.refresh_from_db()
+    code = client_for(resident).post("/api/v1/me/link-codes", {"kind": kind}, format="json")
+    assert code.status_code == 201, code.content
+    payload = {"code": code.json()["code"], "subject": {"kind": kind, "identifier": identifier}}
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        return signed_request(APIClient(), "POST", LINKS_URL, partner.pk, partner.secret, payload)

@@ -142,7 +142,7 @@ def test_anonymous_gets_401_on_admin(api, reference_data):
             },
         ),
         ({"validity_rules": {"max_speed_kmh": "fast"}}, {("validity_rules.max_speed_kmh", "invalid_rule")}),
-        ({"validity_rules": {"teleport": True}}, {("validity_rules.teleport", "unknown_rule")}),
+        ({"validity_rules": {"teleport": True}}, {("validity_rules.teleport", "unknown_validity_rule")}),
         ({"daily_cap": {"unit": "steps", "limit": "6"}}, {("daily_cap.unit", "invalid_cap_unit")}),
         ({"daily_cap": {"unit": "actions", "limit": "0"}}, {("daily_cap.limit", "invalid_cap_limit")}),
         ({"evidence_shares": {"partner": "1.5", "self_report": "0.5"}}, {("evidence_shares.partner", "invalid_share")}),

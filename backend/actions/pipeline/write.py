@@ -1,0 +1,168 @@
+"""The end of the flow: grams and points for the credited quantity, statuses and history stored, ledger
+credits posted (one transaction per action, idempotency key `action:<id>`)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+from django.db import connection
+from django.utils import timezone
+
+from backend.actions.models import Action, ActionStatusChange, SubjectKind
+from backend.actions.pipeline.caps import cap_release, creditable
+from backend.actions.pipeline.common import SHANGHAI, ZERO, ActionRow, Outcome, isolated
+from backend.core.bulk import BoundCursor, bulk_update_rows
+
+UPDATED_FIELDS = [
+    "status",
+    "resident_id",
+    "methodology_version_id",
+    "evidence_share",
+    "grams",
+    "points",
+    "reason",
+    "breakdown",
+    "quantity",
+    "credited_quantity",
+    "capped_quantity",
+    "points_policy_version_id",
+    "processed_at",
+]
+# What is stored with each action; the full breakdown (inputs, parameters with units, formula) is recomputed
+# from the stored version and inputs when a person asks for it (GET /me/actions/{id}): the same inputs and
+# version always give the same grams, and storing less keeps a 1,000-action batch cheap.
+STORED_BREAKDOWN_KEYS = ("baseline_g", "project_g", "net_g", "evidence_share", "cap", "exact_g", "rounding", "grams")
+
+
+def _share_key(action: ActionRow) -> str:
+    if action.source == Action.Source.SELF_REPORT:
+        return "self_report"
+    if action.subject_kind == SubjectKind.MERCHANT_RECEIPT:
+        return "merchant_receipt"
+    return "partner"
+
+
+def compact_breakdown(breakdown: dict) -> dict:
+    return {key: breakdown[key] for key in STORED_BREAKDOWN_KEYS if key in breakdown}
+
+
+def amounts(outcomes: list[Outcome]) -> None:
+    """Grams and points for the credited quantity (the evidence share applied), statuses for caps."""
+    from backend.methodologies import engine
+
+    for o in creditable(outcomes):
+        with isolated(o):
+            share = Decimal(str(o.version.evidence_shares.get(_share_key(o.action), "1")))
+            result = engine.calculate(o.version, o.parsed, evidence_share=share, credited_quantity=o.credited_quantity)
+            o.grams = result.grams
+            o.breakdown = compact_breakdown(result.breakdown)
+            o.action.evidence_share = share
+            o.points = engine.points_for_grams(o.grams, o.policy) if o.policy is not None else 0
+        if o.status == Action.Status.REJECTED:  # the engine failed on it: the cap it reserved goes back
+            cap_release(o)
+            o.grams = o.points = 0
+            o.quantity = o.credited_quantity = ZERO
+            continue
+        if o.credited_quantity == 0 and o.quantity > 0 and o.status == Action.Status.CREDITED:
+            o.status, o.reason = Action.Status.CAPPED, "daily_cap_reached"
+        elif o.credited_quantity < o.quantity and not o.reason:
+            o.reason = "partly_capped"
+
+
+def _reason_text(action: ActionRow, quantity_label: str) -> str:
+    local = action.occurred_at.astimezone(SHANGHAI).date().isoformat()
+    return f"{action.methodology.replace('_', ' ').capitalize()} {quantity_label}, {local}".replace("  ", " ")
+
+
+def _quantity_label(action: ActionRow, parsed: dict) -> str:
+    for key, unit in (
+        ("distance_km", "km"),
+        ("steps", "steps"),
+        ("mass_kg", "kg"),
+        ("energy_kwh", "kWh"),
+        ("count", "×"),
+    ):
+        if key in parsed:
+            value = parsed[key]
+            return f"{value}{unit}" if unit == "×" else f"{value} {unit}"
+    return ""
+
+
+def write_outcomes(outcomes: list[Outcome]) -> None:
+    """Store the outcomes, then post the credits. The ledger goes last on purpose: its balance update locks the
+    residents' points accounts until commit, and everything written before it is time another worker
+    crediting the same residents would spend waiting. An action's ledger entry is found by its idempotency
+    key `action:<id>` (and the ledger's source link back to the action)."""
+    from backend.ledger.services import ActionCredit, action_credits_post_bulk
+
+    now = timezone.now()
+    rows = []
+    for o in outcomes:
+        a = o.action
+        rows.append(
+            {
+                "id": a.id,
+                "status": o.status,
+                "resident_id": a.resident_id,
+                "methodology_version_id": getattr(o.version, "id", None),
+                "evidence_share": a.evidence_share,
+                "grams": o.grams,
+                "points": o.points,
+                "reason": o.reason,
+                "breakdown": o.breakdown,
+                "quantity": o.quantity,
+                "credited_quantity": o.credited_quantity,
+                "capped_quantity": o.quantity - o.credited_quantity,
+                "points_policy_version_id": getattr(o.policy, "id", None),
+                "processed_at": now,
+            }
+        )
+        a.status = o.status
+    bulk_update_rows(Action, rows, UPDATED_FIELDS)
+    _history_append(outcomes, now)
+    credits = [
+        ActionCredit(
+            idempotency_key=f"action:{o.action.id}",
+            resident_id=o.action.resident_id,
+            methodology=o.action.methodology,
+            grams=o.grams,
+            points=o.points,
+            reason=_reason_text(o.action, _quantity_label(o.action, o.parsed)),
+            source_type="action",
+            source_id=o.action.id,
+            effective_at=o.action.occurred_at,
+            pending=o.status != Action.Status.CREDITED,
+            points_expiry_months=getattr(o.policy, "lot_expiry_months", 12) or 12,
+        )
+        for o in outcomes
+        if has_credit(o.status, o.grams, o.points)
+    ]
+    if credits:
+        action_credits_post_bulk(credits=credits)
+
+
+def has_credit(status: str, grams: int, points: int) -> bool:
+    """Whether the pipeline posted a ledger credit (pending or not) for an action in this state."""
+    return status in (Action.Status.CREDITED, Action.Status.FLAGGED, Action.Status.PENDING_REVIEW) and (
+        grams > 0 or points > 0
+    )
+
+
+def _history_append(outcomes: list[Outcome], now: datetime) -> None:
+    if connection.vendor != "postgresql":
+        ActionStatusChange.objects.bulk_create(
+            [ActionStatusChange(action_id=o.action.id, status=o.status, reason=o.reason, at=now) for o in outcomes]
+        )
+        return
+    with BoundCursor() as cursor:
+        cursor.execute(
+            HISTORY_INSERT,
+            [now, [o.action.id for o in outcomes], [o.status for o in outcomes], [o.reason for o in outcomes]],
+        )
+
+
+HISTORY_INSERT = """
+INSERT INTO actions_actionstatuschange (action_id, status, reason, note, at)
+SELECT a, s, r, '', %b FROM unnest(%b::bigint[], %b::text[], %b::text[]) AS v(a, s, r)
+"""
