@@ -87,6 +87,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "backend.core.logging.RequestIdMiddleware",
+    "backend.core.middleware.RequestSizeLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -98,6 +99,9 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
+
+# Largest request body (bytes) outside uploads; larger ones get 413 request_too_large before they are read.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("REQUEST_MAX_BYTES", 2_621_440)
 
 ROOT_URLCONF = "backend.urls"
 WSGI_APPLICATION = "backend.wsgi.application"
@@ -179,6 +183,11 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework_simplejwt.authentication.JWTAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PAGINATION_CLASS": "backend.core.pagination.CursorPagination",
+    "DEFAULT_PARSER_CLASSES": [
+        "backend.core.parsers.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_SCHEMA_CLASS": "backend.core.schema.AutoSchema",
     "EXCEPTION_HANDLER": "backend.core.errors.exception_handler",
@@ -211,6 +220,10 @@ LOGIN_MAX_ATTEMPTS = env_int("LOGIN_MAX_ATTEMPTS", 5)
 LOGIN_WINDOW_SECONDS = env_int("LOGIN_WINDOW_SECONDS", 15 * 60)
 # Signed partner requests: how far X-Timestamp may be from now.
 PARTNER_SIGNATURE_MAX_SKEW_S = env_int("PARTNER_SIGNATURE_MAX_SKEW_S", 300)
+# Failed partner authentications allowed per client address / per claimed partner id within the window (429 after).
+PARTNER_AUTH_FAILURES_PER_ADDRESS = env_int("PARTNER_AUTH_FAILURES_PER_ADDRESS", 20)
+PARTNER_AUTH_FAILURES_PER_PARTNER = env_int("PARTNER_AUTH_FAILURES_PER_PARTNER", 50)
+PARTNER_AUTH_FAILURE_WINDOW_S = env_int("PARTNER_AUTH_FAILURE_WINDOW_S", 60)
 PRIVACY_POLICY_VERSION = os.environ.get("PRIVACY_POLICY_VERSION", "2026-11-01")
 
 SPECTACULAR_SETTINGS = {

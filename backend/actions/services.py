@@ -3,10 +3,12 @@ The bulk processing itself is in pipeline.py."""
 
 from __future__ import annotations
 
+import io
 import logging
 from datetime import datetime, timedelta
 from decimal import Decimal
 
+from django.core.files.base import ContentFile
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
@@ -298,19 +300,52 @@ def actions_erase_personal_data(*, user) -> None:
 JPEG_MAGIC = b"\xff\xd8\xff"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 MAX_EVIDENCE_BYTES = 5 * 1024 * 1024
+MAX_EVIDENCE_PIXELS = 40_000_000  # a 5 MB PNG can still decompress to gigabytes: bound the pixels too
+JPEG_QUALITY = 85
 
 
-def evidence_check(upload) -> str:
-    """JPEG or PNG up to 5 MB, the type decided by the file's content, not its name or declared type."""
+def evidence_too_large() -> ApplicationError:
+    return ApplicationError(_("Evidence must be at most 5 MB."), code="evidence_too_large", attr="evidence")
+
+
+def _evidence_type_invalid() -> ApplicationError:
+    return ApplicationError(_("Evidence must be a JPEG or PNG image."), code="evidence_type_invalid", attr="evidence")
+
+
+def evidence_check(upload) -> ContentFile:
+    """JPEG or PNG up to 5 MB, the type decided by the file's content, not its name or declared type; then
+    decoded and re-encoded with Pillow, so what is stored is pixels only: a polyglot (JPEG+HTML, PNG+PHP), EXIF
+    (GPS position) and trailing bytes are dropped. Returns the new file, named evidence.jpg / evidence.png."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
     if upload.size > MAX_EVIDENCE_BYTES:
-        raise ApplicationError(_("Evidence must be at most 5 MB."), code="evidence_too_large", attr="evidence")
+        raise evidence_too_large()
     head = upload.read(16)
     upload.seek(0)
     if head.startswith(JPEG_MAGIC):
-        return "jpg"
-    if head.startswith(PNG_MAGIC):
-        return "png"
-    raise ApplicationError(_("Evidence must be a JPEG or PNG image."), code="evidence_type_invalid", attr="evidence")
+        kind, extension = "JPEG", "jpg"
+    elif head.startswith(PNG_MAGIC):
+        kind, extension = "PNG", "png"
+    else:
+        raise _evidence_type_invalid()
+    try:
+        with Image.open(upload, formats=[kind]) as image:
+            width, height = image.size
+            if width * height > MAX_EVIDENCE_PIXELS:
+                raise evidence_too_large()
+            image.load()
+            clean = ImageOps.exif_transpose(image)
+            if kind == "JPEG":
+                clean = clean.convert("RGB")
+            elif clean.mode not in ("RGB", "RGBA", "L", "LA"):
+                clean = clean.convert("RGBA")
+            out = io.BytesIO()
+            clean.save(out, format=kind, **({"quality": JPEG_QUALITY} if kind == "JPEG" else {"optimize": True}))
+    except ApplicationError:
+        raise
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        raise _evidence_type_invalid() from None
+    return ContentFile(out.getvalue(), name=f"evidence.{extension}")
 
 
 def self_report_create(*, resident, methodology_code: str, occurred_at: datetime, data: dict, evidence) -> Action:
@@ -338,8 +373,7 @@ def self_report_create(*, resident, methodology_code: str, occurred_at: datetime
         parsed = engine.parse_action_data(methodology, data)
     except engine.ActionDataInvalid as exc:
         raise ApplicationError(exc.detail, code="invalid_data", attr=f"data.{exc.field}") from None
-    extension = evidence_check(evidence)
-    evidence.name = f"evidence.{extension}"
+    evidence = evidence_check(evidence)
     with transaction.atomic():
         action = Action.objects.create(
             source=Action.Source.SELF_REPORT,

@@ -11,13 +11,13 @@ from drf_spectacular.utils import OpenApiExample, extend_schema, extend_schema_f
 from rest_framework import exceptions, serializers, status
 from rest_framework.exceptions import ErrorDetail
 from rest_framework.generics import ListAPIView
-from rest_framework.parsers import JSONParser
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from backend.core.errors import ApplicationError
 from backend.core.pagination import CursorPagination
+from backend.core.parsers import JSONParser, json_loads
 from backend.core.permissions import IsReviewer
 from backend.methodologies import selectors, services
 from backend.methodologies.engine import (
@@ -313,14 +313,13 @@ class DecimalJSONParser(JSONParser):
     """JSON numbers with a fraction become Decimal, never float (1.15 stays 1.15)."""
 
     def parse(self, stream, media_type=None, parser_context=None):
-        import json
-
         parser_context = parser_context or {}
         encoding = parser_context.get("encoding", "utf-8")
         try:
-            return json.loads(stream.read().decode(encoding), parse_float=Decimal)
-        except ValueError as exc:
-            raise exceptions.ParseError(_("JSON parse error - %(detail)s") % {"detail": exc})
+            text = stream.read().decode(encoding)
+        except UnicodeDecodeError:
+            raise exceptions.ParseError(_("The body is not valid %(encoding)s.") % {"encoding": encoding}) from None
+        return json_loads(text, parse_float=Decimal)
 
 
 # --- public views -----------------------------------------------------------------------------------------
