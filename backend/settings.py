@@ -2,7 +2,8 @@
 
 Defaults give the embedded quick start (SQLite under .local/, Celery tasks run in-process, local-memory
 cache). DATABASE_URL and REDIS_URL switch to PostgreSQL and Redis. DJANGO_ENV=production refuses to start
-without a real SECRET_KEY, DATABASE_URL and REDIS_URL. Every variable is documented in README.md and
+without a real SECRET_KEY, DATABASE_URL and REDIS_URL, and without FIELD_HASH_KEY, FIELD_ENCRYPTION_KEY and
+JWT_SIGNING_KEY of their own (unset or equal to SECRET_KEY is refused). Every variable is documented in README.md and
 .env.example.
 """
 
@@ -44,8 +45,12 @@ DATABASE_URL = os.environ.get("DATABASE_URL", "")
 REDIS_URL = os.environ.get("REDIS_URL", "")
 # Keys for personal data at rest: a keyed hash for lookups and a Fernet key for encryption. They default to
 # values derived from SECRET_KEY, so rotating SECRET_KEY without setting these would orphan stored data.
+# In production both must be set and differ from SECRET_KEY (checked below), as must JWT_SIGNING_KEY.
 FIELD_HASH_KEY = os.environ.get("FIELD_HASH_KEY", "") or SECRET_KEY
 FIELD_ENCRYPTION_KEY = os.environ.get("FIELD_ENCRYPTION_KEY", "")
+JWT_SIGNING_KEY = os.environ.get("JWT_SIGNING_KEY", "") or SECRET_KEY
+# Bearer token Prometheus sends to scrape /metrics; unset: /metrics answers 401 to everyone.
+METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
 
 if PRODUCTION:
     problems = []
@@ -55,6 +60,11 @@ if PRODUCTION:
         problems.append("DATABASE_URL must point at PostgreSQL")
     if not REDIS_URL.startswith(("redis://", "rediss://")):
         problems.append("REDIS_URL must point at Redis")
+    # Each key has its own job; falling back to SECRET_KEY would tie a SECRET_KEY rotation to unreadable data.
+    for key_name in ("FIELD_HASH_KEY", "FIELD_ENCRYPTION_KEY", "JWT_SIGNING_KEY"):
+        key_value = os.environ.get(key_name, "")
+        if not key_value or key_value == SECRET_KEY:
+            problems.append(f"{key_name} must be set and differ from SECRET_KEY")
     if problems:
         raise ImproperlyConfigured("Refusing to start with DJANGO_ENV=production: " + "; ".join(problems))
 
@@ -211,7 +221,7 @@ SIMPLE_JWT = {
     "ROTATE_REFRESH_TOKENS": True,
     "BLACKLIST_AFTER_ROTATION": True,
     "UPDATE_LAST_LOGIN": True,
-    "SIGNING_KEY": os.environ.get("JWT_SIGNING_KEY", "") or SECRET_KEY,
+    "SIGNING_KEY": JWT_SIGNING_KEY,
     "USER_AUTHENTICATION_RULE": "backend.accounts.auth.user_may_authenticate",
 }
 

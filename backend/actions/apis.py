@@ -19,8 +19,8 @@ from backend.core.errors import ApplicationError
 from backend.core.fields import LocalDayField, SafeJSONField, local_day_bounds
 from backend.core.parsers import JSONParser
 from backend.core.permissions import IsReviewer
-from backend.core.uploads import FileSizeLimitUploadHandler
 from backend.core.throttling import PartnerRateThrottle
+from backend.core.uploads import FileSizeLimitUploadHandler
 from backend.partners.auth import PartnerSignatureAuthentication
 from backend.partners.permissions import IsSignedPartner
 from backend.partners.services import partner_nonce_record

@@ -11,7 +11,6 @@ from backend.actions.models import Action
 from tests.conftest import client_for
 
 
-
 def real_png(size=(8, 8)) -> bytes:
     from PIL import Image
 

@@ -51,8 +51,9 @@ def test_deeply_nested_self_report_data_is_a_400(resident_client, seeded, settin
 @pytest.mark.django_db
 def test_body_over_the_upload_limit_is_413(api, partner, settings):
     body = b'{"phone": "' + b"1" * (settings.DATA_UPLOAD_MAX_MEMORY_SIZE + 10) + b'"}'
-    assert_error(api.generic("POST", "/api/v1/auth/register", body, content_type="application/json"), 413,
-                 "request_too_large")
+    assert_error(
+        api.generic("POST", "/api/v1/auth/register", body, content_type="application/json"), 413, "request_too_large"
+    )
     response = api.generic(
         "POST", PARTNER_URL, body, content_type="application/json", **signed_headers(partner.pk, partner.secret, body)
     )
@@ -86,7 +87,9 @@ def test_calculate_with_huge_numbers_is_a_400(resident_client, seeded, number):
     for version in MethodologyVersion.objects.filter(status="active").select_related("methodology"):
         methodology = version.methodology
         fields = {
-            key: (number if spec.get("type", "decimal") in ("decimal", "integer") else (spec.get("choices") or ["x"])[0])
+            key: (
+                number if spec.get("type", "decimal") in ("decimal", "integer") else (spec.get("choices") or ["x"])[0]
+            )
             for key, spec in methodology.data_schema.items()
         }
         url = f"/api/v1/methodologies/{methodology.code}/calculate"
