@@ -252,6 +252,7 @@ SPECTACULAR_SETTINGS = {
         "ActionStatusEnum": "backend.actions.models.Action.Status",
         "SubjectKindEnum": "backend.actions.models.SubjectKind",
         "ConsentKindEnum": "backend.accounts.models.Consent.Kind",
+        "RetireRequestedStatusEnum": ["retire_requested"],
     },
     "SCHEMA_PATH_PREFIX": r"/api/v[0-9]",
 }
