@@ -284,15 +284,66 @@ def binding_delete(*, resident, kind: str, identifier: str | None = None, bindin
         raise ApplicationError(_("No such binding."), code="not_found", status_code=404)
 
 
-def actions_erase_personal_data(*, user) -> None:
-    """PIPL erasure hook: a deleted resident's cards are unbound and their evidence photos deleted. The
-    actions themselves stay (anonymous once the account is), so credited totals and the ledger still add up."""
+def actions_erase_personal_data(*, user, context: dict | None = None) -> None:
+    """PIPL erasure step (see backend/accounts/erasure.py for what is left, column by column): pending
+    self-reports and flagged actions are withdrawn (pending credit reversed, cap given back); cards are unbound;
+    evidence photos deleted; every action keeps only what aggregates need (methodology, version, grams, points,
+    quantities, the Asia/Shanghai day) and loses its data, subject, partner record id, notes and exact times."""
+    from backend.core.crypto import keyed_hash
+
+    waiting = Action.objects.select_for_update().filter(
+        resident=user, status__in=[Action.Status.PENDING_REVIEW, Action.Status.FLAGGED]
+    )
+    for action in waiting.order_by("id"):
+        _pending_credit_undo(action, reason="Withdrawn: the resident deleted the account")
+        action.status = Action.Status.REJECTED
+        action.reason = "withdrawn_erasure"
+        action.save(update_fields=["status", "reason", "grams", "points"])
+        ActionStatusChange.objects.create(action=action, status=action.status, reason=action.reason)
     SubjectBinding.objects.filter(resident=user).delete()
     with_evidence = Action.objects.filter(resident=user).exclude(evidence="")
     for action in with_evidence.only("id", "evidence"):
         action.evidence.delete(save=False)
-    with_evidence.update(evidence="")
-    Action.objects.filter(resident=user).exclude(subject_last4="").update(subject_last4="")
+    stripped = []
+    for action in Action.objects.filter(resident=user).order_by("id"):
+        stripped.append(action)
+        action.data = {}
+        action.breakdown = {}
+        action.subject_hash = ""
+        action.subject_last4 = ""
+        action.evidence = ""
+        action.review_note = ""
+        if action.external_id and not action.external_id.startswith("erased:"):
+            action.external_id = "erased:" + keyed_hash(f"erased-external-id:{action.partner_id}", action.external_id)
+        for name in ("occurred_at", "created_at", "processed_at", "reviewed_at"):
+            if getattr(action, name) is not None:
+                setattr(action, name, _local_day_start(getattr(action, name)))
+    Action.objects.bulk_update(stripped, ERASED_ACTION_FIELDS, batch_size=500)
+    history = list(ActionStatusChange.objects.filter(action__resident=user).only("id", "at"))
+    for change in history:
+        change.note, change.at = "", _local_day_start(change.at)
+    ActionStatusChange.objects.bulk_update(history, ["note", "at"], batch_size=500)
+
+
+ERASED_ACTION_FIELDS = [
+    "data",
+    "breakdown",
+    "subject_hash",
+    "subject_last4",
+    "evidence",
+    "review_note",
+    "external_id",
+    "occurred_at",
+    "created_at",
+    "processed_at",
+    "reviewed_at",
+]
+
+
+def _local_day_start(moment: datetime) -> datetime:
+    from backend.core.fields import SHANGHAI
+
+    return moment.astimezone(SHANGHAI).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
 # --- self-reports and review ------------------------------------------------------------------------------
@@ -415,14 +466,20 @@ def review_approve(*, action_id: int, reviewer, note: str = "") -> Action:
 def review_reject(*, action_id: int, reviewer, note: str = "") -> Action:
     """Reject a flagged or self-reported action: its pending credit is reversed and the daily cap it used is
     given back."""
-    from backend.actions.pipeline import cap_usage_release, shanghai_day
-    from backend.ledger.services import pending_credit_reverse
-
     action = _review_target(action_id)
     if action.resident_id == reviewer.id:
         raise ApplicationError(_("You cannot review your own action."), code="review_own_action", status_code=403)
+    _pending_credit_undo(action, reason=f"Review rejected: {note}"[:200])
+    return _reviewed(action, Action.Status.REJECTED, reviewer, note, "review_rejected")
+
+
+def _pending_credit_undo(action: Action, *, reason: str) -> None:
+    """Reverse a waiting action's pending credit and give back the daily cap it used (grams, points -> 0)."""
+    from backend.actions.pipeline import cap_usage_release, shanghai_day
+    from backend.ledger.services import pending_credit_reverse
+
     if has_credit(action.status, action.grams, action.points):
-        pending_credit_reverse(idempotency_key=f"action:{action.id}", reason=f"Review rejected: {note}"[:200])
+        pending_credit_reverse(idempotency_key=f"action:{action.id}", reason=reason)
     if action.credited_quantity:
         cap_usage_release(
             action_id=action.id,
@@ -433,7 +490,6 @@ def review_reject(*, action_id: int, reviewer, note: str = "") -> Action:
         )
     action.grams = 0
     action.points = 0
-    return _reviewed(action, Action.Status.REJECTED, reviewer, note, "review_rejected")
 
 
 def _reviewed(action: Action, status: str, reviewer, note: str, reason: str) -> Action:
