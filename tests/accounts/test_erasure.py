@@ -112,7 +112,7 @@ def check(rule, before, after, *, row_before: dict, consented: bool, erased_from
         case "month":
             return after == local_day(before).replace(day=1)
         case "pseudonymised":
-            return before is None and after is None or (after != before and before not in after)
+            return (before is None and after is None) or (after != before and before not in after)
         case "statistics_consent":
             return after == (before if consented else None)
         case "unusable_password":

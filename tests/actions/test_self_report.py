@@ -166,7 +166,8 @@ def test_erasure_unbinds_cards_and_deletes_evidence(seeded, resident, settings, 
     assert not photo.exists()
     assert action.evidence == ""
     assert not resident.bindings.exists()
-    assert action.grams > 0  # the action itself and its figures stay for the aggregates
+    # A pending self-report is withdrawn (its pending credit reversed); the row stays for the aggregates.
+    assert (action.status, action.reason, action.grams) == ("rejected", "withdrawn_erasure", 0)
 
 
 class CountingStream(io.RawIOBase):
