@@ -104,6 +104,38 @@ def user_update_profile(*, user: User, display_name: str | None = None, district
 
 
 @transaction.atomic
+def user_set_role(*, user_id: int, role: str, actor) -> User:
+    """An administrator changes someone's role (the admin role is the superuser). Nobody changes their own."""
+    user = User.objects.select_for_update().get(pk=user_id)
+    if role not in User.Role.values:
+        raise ValidationError({"role": [_("Unknown role.")]}, code="role_unknown")
+    if user.pk == getattr(actor, "pk", None):
+        raise ApplicationError(_("You cannot change your own role."), code="own_role", status_code=403)
+    if user.status == User.Status.ERASED:
+        raise ConflictError(_("This account is erased."), code="user_erased")
+    user.role = role
+    user.save(update_fields=["role"])
+    return user
+
+
+@transaction.atomic
+def user_set_status(*, user_id: int, status: str, actor) -> User:
+    """Suspend (tokens revoked, no login) or reactivate an account. Erasure is `user_erase`, never a status."""
+    if status not in (User.Status.ACTIVE, User.Status.SUSPENDED):
+        raise ValidationError({"status": [_("Use erasure to erase an account.")]}, code="status_invalid")
+    user = User.objects.select_for_update().get(pk=user_id)
+    if user.status == User.Status.ERASED:
+        raise ConflictError(_("This account is erased."), code="user_erased")
+    if user.pk == getattr(actor, "pk", None):
+        raise ApplicationError(_("You cannot change your own status."), code="own_status", status_code=403)
+    user.status = status
+    user.save(update_fields=["status", "is_superuser"])
+    if status == User.Status.SUSPENDED:
+        _blacklist_all_tokens(user)
+    return user
+
+
+@transaction.atomic
 def consent_set(*, user: User, kind: str, granted: bool) -> Consent | None:
     """Grant or withdraw a consent. Granting twice keeps the live one; withdrawing keeps the history row."""
     live = Consent.objects.select_for_update().filter(user=user, kind=kind, withdrawn_at__isnull=True).first()
