@@ -7,6 +7,7 @@ from django.contrib import admin
 from django.contrib.admin.forms import AdminAuthenticationForm
 from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
+from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
 
 from backend.accounts import services
 from backend.accounts.auth import LoginLocked, LoginUnavailable, login_attempt_register, login_attempt_succeeded
@@ -117,3 +118,21 @@ class UserAdmin(ReadOnlyAdmin):
 @admin.register(District)
 class DistrictAdmin(ReadOnlyAdmin):
     list_display = ["code", "name_zh", "name_en", "co2_intensity_target_pct"]
+
+
+# simplejwt's token screens: deleting a blacklisted token would revoke the revocation. Read-only here.
+for _model in (OutstandingToken, BlacklistedToken):
+    _original = admin.site._registry[_model].__class__
+    admin.site.unregister(_model)
+    admin.site.register(
+        _model,
+        type(
+            _original.__name__,
+            (_original,),
+            {
+                "has_delete_permission": lambda self, request, obj=None: False,
+                "has_change_permission": lambda self, request, obj=None: False,
+                "has_add_permission": lambda self, request, obj=None: False,
+            },
+        ),
+    )

@@ -8,7 +8,6 @@ from django.core.exceptions import PermissionDenied
 from django.utils.html import format_html, format_html_join
 
 from backend.core.admin import ReadOnlyAdmin, confirmed_action
-
 from backend.methodologies import selectors, services
 from backend.methodologies.models import (
     ImpactPreview,
