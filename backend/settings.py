@@ -138,7 +138,20 @@ if DATABASE_URL:
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 else:
     LOCAL_DIR.mkdir(parents=True, exist_ok=True)
-    DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": LOCAL_DIR / "db.sqlite3"}}
+    # Concurrent requests on `make run` (runserver's threads) must wait their turn, never fail "database is
+    # locked": WAL lets readers run beside the one writer, BEGIN IMMEDIATE takes the write lock up front (a deferred
+    # transaction upgrading from read to write fails at once instead of waiting), and the busy timeout is the wait.
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": LOCAL_DIR / "db.sqlite3",
+            "OPTIONS": {
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON",
+                "transaction_mode": "IMMEDIATE",
+                "timeout": env_int("SQLITE_BUSY_TIMEOUT_S", 30),
+            },
+        }
+    }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Cache, throttles, lockout counters: Redis when configured, local memory otherwise. ---
