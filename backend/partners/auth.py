@@ -26,21 +26,37 @@ is accepted until an admin turns it off for the partner. Errors: 401 `partner_un
 403 `partner_suspended`; 429 `throttled` after too many failed attempts.
 
 ```python
-import hashlib, hmac, json, time, uuid
-import requests
+import hashlib
+import hmac
+import json
+import time
+import uuid
+
 
 def sign_v2(secret: str, partner_id: int, method: str, path_with_query: str, body: bytes) -> dict:
+    # The headers of one v2-signed partner request.
     timestamp, nonce = str(int(time.time())), uuid.uuid4().hex
-    message = "\\n".join([method.upper(), path_with_query, str(partner_id), timestamp, nonce,
-                         hashlib.sha256(body).hexdigest()]).encode()
-    return {"X-Partner-Id": str(partner_id), "X-Timestamp": timestamp, "X-Nonce": nonce,
-            "X-Signature-Version": "2",
-            "X-Signature": hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()}
+    lines = [method.upper(), path_with_query, str(partner_id), timestamp, nonce, hashlib.sha256(body).hexdigest()]
+    signature = hmac.new(secret.encode(), "\\n".join(lines).encode(), hashlib.sha256).hexdigest()
+    return {
+        "X-Partner-Id": str(partner_id),
+        "X-Timestamp": timestamp,
+        "X-Nonce": nonce,
+        "X-Signature-Version": "2",
+        "X-Signature": signature,
+    }
 
-body = json.dumps({"actions": [...]}).encode()
-headers = sign_v2(SECRET, PARTNER_ID, "POST", "/api/v1/partner/actions", body)
-requests.post(BASE_URL + "/api/v1/partner/actions", data=body,
-              headers={**headers, "Content-Type": "application/json"})
+
+if __name__ == "__main__":
+    import requests
+
+    BASE_URL, PARTNER_ID, SECRET = "http://127.0.0.1:8000", 1, "the secret from create_partner"
+    body = json.dumps({"actions": []}).encode()
+    headers = sign_v2(SECRET, PARTNER_ID, "POST", "/api/v1/partner/actions", body)
+    response = requests.post(
+        BASE_URL + "/api/v1/partner/actions", data=body, headers={**headers, "Content-Type": "application/json"}
+    )
+    print(response.status_code, response.json())
 ```"""
 
 PARTNER_HEADER_PARAMETERS = [

@@ -117,3 +117,31 @@ def test_schema_declares_the_partner_headers():
             names = {p["name"] for p in operation.get("parameters", []) if p["in"] == "header"}
             assert {"X-Partner-Id", "X-Timestamp", "X-Nonce", "X-Signature", "X-Signature-Version"} <= names
     assert "X-Signature-Version: 2" in json.dumps(schema) or "X-Signature-Version" in json.dumps(schema)
+
+
+def _snippet(text: str) -> str:
+    start = text.index("```python") + len("```python")
+    return text[start : text.index("```", start)]
+
+
+@pytest.mark.parametrize("source", ["README.md", "schema"])
+def test_documented_v2_client_snippet_is_accepted(api, partner, source):
+    from pathlib import Path
+
+    from django.test import TestCase
+
+    from backend.partners.auth import SIGNING_DOC
+
+    root = Path(__file__).resolve().parents[2]
+    text = (root / "README.md").read_text() if source == "README.md" else SIGNING_DOC
+    if source == "README.md":
+        text = text[text.index("<!-- signature-v2-client -->") :]
+    namespace = {"__name__": "snippet"}
+    exec(compile(_snippet(text), source, "exec"), namespace)
+    body = json.dumps({"actions": [ride(f"doc-{source}")]}).encode()
+    headers = namespace["sign_v2"](partner.secret, partner.pk, "POST", PARTNER_URL, body)
+    meta = {"HTTP_" + name.upper().replace("-", "_"): value for name, value in headers.items()}
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        response = api.generic("POST", PARTNER_URL, body, content_type="application/json", **meta)
+    assert response.status_code == 202, response.json()
+    assert _snippet(text) == _snippet(SIGNING_DOC)  # README and schema carry the same client
