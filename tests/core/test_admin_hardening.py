@@ -75,6 +75,7 @@ def test_admin_login_fails_closed_without_redis(make_user, settings, throwaway_r
 
 SCREENS = {
     "/admin/": {"reviewer": 200, "admin": 200},
+    "/admin/actions/": {"reviewer": 200, "admin": 200},
     "/admin/actions/action/": {"reviewer": 200, "admin": 200},
     "/admin/actions/ingestbatch/": {"reviewer": 200, "admin": 200},
     "/admin/actions/subjectbinding/": {"reviewer": 403, "admin": 200},
