@@ -2,7 +2,8 @@
 
 Defaults give the embedded quick start (SQLite under .local/, Celery tasks run in-process, local-memory
 cache). DATABASE_URL and REDIS_URL switch to PostgreSQL and Redis. DJANGO_ENV=production refuses to start
-without a real SECRET_KEY, DATABASE_URL and REDIS_URL. Every variable is documented in README.md and
+without a real SECRET_KEY, DATABASE_URL and REDIS_URL, and without FIELD_HASH_KEY, FIELD_ENCRYPTION_KEY and
+JWT_SIGNING_KEY of their own (unset or equal to SECRET_KEY is refused). Every variable is documented in README.md and
 .env.example.
 """
 
@@ -44,8 +45,12 @@ DATABASE_URL = os.environ.get("DATABASE_URL", "")
 REDIS_URL = os.environ.get("REDIS_URL", "")
 # Keys for personal data at rest: a keyed hash for lookups and a Fernet key for encryption. They default to
 # values derived from SECRET_KEY, so rotating SECRET_KEY without setting these would orphan stored data.
+# In production both must be set and differ from SECRET_KEY (checked below), as must JWT_SIGNING_KEY.
 FIELD_HASH_KEY = os.environ.get("FIELD_HASH_KEY", "") or SECRET_KEY
 FIELD_ENCRYPTION_KEY = os.environ.get("FIELD_ENCRYPTION_KEY", "")
+JWT_SIGNING_KEY = os.environ.get("JWT_SIGNING_KEY", "") or SECRET_KEY
+# Bearer token Prometheus sends to scrape /metrics; unset: /metrics answers 401 to everyone.
+METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
 
 if PRODUCTION:
     problems = []
@@ -55,6 +60,11 @@ if PRODUCTION:
         problems.append("DATABASE_URL must point at PostgreSQL")
     if not REDIS_URL.startswith(("redis://", "rediss://")):
         problems.append("REDIS_URL must point at Redis")
+    # Each key has its own job; falling back to SECRET_KEY would tie a SECRET_KEY rotation to unreadable data.
+    for key_name in ("FIELD_HASH_KEY", "FIELD_ENCRYPTION_KEY", "JWT_SIGNING_KEY"):
+        key_value = os.environ.get(key_name, "")
+        if not key_value or key_value == SECRET_KEY:
+            problems.append(f"{key_name} must be set and differ from SECRET_KEY")
     if problems:
         raise ImproperlyConfigured("Refusing to start with DJANGO_ENV=production: " + "; ".join(problems))
 
@@ -87,6 +97,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "backend.core.logging.RequestIdMiddleware",
+    "backend.core.middleware.RequestSizeLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -98,6 +109,9 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
+
+# Largest request body (bytes) outside uploads; larger ones get 413 request_too_large before they are read.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("REQUEST_MAX_BYTES", 2_621_440)
 
 ROOT_URLCONF = "backend.urls"
 WSGI_APPLICATION = "backend.wsgi.application"
@@ -124,7 +138,20 @@ if DATABASE_URL:
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 else:
     LOCAL_DIR.mkdir(parents=True, exist_ok=True)
-    DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": LOCAL_DIR / "db.sqlite3"}}
+    # Concurrent requests on `make run` (runserver's threads) must wait their turn, never fail "database is
+    # locked": WAL lets readers run beside the one writer, BEGIN IMMEDIATE takes the write lock up front (a deferred
+    # transaction upgrading from read to write fails at once instead of waiting), and the busy timeout is the wait.
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": LOCAL_DIR / "db.sqlite3",
+            "OPTIONS": {
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON",
+                "transaction_mode": "IMMEDIATE",
+                "timeout": env_int("SQLITE_BUSY_TIMEOUT_S", 30),
+            },
+        }
+    }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Cache, throttles, lockout counters: Redis when configured, local memory otherwise. ---
@@ -180,7 +207,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     # JSON only: a view that takes an upload names its multipart parser itself (the schema then advertises
     # form bodies exactly where they are accepted).
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["backend.core.parsers.JSONParser"],
     "DEFAULT_PAGINATION_CLASS": "backend.core.pagination.CursorPagination",
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_SCHEMA_CLASS": "backend.core.schema.AutoSchema",
@@ -205,7 +232,7 @@ SIMPLE_JWT = {
     "ROTATE_REFRESH_TOKENS": True,
     "BLACKLIST_AFTER_ROTATION": True,
     "UPDATE_LAST_LOGIN": True,
-    "SIGNING_KEY": os.environ.get("JWT_SIGNING_KEY", "") or SECRET_KEY,
+    "SIGNING_KEY": JWT_SIGNING_KEY,
     "USER_AUTHENTICATION_RULE": "backend.accounts.auth.user_may_authenticate",
 }
 
@@ -214,6 +241,10 @@ LOGIN_MAX_ATTEMPTS = env_int("LOGIN_MAX_ATTEMPTS", 5)
 LOGIN_WINDOW_SECONDS = env_int("LOGIN_WINDOW_SECONDS", 15 * 60)
 # Signed partner requests: how far X-Timestamp may be from now.
 PARTNER_SIGNATURE_MAX_SKEW_S = env_int("PARTNER_SIGNATURE_MAX_SKEW_S", 300)
+# Failed partner authentications allowed per client address / per claimed partner id within the window (429 after).
+PARTNER_AUTH_FAILURES_PER_ADDRESS = env_int("PARTNER_AUTH_FAILURES_PER_ADDRESS", 20)
+PARTNER_AUTH_FAILURES_PER_PARTNER = env_int("PARTNER_AUTH_FAILURES_PER_PARTNER", 50)
+PARTNER_AUTH_FAILURE_WINDOW_S = env_int("PARTNER_AUTH_FAILURE_WINDOW_S", 60)
 PRIVACY_POLICY_VERSION = os.environ.get("PRIVACY_POLICY_VERSION", "2026-11-01")
 
 SPECTACULAR_SETTINGS = {
@@ -236,6 +267,7 @@ SPECTACULAR_SETTINGS = {
         "ClientErrorTypeEnum": ["client_error"],
         "RequestErrorTypeEnum": ["client_error", "validation_error"],
         "ServerErrorEnum": ["server_error"],
+        "RetireRequestedStatusEnum": ["retire_requested"],
     },
     "SCHEMA_PATH_PREFIX": r"/api/v[0-9]",
 }

@@ -55,6 +55,11 @@ class RegisterView(APIView):
             help_text="Separate consent (单独同意) to process transit and transaction records from data partners. "
             "Without it nothing from partners is credited. Registering accepts the current privacy policy.",
         )
+        statistics_consent = serializers.BooleanField(
+            default=False,
+            help_text="Consent to keep my district in city statistics, also after I delete my account. Without it "
+            "erasure removes the district too.",
+        )
 
     @extend_schema(
         operation_id="auth_register",

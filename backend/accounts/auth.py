@@ -14,11 +14,42 @@ from backend.core.errors import ApplicationError
 logger = logging.getLogger(__name__)
 
 
+# Django permissions that come with a role (on top of groups and per-user grants): what the admin screens of
+# that role need. Admins are superusers; residents and merchant staff do not use the admin.
+ROLE_PERMISSIONS = {
+    "reviewer": frozenset(
+        {
+            "actions.view_action",
+            "actions.view_actionstatuschange",
+            "actions.view_ingestbatch",
+            "methodologies.view_methodology",
+            "methodologies.view_methodologyversion",
+            "methodologies.view_pointspolicyversion",
+            "methodologies.view_versiontransition",
+            "methodologies.view_impactpreview",
+            "ledger.view_account",
+            "ledger.view_ledgertransaction",
+            "ledger.view_posting",
+            "ledger.view_pointslot",
+            "ledger.view_merkleroot",
+            "ledger.view_reconciliationrun",
+        }
+    ),
+}
+
+
 class PhoneBackend(ModelBackend):
-    """ModelBackend whose username is the phone number as typed (the manager hashes it for the lookup)."""
+    """ModelBackend whose username is the phone number as typed (the manager hashes it for the lookup), and
+    whose permissions include those of the user's role (ROLE_PERMISSIONS)."""
 
     def user_can_authenticate(self, user):
         return super().user_can_authenticate(user) and user.status == user.Status.ACTIVE
+
+    def get_group_permissions(self, user_obj, obj=None):
+        permissions = super().get_group_permissions(user_obj, obj)
+        if not user_obj.is_active or user_obj.is_anonymous or obj is not None:
+            return permissions
+        return {*permissions, *ROLE_PERMISSIONS.get(getattr(user_obj, "role", ""), ())}
 
 
 def user_may_authenticate(user) -> bool:

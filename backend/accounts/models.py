@@ -104,6 +104,8 @@ class Consent(models.Model):
     class Kind(models.TextChoices):
         PRIVACY_POLICY = "privacy_policy", _("Privacy policy")
         PARTNER_DATA = "partner_data", _("Processing of transit and transaction records")
+        # Whether the district stays with the anonymised account after erasure (city statistics by district).
+        STATISTICS = "statistics", _("Use of my district in city statistics, also after account deletion")
 
     user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="consents")
     kind = models.CharField(max_length=32, choices=Kind.choices)

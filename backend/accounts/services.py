@@ -70,7 +70,13 @@ def user_create(
 
 @transaction.atomic
 def user_register(
-    *, phone: str, password: str, display_name: str, district: str | None, partner_data_consent: bool
+    *,
+    phone: str,
+    password: str,
+    display_name: str,
+    district: str | None,
+    partner_data_consent: bool,
+    statistics_consent: bool = False,
 ) -> User:
     """A resident signs up: accepting the current privacy policy is part of registering; processing of transit
     and transaction records is a separate, optional consent (PIPL art. 29 / 单独同意)."""
@@ -78,6 +84,8 @@ def user_register(
     Consent.objects.create(user=user, kind=Consent.Kind.PRIVACY_POLICY, version=settings.PRIVACY_POLICY_VERSION)
     if partner_data_consent:
         Consent.objects.create(user=user, kind=Consent.Kind.PARTNER_DATA, version=settings.PRIVACY_POLICY_VERSION)
+    if statistics_consent:
+        Consent.objects.create(user=user, kind=Consent.Kind.STATISTICS, version=settings.PRIVACY_POLICY_VERSION)
     return user
 
 
@@ -92,6 +100,38 @@ def user_update_profile(*, user: User, display_name: str | None = None, district
         fields.append("district")
     if fields:
         user.save(update_fields=fields)
+    return user
+
+
+@transaction.atomic
+def user_set_role(*, user_id: int, role: str, actor) -> User:
+    """An administrator changes someone's role (the admin role is the superuser). Nobody changes their own."""
+    user = User.objects.select_for_update().get(pk=user_id)
+    if role not in User.Role.values:
+        raise ValidationError({"role": [_("Unknown role.")]}, code="role_unknown")
+    if user.pk == getattr(actor, "pk", None):
+        raise ApplicationError(_("You cannot change your own role."), code="own_role", status_code=403)
+    if user.status == User.Status.ERASED:
+        raise ConflictError(_("This account is erased."), code="user_erased")
+    user.role = role
+    user.save(update_fields=["role"])
+    return user
+
+
+@transaction.atomic
+def user_set_status(*, user_id: int, status: str, actor) -> User:
+    """Suspend (tokens revoked, no login) or reactivate an account. Erasure is `user_erase`, never a status."""
+    if status not in (User.Status.ACTIVE, User.Status.SUSPENDED):
+        raise ValidationError({"status": [_("Use erasure to erase an account.")]}, code="status_invalid")
+    user = User.objects.select_for_update().get(pk=user_id)
+    if user.status == User.Status.ERASED:
+        raise ConflictError(_("This account is erased."), code="user_erased")
+    if user.pk == getattr(actor, "pk", None):
+        raise ApplicationError(_("You cannot change your own status."), code="own_status", status_code=403)
+    user.status = status
+    user.save(update_fields=["status", "is_superuser"])
+    if status == User.Status.SUSPENDED:
+        _blacklist_all_tokens(user)
     return user
 
 
@@ -125,32 +165,56 @@ def _blacklist_all_tokens(user: User) -> None:
 
 @transaction.atomic
 def user_erase(*, user: User) -> User:
-    """PIPL erasure (删除权): deactivate the account and remove or anonymise its personal data.
+    """PIPL erasure (删除权): deactivate the account and remove or generalise its personal data, in every domain.
 
-    The user row itself stays, anonymised, because ledger postings reference its accounts: aggregate figures
-    (credited grams per district, issued points) stay consistent. Tokens are revoked; later domains register
-    their own clean-up in ERASURE_HOOKS (bindings, evidence photos ...)."""
+    The steps and what each leaves, model by model and column by column, are declared in
+    `backend/accounts/erasure.py`. The user row itself stays, anonymised, because ledger accounts are keyed by
+    its id: aggregate figures (credited grams per district and day, issued points) stay consistent."""
+    from backend.accounts.erasure import erase_user
+
     user = User.objects.select_for_update().get(pk=user.pk)
+    erase_user(user=user)
+    user.refresh_from_db()
+    return user
+
+
+def account_erase_prepare(*, user: User, context: dict) -> None:
+    """Erasure step 1: remember whether the resident consented to statistics (their district is kept only
+    then) before any consent is withdrawn."""
+    context["statistics_consent"] = Consent.objects.filter(
+        user=user, kind=Consent.Kind.STATISTICS, withdrawn_at__isnull=True
+    ).exists()
+
+
+def _local_month_start(moment):
+    from zoneinfo import ZoneInfo
+
+    local = moment.astimezone(ZoneInfo("Asia/Shanghai"))
+    return local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+
+
+def account_erase_personal_data(*, user: User, context: dict) -> None:
+    """Erasure step: the user row loses its phone, name, password, last login and exact sign-up time (the month
+    stays), the district unless the resident consented to statistics; consents are withdrawn (the rows are the
+    legal trail), every refresh token is blacklisted, groups and permissions dropped."""
+    now = timezone.now()
     user.phone_hash = None
     user.phone_encrypted = ""
     user.phone_masked = ""
     user.display_name = ERASED_DISPLAY_NAME
+    if not context.get("statistics_consent"):
+        user.district = None
     user.status = User.Status.ERASED
     user.is_active = False
-    user.erased_at = timezone.now()
+    user.erased_at = now
+    user.date_joined = _local_month_start(user.date_joined)
     user.set_unusable_password()
     user.last_login = None
     user.save()
-    now = timezone.now()
+    user.groups.clear()
+    user.user_permissions.clear()
     Consent.objects.filter(user=user, withdrawn_at__isnull=True).update(withdrawn_at=now)
     _blacklist_all_tokens(user)
-    for hook in ERASURE_HOOKS:
-        hook(user=user)
-    return user
-
-
-# Domain apps append callables `hook(*, user)` that delete or anonymise their personal data on erasure.
-ERASURE_HOOKS: list = []
 
 
 def logout(*, refresh_token: str, user: User) -> None:

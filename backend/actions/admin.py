@@ -1,22 +1,22 @@
-from django.contrib import admin, messages
+"""Reviewers' screens for actions: read-only; approve and reject are confirmed admin actions with a note that
+call the review services. Batches and bindings are read-only; nothing here is deleted."""
+
+from django.contrib import admin
 from django.utils.html import format_html
 
 from backend.actions import services
 from backend.actions.models import Action, ActionStatusChange, IngestBatch, SubjectBinding
+from backend.core.admin import ReadOnlyAdmin, ReadOnlyInline, confirmed_action
 
 
-class ActionStatusChangeInline(admin.TabularInline):
+class ActionStatusChangeInline(ReadOnlyInline):
     model = ActionStatusChange
-    extra = 0
-    can_delete = False
-    readonly_fields = ["status", "reason", "note", "actor", "at"]
-
-    def has_add_permission(self, request, obj=None):
-        return False
+    fields = ["status", "reason", "note", "actor", "at"]
+    readonly_fields = fields
 
 
 @admin.register(Action)
-class ActionAdmin(admin.ModelAdmin):
+class ActionAdmin(ReadOnlyAdmin):
     """Reviewers' screen: filter to flagged / pending_review, look at the evidence, approve or reject."""
 
     list_display = ["id", "methodology", "source", "status", "reason", "resident", "occurred_at", "grams", "points"]
@@ -24,9 +24,12 @@ class ActionAdmin(admin.ModelAdmin):
     search_fields = ["external_id"]
     date_hierarchy = "occurred_at"
     list_select_related = ["resident"]
-    readonly_fields = [f.name for f in Action._meta.fields if f.name not in ("review_note",)] + ["evidence_preview"]
+    readonly_fields = [f.name for f in Action._meta.fields] + ["evidence_preview"]
     inlines = [ActionStatusChangeInline]
     actions = ["approve", "reject"]
+
+    def has_review_permission(self, request):
+        return request.user.role in ("reviewer", "admin")
 
     @admin.display(description="evidence")
     def evidence_preview(self, obj):
@@ -34,39 +37,38 @@ class ActionAdmin(admin.ModelAdmin):
             return "—"
         return format_html('<a href="{0}"><img src="{0}" style="max-height:240px"></a>', obj.evidence.url)
 
-    def _decide(self, request, queryset, decide, verb):
-        done = 0
-        for action in queryset:
-            try:
-                decide(action_id=action.pk, reviewer=request.user, note=f"{verb} in admin")
-                done += 1
-            except Exception as exc:  # shown to the reviewer, the rest of the selection goes on
-                self.message_user(request, f"#{action.pk}: {exc}", messages.ERROR)
-        self.message_user(request, f"{done} action(s) {verb}.")
-
-    @admin.action(description="Approve selected flagged / self-reported actions")
+    @admin.action(description="Approve selected flagged / self-reported actions…", permissions=["review"])
     def approve(self, request, queryset):
-        self._decide(request, queryset, services.review_approve, "approved")
+        return confirmed_action(
+            self,
+            request,
+            queryset,
+            title="Approve",
+            perform=lambda action, note: services.review_approve(action_id=action.pk, reviewer=request.user, note=note),
+        )
 
-    @admin.action(description="Reject selected flagged / self-reported actions")
+    @admin.action(description="Reject selected flagged / self-reported actions…", permissions=["review"])
     def reject(self, request, queryset):
-        self._decide(request, queryset, services.review_reject, "rejected")
+        return confirmed_action(
+            self,
+            request,
+            queryset,
+            title="Reject",
+            perform=lambda action, note: services.review_reject(action_id=action.pk, reviewer=request.user, note=note),
+        )
 
 
 @admin.register(IngestBatch)
-class IngestBatchAdmin(admin.ModelAdmin):
+class IngestBatchAdmin(ReadOnlyAdmin):
     list_display = ["id", "partner", "received_at", "submitted", "accepted", "duplicates", "rejected"]
     list_filter = ["partner"]
 
 
 @admin.register(SubjectBinding)
-class SubjectBindingAdmin(admin.ModelAdmin):
+class SubjectBindingAdmin(ReadOnlyAdmin):
+    """Links are attested by partners (POST /api/v1/partner/links), never typed in here."""
+
     list_display = ["id", "resident", "kind", "identifier_last4", "partner", "created_at", "ended_at", "end_reason"]
     list_filter = ["kind", "end_reason"]
-    readonly_fields = [f.name for f in SubjectBinding._meta.fields]
-
-    def has_add_permission(self, request):
-        return False  # links are attested by partners (POST /api/v1/partner/links), never typed in here
-
-    def has_delete_permission(self, request, obj=None):
-        return False
+    readonly_fields = ["resident", "kind", "identifier_last4", "partner", "created_at", "ended_at", "end_reason"]
+    fields = readonly_fields  # the identifier hash is not shown

@@ -1,7 +1,7 @@
 """Actions API: partner ingestion (signed), residents' bindings, history and self-reports, reviewers' queue."""
 
 import json
-from datetime import datetime, time, timedelta
+from datetime import datetime
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
@@ -12,15 +12,18 @@ from drf_spectacular.utils import OpenApiExample, extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import ParseError
 from rest_framework.generics import ListAPIView
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from backend.actions import selectors, services
 from backend.actions.models import Action, ActionStatusChange, SubjectKind
 from backend.core.errors import ApplicationError
+from backend.core.fields import LocalDayField, SafeJSONField, local_day_bounds
+from backend.core.parsers import JSONParser
 from backend.core.permissions import IsReviewer
 from backend.core.throttling import PartnerRateThrottle
+from backend.core.uploads import FileSizeLimitUploadHandler
 from backend.partners.auth import PartnerSignatureAuthentication
 from backend.partners.permissions import IsSignedPartner
 from backend.partners.services import partner_nonce_record
@@ -249,14 +252,14 @@ class ActionDetailSerializer(ActionListItemSerializer):
 class SelfReportSerializer(serializers.Serializer):
     methodology = serializers.CharField()
     occurred_at = serializers.DateTimeField()
-    data = serializers.JSONField(help_text="The methodology's data keys (a JSON object; in multipart, a JSON string).")
+    data = SafeJSONField(help_text="The methodology's data keys (a JSON object; in multipart, a JSON string).")
     evidence = serializers.FileField(help_text="JPEG or PNG photo, at most 5 MB; the type is checked from content.")
 
     def validate_data(self, value):
         if isinstance(value, str):
             try:
                 value = json.loads(value, parse_float=Decimal)
-            except ValueError:
+            except (ValueError, RecursionError):
                 raise serializers.ValidationError(_("data must be a JSON object."), code="invalid_data") from None
         if not isinstance(value, dict):
             raise serializers.ValidationError(_("data must be a JSON object."), code="invalid_data")
@@ -264,21 +267,22 @@ class SelfReportSerializer(serializers.Serializer):
 
 
 def _day_bounds(day) -> tuple[datetime, datetime]:
-    start = datetime.combine(day, time.min, tzinfo=SHANGHAI)
-    return start, start + timedelta(days=1)
+    return local_day_bounds(day)
 
 
 class ActionFilterSerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=Action.Status.choices, required=False)
     methodology = serializers.CharField(required=False)
-    date = serializers.DateField(required=False, help_text="One Asia/Shanghai calendar day.")
-    date_from = serializers.DateField(required=False)
-    date_to = serializers.DateField(required=False, help_text="Inclusive.")
+    date = LocalDayField(required=False, help_text="One Asia/Shanghai calendar day.")
+    date_from = LocalDayField(required=False)
+    date_to = LocalDayField(required=False, help_text="Inclusive.")
 
 
 class MyActionsView(ListAPIView):
     serializer_class = ActionListItemSerializer
     parser_classes = [MultiPartParser, FormParser, JSONParser]
+    # The photo plus the form fields; RequestSizeLimitMiddleware answers 413 above this from Content-Length.
+    max_request_bytes = services.MAX_EVIDENCE_BYTES + 256 * 1024
 
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):  # schema generation: no user to filter by
@@ -307,7 +311,17 @@ class MyActionsView(ListAPIView):
     )
     def post(self, request):
         """Self-report an action with photo evidence (only methodologies that allow it). It waits for a
-        reviewer as `pending_review`; approval credits the self-report share (50 % by default)."""
+        reviewer as `pending_review`; approval credits the self-report share (50 % by default). The photo is
+        checked while it streams in (413 / `evidence_too_large` past 5 MB) and stored re-encoded."""
+        request._request.upload_handlers.insert(
+            0,
+            FileSizeLimitUploadHandler(
+                max_file_bytes=services.MAX_EVIDENCE_BYTES,
+                max_body_bytes=self.max_request_bytes,
+                error=services.evidence_too_large(),
+                request=request._request,
+            ),
+        )
         serializer = SelfReportSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data

@@ -9,11 +9,7 @@ class ActionsConfig(AppConfig):
     def ready(self):
         from celery.schedules import crontab
 
-        from backend.accounts.services import ERASURE_HOOKS
-        from backend.actions.services import actions_erase_personal_data
         from backend.celery import add_beat_entry
 
         add_beat_entry("actions-reconcile", "actions.reconcile", 60.0)
         add_beat_entry("actions-expire-unclaimed", "actions.expire_unclaimed", crontab(hour=3, minute=30))
-        if actions_erase_personal_data not in ERASURE_HOOKS:
-            ERASURE_HOOKS.append(actions_erase_personal_data)

@@ -3,10 +3,12 @@ cards (and claiming) is in links.py; the bulk processing itself in the pipeline/
 
 from __future__ import annotations
 
+import io
 import logging
 from datetime import datetime, timedelta
 from decimal import Decimal
 
+from django.core.files.base import ContentFile
 from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
@@ -254,16 +256,67 @@ def unclaimed_expire(*, now: datetime | None = None) -> int:
 # --- bindings: partner-attested linking lives in links.py (binding_create re-exported for callers) ---------
 
 
-def actions_erase_personal_data(*, user) -> None:
-    """PIPL erasure hook: a deleted resident's cards are unbound and their evidence photos deleted. The
-    actions themselves stay (anonymous once the account is), so credited totals and the ledger still add up."""
+def actions_erase_personal_data(*, user, context: dict | None = None) -> None:
+    """PIPL erasure step (see backend/accounts/erasure.py for what is left, column by column): pending
+    self-reports and flagged actions are withdrawn (pending credit reversed, cap given back); cards are unbound;
+    evidence photos deleted; every action keeps only what aggregates need (methodology, version, grams, points,
+    quantities, the Asia/Shanghai day) and loses its data, subject, partner record id, notes and exact times."""
+    from backend.core.crypto import keyed_hash
+
+    waiting = Action.objects.select_for_update().filter(
+        resident=user, status__in=[Action.Status.PENDING_REVIEW, Action.Status.FLAGGED]
+    )
+    for action in waiting.order_by("id"):
+        _pending_credit_undo(action, reason="Withdrawn: the resident deleted the account")
+        action.status = Action.Status.REJECTED
+        action.reason = "withdrawn_erasure"
+        action.save(update_fields=["status", "reason", "grams", "points"])
+        ActionStatusChange.objects.create(action=action, status=action.status, reason=action.reason)
     SubjectBinding.objects.filter(resident=user).delete()
     LinkCode.objects.filter(resident=user).delete()
     with_evidence = Action.objects.filter(resident=user).exclude(evidence="")
     for action in with_evidence.only("id", "evidence"):
         action.evidence.delete(save=False)
-    with_evidence.update(evidence="")
-    Action.objects.filter(resident=user).exclude(subject_last4="").update(subject_last4="")
+    stripped = []
+    for action in Action.objects.filter(resident=user).order_by("id"):
+        stripped.append(action)
+        action.data = {}
+        action.breakdown = {}
+        action.subject_hash = ""
+        action.subject_last4 = ""
+        action.evidence = ""
+        action.review_note = ""
+        if action.external_id and not action.external_id.startswith("erased:"):
+            action.external_id = "erased:" + keyed_hash(f"erased-external-id:{action.partner_id}", action.external_id)
+        for name in ("occurred_at", "created_at", "processed_at", "reviewed_at"):
+            if getattr(action, name) is not None:
+                setattr(action, name, _local_day_start(getattr(action, name)))
+    Action.objects.bulk_update(stripped, ERASED_ACTION_FIELDS, batch_size=500)
+    history = list(ActionStatusChange.objects.filter(action__resident=user).only("id", "at"))
+    for change in history:
+        change.note, change.at = "", _local_day_start(change.at)
+    ActionStatusChange.objects.bulk_update(history, ["note", "at"], batch_size=500)
+
+
+ERASED_ACTION_FIELDS = [
+    "data",
+    "breakdown",
+    "subject_hash",
+    "subject_last4",
+    "evidence",
+    "review_note",
+    "external_id",
+    "occurred_at",
+    "created_at",
+    "processed_at",
+    "reviewed_at",
+]
+
+
+def _local_day_start(moment: datetime) -> datetime:
+    from backend.core.fields import SHANGHAI
+
+    return moment.astimezone(SHANGHAI).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
 # --- self-reports and review ------------------------------------------------------------------------------
@@ -271,19 +324,52 @@ def actions_erase_personal_data(*, user) -> None:
 JPEG_MAGIC = b"\xff\xd8\xff"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 MAX_EVIDENCE_BYTES = 5 * 1024 * 1024
+MAX_EVIDENCE_PIXELS = 40_000_000  # a 5 MB PNG can still decompress to gigabytes: bound the pixels too
+JPEG_QUALITY = 85
 
 
-def evidence_check(upload) -> str:
-    """JPEG or PNG up to 5 MB, the type decided by the file's content, not its name or declared type."""
+def evidence_too_large() -> ApplicationError:
+    return ApplicationError(_("Evidence must be at most 5 MB."), code="evidence_too_large", attr="evidence")
+
+
+def _evidence_type_invalid() -> ApplicationError:
+    return ApplicationError(_("Evidence must be a JPEG or PNG image."), code="evidence_type_invalid", attr="evidence")
+
+
+def evidence_check(upload) -> ContentFile:
+    """JPEG or PNG up to 5 MB, the type decided by the file's content, not its name or declared type; then
+    decoded and re-encoded with Pillow, so what is stored is pixels only: a polyglot (JPEG+HTML, PNG+PHP), EXIF
+    (GPS position) and trailing bytes are dropped. Returns the new file, named evidence.jpg / evidence.png."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
     if upload.size > MAX_EVIDENCE_BYTES:
-        raise ApplicationError(_("Evidence must be at most 5 MB."), code="evidence_too_large", attr="evidence")
+        raise evidence_too_large()
     head = upload.read(16)
     upload.seek(0)
     if head.startswith(JPEG_MAGIC):
-        return "jpg"
-    if head.startswith(PNG_MAGIC):
-        return "png"
-    raise ApplicationError(_("Evidence must be a JPEG or PNG image."), code="evidence_type_invalid", attr="evidence")
+        kind, extension = "JPEG", "jpg"
+    elif head.startswith(PNG_MAGIC):
+        kind, extension = "PNG", "png"
+    else:
+        raise _evidence_type_invalid()
+    try:
+        with Image.open(upload, formats=[kind]) as image:
+            width, height = image.size
+            if width * height > MAX_EVIDENCE_PIXELS:
+                raise evidence_too_large()
+            image.load()
+            clean = ImageOps.exif_transpose(image)
+            if kind == "JPEG":
+                clean = clean.convert("RGB")
+            elif clean.mode not in ("RGB", "RGBA", "L", "LA"):
+                clean = clean.convert("RGBA")
+            out = io.BytesIO()
+            clean.save(out, format=kind, **({"quality": JPEG_QUALITY} if kind == "JPEG" else {"optimize": True}))
+    except ApplicationError:
+        raise
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        raise _evidence_type_invalid() from None
+    return ContentFile(out.getvalue(), name=f"evidence.{extension}")
 
 
 def self_report_create(*, resident, methodology_code: str, occurred_at: datetime, data: dict, evidence) -> Action:
@@ -311,8 +397,7 @@ def self_report_create(*, resident, methodology_code: str, occurred_at: datetime
         parsed = engine.parse_action_data(methodology, data)
     except engine.ActionDataInvalid as exc:
         raise ApplicationError(exc.detail, code="invalid_data", attr=f"data.{exc.field}") from None
-    extension = evidence_check(evidence)
-    evidence.name = f"evidence.{extension}"
+    evidence = evidence_check(evidence)
     with transaction.atomic():
         action = Action.objects.create(
             source=Action.Source.SELF_REPORT,
@@ -354,14 +439,20 @@ def review_approve(*, action_id: int, reviewer, note: str = "") -> Action:
 def review_reject(*, action_id: int, reviewer, note: str = "") -> Action:
     """Reject a flagged or self-reported action: its pending credit is reversed and the daily cap it used is
     given back."""
-    from backend.actions.pipeline import cap_usage_release, shanghai_day
-    from backend.ledger.services import pending_credit_reverse
-
     action = _review_target(action_id)
     if action.resident_id == reviewer.id:
         raise ApplicationError(_("You cannot review your own action."), code="review_own_action", status_code=403)
+    _pending_credit_undo(action, reason=f"Review rejected: {note}"[:200])
+    return _reviewed(action, Action.Status.REJECTED, reviewer, note, "review_rejected")
+
+
+def _pending_credit_undo(action: Action, *, reason: str) -> None:
+    """Reverse a waiting action's pending credit and give back the daily cap it used (grams, points -> 0)."""
+    from backend.actions.pipeline import cap_usage_release, shanghai_day
+    from backend.ledger.services import pending_credit_reverse
+
     if has_credit(action.status, action.grams, action.points):
-        pending_credit_reverse(idempotency_key=f"action:{action.id}", reason=f"Review rejected: {note}"[:200])
+        pending_credit_reverse(idempotency_key=f"action:{action.id}", reason=reason)
     if action.credited_quantity:
         cap_usage_release(
             action_id=action.id,
@@ -373,7 +464,6 @@ def review_reject(*, action_id: int, reviewer, note: str = "") -> Action:
     claims_release(action_ids=[action.id])  # a serial, month or trip it held is free again
     action.grams = 0
     action.points = 0
-    return _reviewed(action, Action.Status.REJECTED, reviewer, note, "review_rejected")
 
 
 def _reviewed(action: Action, status: str, reviewer, note: str, reason: str) -> Action:

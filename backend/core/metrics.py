@@ -1,5 +1,6 @@
-"""/metrics for Prometheus: every gunicorn worker's counters (multiprocess mode), plus gauges read from the
-database at scrape time.
+"""/metrics for Prometheus, behind a bearer token (`Authorization: Bearer $METRICS_TOKEN`; without METRICS_TOKEN
+configured it answers 401 to everyone: closed, never public): every gunicorn worker's counters (multiprocess
+mode), plus gauges read from the database at scrape time.
 
 Under gunicorn each worker is a process of its own: without PROMETHEUS_MULTIPROC_DIR a scrape shows whichever
 worker answered. With it (infra/stack.sh, infra/gunicorn.conf.py) every process writes its samples to files in
@@ -7,10 +8,13 @@ that folder and a scrape adds them up. Figures computed elsewhere (the nightly l
 Celery worker, on another host in production) are read from the database when scraped, not set in a process
 memory the scrape never sees."""
 
+import hmac
 import os
 
 import prometheus_client
-from django.http import HttpResponse
+from django.conf import settings
+from django.http import HttpResponse, JsonResponse
+from django.views.decorators.cache import never_cache
 from prometheus_client import multiprocess
 from prometheus_client.core import GaugeMetricFamily
 
@@ -48,7 +52,19 @@ class _DefaultRegistryCollector:
         yield from prometheus_client.REGISTRY.collect()
 
 
+@never_cache
 def metrics_view(request):
+    from backend.core.errors import error_body, error_item
+
+    token = settings.METRICS_TOKEN
+    scheme, _, value = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
+    if not token or scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode(), token.encode()):
+        response = JsonResponse(
+            error_body("client_error", [error_item("not_authenticated", "A valid metrics bearer token is required.")]),
+            status=401,
+        )
+        response["WWW-Authenticate"] = 'Bearer realm="metrics"'
+        return response
     return HttpResponse(
         prometheus_client.generate_latest(metrics_registry()), content_type=prometheus_client.CONTENT_TYPE_LATEST
     )

@@ -94,6 +94,18 @@ class AutoSchema(openapi.AutoSchema):
             return first.rstrip(".")[:120]
         return self.get_operation_id().replace("_", " ").capitalize()
 
+    def get_override_parameters(self):
+        # Signed partner endpoints declare their signature headers (whichever app the endpoint lives in).
+        parameters = super().get_override_parameters()
+        from backend.partners.auth import PARTNER_HEADER_PARAMETERS, PartnerSignatureAuthentication
+
+        if any(
+            isinstance(a, type) and issubclass(a, PartnerSignatureAuthentication)
+            for a in getattr(self.view, "authentication_classes", [])
+        ):
+            parameters = [*PARTNER_HEADER_PARAMETERS, *parameters]
+        return parameters
+
     def _get_response_bodies(self, direction="response"):
         responses = super()._get_response_bodies(direction)
         if direction != "response":

@@ -3,11 +3,11 @@ transition log, approve / reject / preview actions that go through the same serv
 
 import json
 
-from django.contrib import admin, messages
+from django.contrib import admin
 from django.core.exceptions import PermissionDenied
 from django.utils.html import format_html, format_html_join
-from rest_framework.exceptions import APIException
 
+from backend.core.admin import ReadOnlyAdmin, confirmed_action
 from backend.methodologies import selectors, services
 from backend.methodologies.models import (
     ImpactPreview,
@@ -48,7 +48,7 @@ class VersionInline(admin.TabularInline):
 
 
 @admin.register(Methodology)
-class MethodologyAdmin(admin.ModelAdmin):
+class MethodologyAdmin(ReadOnlyAdmin):
     list_display = ["code", "name_zh", "name_en", "formula_type"]
     readonly_fields = ["code", "formula_type", "created_at"]
     inlines = [VersionInline]
@@ -58,17 +58,20 @@ def _pretty(value) -> str:
     return json.dumps(value, ensure_ascii=False, sort_keys=True) if value is not None else "—"
 
 
-def _run(request, queryset, func, verb: str, **kwargs):
-    for version in queryset:
-        try:
-            func(version_id=version.id, actor=request.user, **kwargs)
-            messages.success(request, f"{version}: {verb}.")
-        except APIException as error:
-            messages.error(request, f"{version}: {error.detail}")
+def _run(modeladmin, request, queryset, func, title: str, with_note: bool = True):
+    """A confirmed admin action (page + note) calling one governance service per selected version."""
+
+    def perform(version, note):
+        kwargs = {"note": note} if with_note else {}
+        if func is services.impact_preview_request:
+            return func(version_id=version.id, actor=request.user)
+        return func(version_id=version.id, actor=request.user, **kwargs)
+
+    return confirmed_action(modeladmin, request, queryset, title=title, perform=perform)
 
 
 @admin.register(MethodologyVersion)
-class MethodologyVersionAdmin(admin.ModelAdmin):
+class MethodologyVersionAdmin(ReadOnlyAdmin):
     list_display = ["methodology", "number", "status", "effective_from", "effective_to", "author", "decided_by"]
     list_filter = ["status", "methodology"]
     list_select_related = ["methodology", "author", "decided_by"]
@@ -140,26 +143,26 @@ class MethodologyVersionAdmin(admin.ModelAdmin):
     @admin.action(description="Approve selected versions (not your own)")
     def approve(self, request, queryset):
         self._reviewer(request)
-        _run(request, queryset, services.methodology_version_approve, "approved", note="Approved in the admin.")
+        return _run(self, request, queryset, services.methodology_version_approve, "Approve")
 
     @admin.action(description="Reject selected versions (not your own)")
     def reject(self, request, queryset):
         self._reviewer(request)
-        _run(request, queryset, services.methodology_version_reject, "rejected", note="Rejected in the admin.")
+        return _run(self, request, queryset, services.methodology_version_reject, "Reject")
 
     @admin.action(description="Submit selected drafts for review (your own)")
     def submit(self, request, queryset):
         self._reviewer(request)
-        _run(request, queryset, services.methodology_version_submit, "submitted")
+        return _run(self, request, queryset, services.methodology_version_submit, "Submit", with_note=False)
 
     @admin.action(description="Preview impact over the last 30 days")
     def preview(self, request, queryset):
         self._reviewer(request)
-        _run(request, queryset, services.impact_preview_request, "preview queued")
+        return _run(self, request, queryset, services.impact_preview_request, "Preview impact", with_note=False)
 
 
 @admin.register(PointsPolicyVersion)
-class PointsPolicyVersionAdmin(admin.ModelAdmin):
+class PointsPolicyVersionAdmin(ReadOnlyAdmin):
     list_display = ["number", "status", "points_per_gram", "lot_expiry_months", "effective_from", "effective_to"]
     readonly_fields = [f.name for f in PointsPolicyVersion._meta.fields]
     inlines = [PointsTransitionInline]
@@ -173,15 +176,15 @@ class PointsPolicyVersionAdmin(admin.ModelAdmin):
 
     @admin.action(description="Approve selected versions (not your own)")
     def approve(self, request, queryset):
-        _run(request, queryset, services.points_policy_version_approve, "approved", note="Approved in the admin.")
+        return _run(self, request, queryset, services.points_policy_version_approve, "Approve")
 
     @admin.action(description="Reject selected versions (not your own)")
     def reject(self, request, queryset):
-        _run(request, queryset, services.points_policy_version_reject, "rejected", note="Rejected in the admin.")
+        return _run(self, request, queryset, services.points_policy_version_reject, "Reject")
 
 
 @admin.register(ImpactPreview)
-class ImpactPreviewAdmin(admin.ModelAdmin):
+class ImpactPreviewAdmin(ReadOnlyAdmin):
     list_display = ["id", "version", "days", "status", "progress_done", "progress_total", "created_at"]
     list_select_related = ["version__methodology"]
     readonly_fields = [f.name for f in ImpactPreview._meta.fields]

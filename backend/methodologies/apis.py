@@ -11,13 +11,13 @@ from drf_spectacular.utils import OpenApiExample, extend_schema, extend_schema_f
 from rest_framework import exceptions, serializers, status
 from rest_framework.exceptions import ErrorDetail
 from rest_framework.generics import ListAPIView
-from rest_framework.parsers import JSONParser
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from backend.core.errors import ApplicationError
 from backend.core.pagination import CursorPagination
+from backend.core.parsers import JSONParser, json_loads
 from backend.core.permissions import IsReviewer
 from backend.methodologies import selectors, services
 from backend.methodologies.engine import (
@@ -36,6 +36,7 @@ from backend.methodologies.models import (
     Methodology,
     MethodologyVersion,
     PointsPolicyVersion,
+    VersionStatus,
     VersionTransition,
 )
 
@@ -315,14 +316,13 @@ class DecimalJSONParser(JSONParser):
     """JSON numbers with a fraction become Decimal, never float (1.15 stays 1.15)."""
 
     def parse(self, stream, media_type=None, parser_context=None):
-        import json
-
         parser_context = parser_context or {}
         encoding = parser_context.get("encoding", "utf-8")
         try:
-            return json.loads(stream.read().decode(encoding), parse_float=Decimal)
-        except ValueError as exc:
-            raise exceptions.ParseError(_("JSON parse error - %(detail)s") % {"detail": exc})
+            text = stream.read().decode(encoding)
+        except UnicodeDecodeError:
+            raise exceptions.ParseError(_("The body is not valid %(encoding)s.") % {"encoding": encoding}) from None
+        return json_loads(text, parse_float=Decimal)
 
 
 # --- public views -----------------------------------------------------------------------------------------
@@ -641,8 +641,37 @@ _TRANSITION_DOCS = {
     "approve": "Approve a version in review (never your own: `author_cannot_approve`). It becomes active at "
     "effective_from (right away if that has passed) and retires the previous active version.",
     "reject": "Reject a version in review with a note (never your own).",
-    "retire": "Retire the active version, or withdraw an approved one before it starts.",
+    "retire": "Retire the active version, or withdraw an approved one before it starts. Four eyes: the first "
+    "reviewer's call answers 202 with status `retire_requested` (the version keeps pricing actions); a different "
+    "reviewer's call retires it (200); the requester calling again is 403 `four_eyes_required`.",
 }
+
+
+class MethodologyRetireRequestedSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=["retire_requested"])
+    requested_by_id = serializers.IntegerField()
+    requested_at = serializers.DateTimeField()
+    version = MethodologyAdminVersionSerializer(help_text="The version, still in force until a second reviewer.")
+
+
+class PointsPolicyRetireRequestedSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=["retire_requested"])
+    requested_by_id = serializers.IntegerField()
+    requested_at = serializers.DateTimeField()
+    version = PointsPolicyVersionSerializer(help_text="The version, still in force until a second reviewer.")
+
+
+def _transition_response(action: str, version, version_data: dict) -> Response:
+    """200 with the version, except a first retirement call: 202 `retire_requested`."""
+    if action == "retire" and version.status != VersionStatus.RETIRED:
+        body = {
+            "status": services.RETIRE_REQUESTED,
+            "requested_by_id": version.retire_requested_by_id,
+            "requested_at": serializers.DateTimeField().to_representation(version.retire_requested_at),
+            "version": version_data,
+        }
+        return Response(body, status=status.HTTP_202_ACCEPTED)
+    return Response(version_data)
 
 
 def _methodology_transition_view(action: str):
@@ -651,7 +680,10 @@ def _methodology_transition_view(action: str):
     @extend_schema(
         operation_id=f"admin_methodology_version_{action}",
         request=NoteInputSerializer,
-        responses={200: MethodologyAdminVersionSerializer},
+        responses={
+            200: MethodologyAdminVersionSerializer,
+            **({202: MethodologyRetireRequestedSerializer} if action == "retire" else {}),
+        },
         examples=[OpenApiExample(action, value={"note": "Checked against DESNZ 2024."}, request_only=True)],
         description=_TRANSITION_DOCS[action],
     )
@@ -659,8 +691,8 @@ def _methodology_transition_view(action: str):
         version = _version_or_404(code, number)
         serializer = NoteInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        service(version_id=version.id, actor=request.user, note=serializer.validated_data["note"])
-        return Response(_admin_version(code, number))
+        version = service(version_id=version.id, actor=request.user, note=serializer.validated_data["note"])
+        return _transition_response(action, version, _admin_version(code, number))
 
     return type(
         f"AdminMethodologyVersion{action.title()}View", (APIView,), {"permission_classes": [IsReviewer], "post": post}
@@ -862,7 +894,10 @@ def _points_transition_view(action: str):
     @extend_schema(
         operation_id=f"admin_points_policy_version_{action}",
         request=NoteInputSerializer,
-        responses={200: PointsPolicyVersionSerializer},
+        responses={
+            200: PointsPolicyVersionSerializer,
+            **({202: PointsPolicyRetireRequestedSerializer} if action == "retire" else {}),
+        },
         examples=[OpenApiExample(action, value={"note": "Matches the city's budget."}, request_only=True)],
         description=_TRANSITION_DOCS[action],
     )
@@ -870,8 +905,9 @@ def _points_transition_view(action: str):
         version = _points_version_or_404(number)
         serializer = NoteInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        service(version_id=version.id, actor=request.user, note=serializer.validated_data["note"])
-        return Response(PointsPolicyVersionSerializer(_points_version_or_404(number)).data)
+        version = service(version_id=version.id, actor=request.user, note=serializer.validated_data["note"])
+        data = PointsPolicyVersionSerializer(_points_version_or_404(number)).data
+        return _transition_response(action, version, data)
 
     return type(
         f"AdminPointsPolicyVersion{action.title()}View", (APIView,), {"permission_classes": [IsReviewer], "post": post}

@@ -83,6 +83,10 @@ class VersionContentInvalid(Exception):
         super().__init__("; ".join(f"{a}: {c}" for a, c, _detail in errors))
 
 
+MAX_DECIMAL_EXPONENT = 15
+MAX_DECIMAL_DIGITS = 30
+
+
 def parse_decimal(value) -> Decimal:
     """A JSON number or decimal string as an exact Decimal. Raises ValueError otherwise.
 
@@ -106,7 +110,16 @@ def parse_decimal(value) -> Decimal:
         raise ValueError("not a number")
     if len(text) > MAX_STRING_LENGTH or not _DECIMAL_RE.match(text):
         raise ValueError("not a plain decimal number")
-    return Decimal(text)
+    result = Decimal(text)
+    if not result.is_finite():
+        raise ValueError("not finite")
+    # Maths on a huge or tiny Decimal overflows the context or turns into a 5,000-digit integer: no action
+    # data is anywhere near 10^15, so refuse them here as "not a number".
+    if result and not (-MAX_DECIMAL_EXPONENT <= result.adjusted() <= MAX_DECIMAL_EXPONENT):
+        raise ValueError("out of range")
+    if len(result.as_tuple().digits) > MAX_DECIMAL_DIGITS:
+        raise ValueError("too many digits")
+    return result
 
 
 def _field_bounds(key: str, spec: dict) -> tuple[Decimal, Decimal, int]:

@@ -72,6 +72,11 @@ class GovernedVersion(models.Model):
     decision_note = models.TextField(blank=True, default="")
     activated_at = models.DateTimeField(null=True, blank=True)
     retired_at = models.DateTimeField(null=True, blank=True)
+    # Four eyes on retirement too: the first reviewer's request is recorded here; a different reviewer retires.
+    retire_requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    retire_requested_at = models.DateTimeField(null=True, blank=True)
 
     PARENT_FIELD = ""
 

@@ -217,18 +217,36 @@ def _decide(model, *, version_id: int, actor, note: str, approve: bool):
     return version
 
 
+RETIRE_REQUESTED = "retire_requested"  # a transition's to_status, never a version's status
+
+
 def _retire(model, *, version_id: int, actor, note: str):
+    """Four eyes, like approval: the first reviewer's call records a retirement request (the version keeps
+    pricing actions); a different reviewer's call retires it. The requester confirming is 403
+    `four_eyes_required`. Both steps are transitions. Callers tell the two apart by the returned status."""
     version = _lock(model, version_id)
-    now = timezone.now()
-    if version.status == VersionStatus.ACTIVE:
-        version.effective_to = max(now, version.effective_from)
-    elif version.status == VersionStatus.APPROVED:
-        # A scheduled version withdrawn before it starts: an empty window, so it never prices an action.
-        version.effective_to = version.effective_from
-    else:
+    if version.status not in (VersionStatus.ACTIVE, VersionStatus.APPROVED):
         raise ConflictError(
             _("A %(status)s version cannot be retired.") % {"status": version.status}, code="version_not_retirable"
         )
+    now = timezone.now()
+    if version.retire_requested_by_id is None:
+        version.retire_requested_by = actor
+        version.retire_requested_at = now
+        version.save(update_fields=["retire_requested_by", "retire_requested_at"])
+        _record(version, version.status, RETIRE_REQUESTED, actor, note, at=now)
+        return version
+    if version.retire_requested_by_id == actor.id:
+        raise ApplicationError(
+            _("Retirement needs a second reviewer: you requested it already."),
+            code="four_eyes_required",
+            status_code=403,
+        )
+    if version.status == VersionStatus.ACTIVE:
+        version.effective_to = max(now, version.effective_from)
+    else:
+        # A scheduled version withdrawn before it starts: an empty window, so it never prices an action.
+        version.effective_to = version.effective_from
     from_status = version.status
     version.status = VersionStatus.RETIRED
     version.retired_at = now
@@ -324,7 +342,8 @@ def methodology_version_reject(*, version_id: int, actor, note: str) -> Methodol
 
 @transaction.atomic
 def methodology_version_retire(*, version_id: int, actor, note: str = "") -> MethodologyVersion:
-    """Retire the active version (the methodology then earns nothing) or withdraw a scheduled one."""
+    """Retire the active version (the methodology then earns nothing) or withdraw a scheduled one: the first
+    reviewer requests, a different reviewer retires (four eyes)."""
     return _retire(MethodologyVersion, version_id=version_id, actor=actor, note=note)
 
 
@@ -368,7 +387,7 @@ def points_policy_version_reject(*, version_id: int, actor, note: str) -> Points
 
 @transaction.atomic
 def points_policy_version_retire(*, version_id: int, actor, note: str = "") -> PointsPolicyVersion:
-    """Retire the active points-policy version or withdraw a scheduled one."""
+    """Retire the active points-policy version or withdraw a scheduled one (four eyes, as for methodologies)."""
     return _retire(PointsPolicyVersion, version_id=version_id, actor=actor, note=note)
 
 

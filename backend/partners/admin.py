@@ -1,19 +1,20 @@
-from django import forms
-from django.contrib import admin, messages
+"""Partners in the admin: read-only; create with `manage.py create_partner`; rotation, suspension and the
+signature-v1 switch are confirmed admin actions with a note. A rotated secret is shown once on a page of its
+own (not cached), never in a message: Django's messages cookie is signed, not encrypted."""
 
+from django import forms
+from django.contrib import admin
+from django.template.response import TemplateResponse
+
+from backend.core.admin import NoteForm, ReadOnlyAdmin, ReadOnlyInline, confirmed_action
 from backend.partners import services
 from backend.partners.models import Partner, PartnerSecret
 
 
-class PartnerSecretInline(admin.TabularInline):
+class PartnerSecretInline(ReadOnlyInline):
     model = PartnerSecret
-    extra = 0
     fields = ["id", "status", "created_at", "retired_at"]
     readonly_fields = fields
-    can_delete = False
-
-    def has_add_permission(self, request, obj=None):
-        return False
 
 
 def _subject_kind_choices():
@@ -22,51 +23,108 @@ def _subject_kind_choices():
     return SubjectKind.choices
 
 
-class PartnerAdminForm(forms.ModelForm):
+class SubjectKindsForm(NoteForm):
     subject_kinds = forms.MultipleChoiceField(
         choices=_subject_kind_choices,
         widget=forms.CheckboxSelectMultiple,
         required=False,
-        help_text="Card/account kinds this partner attests links for (POST /api/v1/partner/links).",
+        help_text="Card/account kinds the selected partners attest links for (POST /api/v1/partner/links).",
     )
-
-    class Meta:
-        model = Partner
-        fields = ["name", "methodologies", "subject_kinds", "status"]
 
 
 @admin.register(Partner)
-class PartnerAdmin(admin.ModelAdmin):
-    form = PartnerAdminForm
-    list_display = ["id", "name", "status", "methodologies", "subject_kinds", "created_at"]
-    list_filter = ["status"]
+class PartnerAdmin(ReadOnlyAdmin):
+    list_display = ["id", "name", "status", "signature_v1_allowed", "methodologies", "subject_kinds", "created_at"]
+    list_filter = ["status", "signature_v1_allowed"]
     search_fields = ["name"]
-    readonly_fields = ["created_at"]
+    fields = ["name", "status", "signature_v1_allowed", "methodologies", "subject_kinds", "created_at"]
+    readonly_fields = fields
     inlines = [PartnerSecretInline]
-    actions = ["rotate_secret", "suspend", "reactivate"]
+    actions = [
+        "rotate_secret",
+        "suspend",
+        "reactivate",
+        "set_subject_kinds",
+        "refuse_signature_v1",
+        "allow_signature_v1",
+    ]
 
-    def save_model(self, request, obj, form, change):
-        # Subject kinds go through the service (validated, row locked) like every other write path.
-        kinds = form.cleaned_data.get("subject_kinds", [])
-        super().save_model(request, obj, form, change)
-        services.partner_subject_kinds_set(partner_id=obj.pk, subject_kinds=kinds)
+    def has_manage_permission(self, request):
+        return request.user.is_superuser
 
-    @admin.action(description="Rotate secret (new secret shown once; at most two stay active)")
+    @admin.action(description="Rotate secret (shown once; at most two stay active)…", permissions=["manage"])
     def rotate_secret(self, request, queryset):
-        for partner in queryset:
-            secret = services.partner_secret_rotate(partner_id=partner.pk)
-            self.message_user(
+        def shown_once(results):
+            response = TemplateResponse(
                 request,
-                f"{partner.name}: new secret {secret} — give it to the partner now; it is not shown again.",
-                messages.WARNING,
+                "admin/secret_once.html",
+                {**self.admin_site.each_context(request), "title": "New partner secrets", "secrets": results},
             )
+            response["Cache-Control"] = "no-store, private"
+            return response
 
-    @admin.action(description="Suspend (signed requests get 403 partner_suspended)")
+        return confirmed_action(
+            self,
+            request,
+            queryset,
+            title="Rotate secret",
+            perform=lambda partner, note: services.partner_secret_rotate(partner_id=partner.pk),
+            finish=shown_once,
+        )
+
+    @admin.action(description="Suspend (signed requests get 403 partner_suspended)…", permissions=["manage"])
     def suspend(self, request, queryset):
-        for partner in queryset:
-            services.partner_set_status(partner_id=partner.pk, status=Partner.Status.SUSPENDED)
+        return confirmed_action(
+            self,
+            request,
+            queryset,
+            title="Suspend",
+            perform=lambda p, note: services.partner_set_status(partner_id=p.pk, status=Partner.Status.SUSPENDED),
+        )
 
-    @admin.action(description="Reactivate")
+    @admin.action(description="Reactivate…", permissions=["manage"])
     def reactivate(self, request, queryset):
-        for partner in queryset:
-            services.partner_set_status(partner_id=partner.pk, status=Partner.Status.ACTIVE)
+        return confirmed_action(
+            self,
+            request,
+            queryset,
+            title="Reactivate",
+            perform=lambda p, note: services.partner_set_status(partner_id=p.pk, status=Partner.Status.ACTIVE),
+        )
+
+    @admin.action(description="Set the card/account kinds it links…", permissions=["manage"])
+    def set_subject_kinds(self, request, queryset):
+        return confirmed_action(
+            self,
+            request,
+            queryset,
+            title="Set subject kinds",
+            form_class=SubjectKindsForm,
+            perform=lambda p, note, subject_kinds: services.partner_subject_kinds_set(
+                partner_id=p.pk, subject_kinds=subject_kinds
+            ),
+        )
+
+    @admin.action(description="Refuse signature v1 (partner signs with v2 only)…", permissions=["manage"])
+    def refuse_signature_v1(self, request, queryset):
+        return confirmed_action(
+            self,
+            request,
+            queryset,
+            title="Refuse signature v1",
+            perform=lambda p, note: services.partner_set_signature_v1(
+                partner_id=p.pk, allowed=False, actor=request.user
+            ),
+        )
+
+    @admin.action(description="Accept signature v1 again…", permissions=["manage"])
+    def allow_signature_v1(self, request, queryset):
+        return confirmed_action(
+            self,
+            request,
+            queryset,
+            title="Accept signature v1",
+            perform=lambda p, note: services.partner_set_signature_v1(
+                partner_id=p.pk, allowed=True, actor=request.user
+            ),
+        )

@@ -19,6 +19,11 @@ class Partner(models.Model):
     # another kind is 403 `subject_kind_not_allowed`.
     subject_kinds = models.JSONField(default=list, blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
+    # Signature v1 signs only timestamp, nonce and body. It stays accepted until an admin turns it off for the
+    # partner (after the partner moved to v2: X-Signature-Version: 2).
+    signature_v1_allowed = models.BooleanField(
+        default=True, help_text="Accept signature v1 (timestamp.nonce.body) besides v2 from this partner."
+    )
     created_at = models.DateTimeField(default=timezone.now)
 
     def __str__(self) -> str:

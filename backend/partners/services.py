@@ -2,6 +2,7 @@
 
 import hashlib
 import hmac
+import re
 import secrets
 import time
 from datetime import timedelta
@@ -107,38 +108,98 @@ def partner_set_status(*, partner_id: int, status: str) -> Partner:
     return partner
 
 
+@transaction.atomic
+def partner_set_signature_v1(*, partner_id: int, allowed: bool, actor=None) -> Partner:
+    """Accept or refuse signature v1 from one partner (refuse it once the partner signs with v2)."""
+    partner = Partner.objects.select_for_update().get(pk=partner_id)
+    partner.signature_v1_allowed = allowed
+    partner.save(update_fields=["signature_v1_allowed"])
+    return partner
+
+
 def signature_compute(secret: str, timestamp: str, nonce: str, body: bytes) -> str:
-    """Lowercase hex HMAC-SHA256(secret, "{timestamp}.{nonce}." + raw body)."""
+    """Signature v1: lowercase hex HMAC-SHA256(secret, "{timestamp}.{nonce}." + raw body)."""
     message = f"{timestamp}.{nonce}.".encode() + body
     return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
 
 
-def signed_request_verify(*, partner_id: str, timestamp: str, nonce: str, signature: str, body: bytes) -> Partner:
+def signature_v2_message(*, method: str, path: str, partner_id: str, timestamp: str, nonce: str, body: bytes) -> bytes:
+    """What v2 signs: method, path with query, partner id, timestamp, nonce and the hex SHA-256 of the body, one
+    per line. No field may contain a newline (checked on input), so the fields cannot be shifted into each other."""
+    lines = [method.upper(), path, partner_id, timestamp, nonce, hashlib.sha256(body).hexdigest()]
+    return "\n".join(lines).encode()
+
+
+def signature_v2_compute(secret: str, **fields) -> str:
+    """Signature v2: lowercase hex HMAC-SHA256(secret, signature_v2_message(...))."""
+    return hmac.new(secret.encode(), signature_v2_message(**fields), hashlib.sha256).hexdigest()
+
+
+SIGNATURE_VERSIONS = ("1", "2")
+_PARTNER_ID_RE = re.compile(r"[0-9]{1,18}")
+_TIMESTAMP_RE = re.compile(r"[0-9]{1,12}")
+_NONCE_RE = re.compile(r"[!-~]{1,128}")  # printable ASCII, no spaces or newlines
+_SIGNATURE_RE = re.compile(r"[0-9a-f]{64}")
+
+
+def signed_request_verify(
+    *,
+    partner_id: str,
+    timestamp: str,
+    nonce: str,
+    signature: str,
+    body: bytes,
+    version: str = "",
+    method: str = "",
+    path: str = "",
+) -> Partner:
     """Check a signed partner request; raises PartnerAuthError (401) with the documented codes.
 
-    The nonce is NOT recorded here: `partner_nonce_record` does that inside the transaction of the request's
-    effect, so a request rejected later (bad body) leaves nothing behind."""
+    Header values are checked against ASCII patterns before any conversion, so `²`, 5,000 digits or a
+    non-ASCII signature are a 401, never a 500. The nonce is NOT recorded here: `partner_nonce_record` does that
+    inside the transaction of the request's effect, so a request rejected later (bad body) leaves nothing."""
+    version = (version or "1").strip()
+    if version not in SIGNATURE_VERSIONS:
+        raise PartnerAuthError(
+            _("X-Signature-Version must be 1 or 2."), code="signature_version_unsupported", attr="X-Signature-Version"
+        )
     partner = None
-    if partner_id and partner_id.isdigit():
+    if _PARTNER_ID_RE.fullmatch(partner_id or ""):
         partner = Partner.objects.filter(pk=int(partner_id)).first()
     if partner is None:
         raise PartnerAuthError(_("Unknown partner."), code="partner_unknown", attr="X-Partner-Id")
-    if not timestamp.isdigit():
+    if not _TIMESTAMP_RE.fullmatch(timestamp or ""):
         raise PartnerAuthError(_("X-Timestamp must be unix seconds."), code="signature_invalid", attr="X-Timestamp")
     if abs(time.time() - int(timestamp)) > settings.PARTNER_SIGNATURE_MAX_SKEW_S:
         raise PartnerAuthError(
             _("The request timestamp is too far from now."), code="signature_expired", attr="X-Timestamp"
         )
-    if not nonce or len(nonce) > 128:
+    if not _NONCE_RE.fullmatch(nonce or ""):
         raise PartnerAuthError(
-            _("X-Nonce is required (at most 128 characters)."), code="signature_invalid", attr="X-Nonce"
+            _("X-Nonce is required (1 to 128 printable ASCII characters)."), code="signature_invalid", attr="X-Nonce"
+        )
+    given = (signature or "").strip().lower()
+    if not _SIGNATURE_RE.fullmatch(given):
+        raise PartnerAuthError(
+            _("X-Signature must be 64 hex characters."), code="signature_invalid", attr="X-Signature"
+        )
+    if version == "1" and not partner.signature_v1_allowed:
+        raise PartnerAuthError(
+            _("Signature v1 is turned off for this partner: sign with X-Signature-Version: 2."),
+            code="signature_version_not_allowed",
+            attr="X-Signature-Version",
         )
     candidates = [decrypt(s.secret_encrypted) for s in partner.secrets.filter(status=PartnerSecret.Status.ACTIVE)]
-    given = (signature or "").strip()
     # Compare against every active secret in constant time, without stopping at the first match.
     matched = False
     for secret in candidates:
-        matched |= hmac.compare_digest(signature_compute(secret, timestamp, nonce, body), given)
+        if version == "2":
+            expected = signature_v2_compute(
+                secret, method=method, path=path, partner_id=partner_id, timestamp=timestamp, nonce=nonce, body=body
+            )
+        else:
+            expected = signature_compute(secret, timestamp, nonce, body)
+        matched |= hmac.compare_digest(expected, given)
     if not matched:
         raise PartnerAuthError(_("The signature does not match."), code="signature_invalid", attr="X-Signature")
     if partner.status != Partner.Status.ACTIVE:

@@ -201,19 +201,13 @@ def test_admin_shows_and_edits_subject_kinds(transit, make_user):
     client = Client()
     assert client.login(username=admin_user.raw_phone, password=PASSWORD)
     assert "metro_card" in client.get("/admin/partners/partner/").content.decode()
-    page = client.get(f"/admin/partners/partner/{transit.pk}/change/")
-    assert 'name="subject_kinds"' in page.content.decode()
-    form = {
-        "name": transit.name,
-        "methodologies": '["bus_ride"]',
-        "status": "active",
-        "subject_kinds": ["bike_account"],
-        "created_at_0": "2026-01-01",
-        "created_at_1": "00:00:00",
-        "secrets-TOTAL_FORMS": "0",
-        "secrets-INITIAL_FORMS": "0",
-    }
-    response = client.post(f"/admin/partners/partner/{transit.pk}/change/", form)
+    selection = {"action": "set_subject_kinds", "_selected_action": [transit.pk]}
+    page = client.post("/admin/partners/partner/", selection)  # the confirmation page, with checkboxes
+    assert 'name="subject_kinds"' in page.content.decode() and 'type="checkbox"' in page.content.decode()
+    response = client.post(
+        "/admin/partners/partner/",
+        {**selection, "confirm": "yes", "note": "Bike-share accounts from now on", "subject_kinds": ["bike_account"]},
+    )
     assert response.status_code == 302, response.content.decode()[:2000]
     transit.refresh_from_db()
     assert transit.subject_kinds == ["bike_account"]

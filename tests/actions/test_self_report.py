@@ -1,5 +1,6 @@
 """Self-reported actions: photo evidence checked from content, pending review, self-report share on approval."""
 
+import io
 from datetime import timedelta
 
 import pytest
@@ -9,8 +10,25 @@ from django.utils import timezone
 from backend.actions.models import Action
 from tests.conftest import client_for
 
-PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
-JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 64
+
+def real_png(size=(8, 8)) -> bytes:
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", size, (30, 160, 90)).save(out, format="PNG")
+    return out.getvalue()
+
+
+def real_jpeg(size=(8, 8)) -> bytes:
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", size, (30, 160, 90)).save(out, format="JPEG")
+    return out.getvalue()
+
+
+PNG = real_png()
+JPEG = real_jpeg()
 
 
 def self_report_methodology():
@@ -148,4 +166,93 @@ def test_erasure_unbinds_cards_and_deletes_evidence(seeded, resident, settings, 
     assert not photo.exists()
     assert action.evidence == ""
     assert not resident.bindings.exists()
-    assert action.grams > 0  # the action itself and its figures stay for the aggregates
+    # A pending self-report is withdrawn (its pending credit reversed); the row stays for the aggregates.
+    assert (action.status, action.reason, action.grams) == ("rejected", "withdrawn_erasure", 0)
+
+
+class CountingStream(io.RawIOBase):
+    """A request body that is produced on demand and counts what the server read of it."""
+
+    def __init__(self, head: bytes, filler: int, tail: bytes):
+        self.parts = [head, tail]
+        self.filler = filler
+        self.read_bytes = 0
+
+    def readable(self):
+        return True
+
+    def readinto(self, buffer):
+        if self.parts[0]:
+            chunk, self.parts[0] = self.parts[0][: len(buffer)], self.parts[0][len(buffer) :]
+        elif self.filler:
+            chunk = b"\x00" * min(len(buffer), self.filler)
+            self.filler -= len(chunk)
+        else:
+            chunk, self.parts[1] = self.parts[1][: len(buffer)], self.parts[1][len(buffer) :]
+        buffer[: len(chunk)] = chunk
+        self.read_bytes += len(chunk)
+        return len(chunk)
+
+
+@pytest.mark.django_db
+def test_oversized_evidence_is_refused_while_streaming(seeded, resident, settings, tmp_path):
+    """A 20 MB upload is refused from its announced length or within the first megabytes, never read whole."""
+    from django.test.client import FakePayload  # noqa: F401 - the stream below replaces it
+
+    settings.MEDIA_ROOT = tmp_path
+    methodology = self_report_methodology()
+    boundary = "XyZ"
+    occurred = (timezone.now() - timedelta(hours=1)).isoformat()
+    fields = {"methodology": methodology.code, "occurred_at": occurred, "data": '{"count": "1"}'}
+    head = b"".join(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode() for k, v in fields.items()
+    )
+    head += (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="evidence"; filename="p.png"\r\n'
+        "Content-Type: image/png\r\n\r\n"
+    ).encode() + PNG
+    tail = f"\r\n--{boundary}--\r\n".encode()
+    size = 20 * 1024 * 1024
+    stream = CountingStream(head, size, tail)
+    client = client_for(resident)
+    response = client.generic(
+        "POST",
+        "/api/v1/me/actions",
+        b"",
+        content_type=f"multipart/form-data; boundary={boundary}",
+        **{"wsgi.input": io.BufferedReader(stream), "CONTENT_LENGTH": str(len(head) + size + len(tail))},
+    )
+    assert response.status_code in (400, 413), response.content[:300]
+    assert response.json()["errors"][0]["code"] in ("request_too_large", "evidence_too_large")
+    assert stream.read_bytes < 6 * 1024 * 1024, stream.read_bytes
+    assert not Action.objects.exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("image", "payload"),
+    [
+        (JPEG, b"<html><script>alert(document.cookie)</script></html>"),
+        (PNG, b"<?php system($_GET['c']); ?>"),
+    ],
+)
+def test_polyglot_evidence_is_re_encoded(seeded, resident, settings, tmp_path, image, payload):
+    settings.MEDIA_ROOT = tmp_path
+    methodology = self_report_methodology()
+    response = post_report(client_for(resident), methodology, content=image + payload, name="x.png")
+    assert response.status_code == 201, response.json()
+    action = Action.objects.get(pk=response.json()["id"])
+    stored = action.evidence.read()
+    assert payload not in stored
+    from PIL import Image
+
+    Image.open(io.BytesIO(stored)).verify()  # still a valid image
+
+
+@pytest.mark.django_db
+def test_evidence_that_only_starts_like_an_image_is_refused(seeded, resident, settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path
+    methodology = self_report_methodology()
+    response = post_report(client_for(resident), methodology, content=b"\x89PNG\r\n\x1a\n" + b"\x00" * 64)
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["code"] == "evidence_type_invalid"

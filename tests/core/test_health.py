@@ -31,8 +31,9 @@ def test_readyz_503_names_redis_while_it_is_stopped(api, settings, throwaway_red
 
 
 @pytest.mark.django_db
-def test_metrics_and_docs_are_served(api):
-    metrics = api.get("/metrics")
+def test_metrics_and_docs_are_served(api, settings):
+    settings.METRICS_TOKEN = "scrape-token"
+    metrics = api.get("/metrics", HTTP_AUTHORIZATION="Bearer scrape-token")
     assert metrics.status_code == 200 and b"django_http_requests" in metrics.content
     assert api.get("/api/docs/").status_code == 200
     assert api.get("/api/redoc/").status_code == 200

@@ -26,7 +26,9 @@ def sample(text: str, name: str, **labels) -> float:
 
 
 @pytest.mark.django_db
-def test_drift_gauge_is_read_from_the_latest_reconciliation(api):
+def test_drift_gauge_is_read_from_the_latest_reconciliation(api, settings):
+    settings.METRICS_TOKEN = "scrape-token"
+    api.credentials(HTTP_AUTHORIZATION="Bearer scrape-token")
     assert sample(api.get("/metrics").content.decode(), "ledger_balance_drift_accounts") == -1
     from django.utils import timezone
 
@@ -45,6 +47,7 @@ def test_gunicorn_workers_counters_add_up_in_multiprocess_mode(tmp_path):
         **os.environ,
         "DATABASE_URL": f"postgres://{db['USER']}:{db['PASSWORD'] or ''}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
         "PROMETHEUS_MULTIPROC_DIR": str(multiproc),
+        "METRICS_TOKEN": "scrape-token",
     }
     server = subprocess.Popen(
         [
@@ -77,7 +80,7 @@ def test_gunicorn_workers_counters_add_up_in_multiprocess_mode(tmp_path):
         pids = {re.findall(r"\d+", f.name)[-1] for f in multiproc.iterdir()}
         assert len(pids) >= 2, "the requests should have reached more than one worker"
         for _ in range(5):  # whichever worker answers the scrape, it shows all of them
-            text = requests.get(f"{base}/metrics").text
+            text = requests.get(f"{base}/metrics", headers={"Authorization": "Bearer scrape-token"}).text
             healthz = sample(
                 text, "django_http_responses_total_by_status_view_method_total", view="healthz", status="200"
             )

@@ -55,6 +55,9 @@ def test_production_deploy_check_passes_with_real_configuration():
         DATABASE_URL="postgres://u:p@127.0.0.1:1/x",
         REDIS_URL="redis://127.0.0.1:1/0",
         ALLOWED_HOSTS="api.qingdao.example",
+        FIELD_HASH_KEY="h" + REAL_SECRET[1:],
+        FIELD_ENCRYPTION_KEY="l1ZCqXzKE7RJfmw0a2m0m7yvMpG4xu0y1p4mGfXfH2c=",
+        JWT_SIGNING_KEY="j" + REAL_SECRET[1:],
     )
     assert result.returncode == 0, result.stdout + result.stderr
 

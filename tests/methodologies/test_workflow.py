@@ -237,7 +237,10 @@ def test_points_policy_goes_through_the_same_review(make_user, reviewer):
 
 
 def test_retire_active_version(make_user, reviewer_client):
-    response = reviewer_client.post(f"{BASE}/1/retire", {"note": "Bus data partner gone."}, format="json")
+    requested = reviewer_client.post(f"{BASE}/1/retire", {"note": "Bus data partner gone."}, format="json")
+    assert requested.status_code == 202 and requested.json()["status"] == "retire_requested"
+    second = client_for(make_user(role="reviewer"))
+    response = second.post(f"{BASE}/1/retire", {"note": "Confirmed."}, format="json")
     assert response.json()["status"] == "retired" and response.json()["effective_to"] is not None
     calc = reviewer_client.post(
         "/api/v1/methodologies/bus_ride/calculate", {"data": {"distance_km": 10}}, format="json"

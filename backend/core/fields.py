@@ -1,0 +1,40 @@
+"""Serializer fields shared by the APIs."""
+
+from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from django.utils.translation import gettext_lazy as _
+from rest_framework import serializers
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+
+def local_day_bounds(day: date) -> tuple[datetime, datetime]:
+    """[start, end) of one Asia/Shanghai calendar day as aware datetimes."""
+    start = datetime.combine(day, time.min, tzinfo=SHANGHAI)
+    return start, start + timedelta(days=1)
+
+
+class LocalDayField(serializers.DateField):
+    """An Asia/Shanghai calendar day whose bounds can be computed and stored (0001-01-01 and 9999-12-31 overflow
+    once shifted to UTC or to the next day): anything outside 1900-2999 is a 400 `date_out_of_range`."""
+
+    default_error_messages = {"date_out_of_range": _("Date must be between 1900-01-01 and 2999-12-31.")}
+    MIN = date(1900, 1, 1)
+    MAX = date(2999, 12, 31)
+
+    def to_internal_value(self, value):
+        day = super().to_internal_value(value)
+        if not (self.MIN <= day <= self.MAX):
+            self.fail("date_out_of_range")
+        return day
+
+
+class SafeJSONField(serializers.JSONField):
+    """JSONField whose too-deep documents (`[` x 100,000 in a form field) are a 400, not a RecursionError."""
+
+    def to_internal_value(self, data):
+        try:
+            return super().to_internal_value(data)
+        except RecursionError:
+            self.fail("invalid")
