@@ -156,6 +156,10 @@ ERASURE_LEAVES: dict[str, dict] = {
     "methodologies.VersionTransition": {"actor": STAFF_RECORD},
     "methodologies.ImpactPreview": {"requested_by": STAFF_RECORD},
     "actions.SubjectBinding": {"resident": {"rows": "deleted", "columns": {}}},
+    "actions.LinkCode": {"resident": {"rows": "deleted", "columns": {}}},
+    # Exact trip times and weighing windows; an erased account earns nothing more, so there is nothing left
+    # for them to guard. (HistoryClaim keys name a serial or a biller month, not a person: kept.)
+    "actions.PeriodClaim": {"resident": {"rows": "deleted", "columns": {}}},
     "actions.Action": {
         "resident": {"rows": "kept", "columns": RESIDENT_ACTION_COLUMNS},
         "reviewed_by": STAFF_RECORD,

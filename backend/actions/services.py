@@ -16,7 +16,15 @@ from django.utils.translation import gettext as _
 from psycopg.types.json import Jsonb
 
 from backend.actions.links import binding_create  # noqa: F401  (operators' tooling and tests bind through it)
-from backend.actions.models import Action, ActionStatusChange, IngestBatch, LinkCode, SubjectBinding, SubjectKind
+from backend.actions.models import (
+    Action,
+    ActionStatusChange,
+    IngestBatch,
+    LinkCode,
+    PeriodClaim,
+    SubjectBinding,
+    SubjectKind,
+)
 from backend.actions.pipeline import actions_process, claims_release, has_credit
 from backend.actions.subjects import normalize_identifier, subject_hash, subject_last4
 from backend.core.bulk import BoundCursor
@@ -274,6 +282,7 @@ def actions_erase_personal_data(*, user, context: dict | None = None) -> None:
         ActionStatusChange.objects.create(action=action, status=action.status, reason=action.reason)
     SubjectBinding.objects.filter(resident=user).delete()
     LinkCode.objects.filter(resident=user).delete()
+    PeriodClaim.objects.filter(resident=user).delete()
     with_evidence = Action.objects.filter(resident=user).exclude(evidence="")
     for action in with_evidence.only("id", "evidence"):
         action.evidence.delete(save=False)
