@@ -81,6 +81,7 @@ INSTALLED_APPS = [
     "backend.ledger",
     "backend.partners",
     "backend.actions",
+    "backend.stats",
     "rewards",
 ]
 

@@ -5,6 +5,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from backend.core import health
+from backend.stats.dashboard import dashboard_view
 
 handler400 = "backend.core.errors.handler400"
 handler403 = "backend.core.errors.handler403"
@@ -16,6 +17,7 @@ api_v1 = [
     path("", include("backend.methodologies.urls")),
     path("", include("backend.ledger.urls")),
     path("", include("backend.actions.urls")),
+    path("", include("backend.stats.urls")),
 ]
 
 urlpatterns = [
@@ -26,5 +28,6 @@ urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
     path("", include("django_prometheus.urls")),
+    path("admin/stats/dashboard/", dashboard_view, name="stats-dashboard"),
     path("admin/", admin.site.urls),
 ]
