@@ -18,3 +18,23 @@ def _clean_boards():
     flush_boards()
     yield
     leaderboards._client = None
+
+
+@pytest.fixture
+def make_resident(reference_data):
+    """Residents without the Argon2 password hash (make_user costs ~0.6 s each; these tests need hundreds)."""
+    import uuid
+
+    from backend.accounts.models import User
+
+    def make(district="370202", display_name="居民", **extra):
+        return User.objects.create(
+            phone_hash=uuid.uuid4().hex,
+            phone_masked="139****0000",
+            district_id=district,
+            display_name=display_name,
+            role=User.Role.RESIDENT,
+            **extra,
+        )
+
+    return make

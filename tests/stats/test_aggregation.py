@@ -35,8 +35,8 @@ def _aggregated() -> dict:
     return out
 
 
-def _random_history(rng: random.Random, make_user, n_residents=8, n_actions=60):
-    residents = [make_user(district=rng.choice(DISTRICTS)) for _ in range(n_residents)]
+def _random_history(rng: random.Random, make_resident, n_residents=8, n_actions=60):
+    residents = [make_resident(district=rng.choice(DISTRICTS)) for _ in range(n_residents)]
     now = timezone.now()
     actions = []
     for i in range(n_actions):
@@ -81,10 +81,10 @@ def _random_history(rng: random.Random, make_user, n_residents=8, n_actions=60):
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
-def test_aggregates_equal_direct_computation_from_actions_and_ledger(make_user, seed):
+def test_aggregates_equal_direct_computation_from_actions_and_ledger(make_resident, seed):
     # Given random credits, pending credits released or rejected, reversals and spends, aggregated in steps
     rng = random.Random(seed)
-    _residents, spent = _random_history(rng, make_user)
+    _residents, spent = _random_history(rng, make_resident)
     # When the aggregator catches up
     stats_aggregate()
     # Then every daily cell equals the direct computation, and the totals equal the ledger's
@@ -130,8 +130,8 @@ def test_aggregates_equal_direct_computation_from_actions_and_ledger(make_user, 
     assert after == before
 
 
-def test_aggregate_is_idempotent_and_incremental(make_user):
-    resident = make_user(district="370202")
+def test_aggregate_is_idempotent_and_incremental(make_resident):
+    resident = make_resident(district="370202")
     now = timezone.now()
     credit(resident, at=now - timedelta(hours=1), grams=100, run_hooks=False)
     stats_aggregate()
@@ -145,9 +145,9 @@ def test_aggregate_is_idempotent_and_incremental(make_user):
     assert ResidentDay.objects.get(methodology="bus_ride").quantity == 3
 
 
-def test_new_residents_and_any_methodology_row(make_user):
-    a = make_user(district="370202")
-    make_user(district="370202")
+def test_new_residents_and_any_methodology_row(make_resident):
+    a = make_resident(district="370202")
+    make_resident(district="370202")
     now = timezone.now()
     credit(a, at=now, grams=10, methodology="bus_ride", run_hooks=False)
     credit(a, at=now, grams=10, methodology="metro_ride", run_hooks=False)
@@ -157,8 +157,8 @@ def test_new_residents_and_any_methodology_row(make_user):
     assert row.active_residents == 1  # one resident in two methodologies is one active resident
 
 
-def test_stats_rebuild_command_shows_progress_and_repairs(make_user):
-    resident = make_user(district="370203")
+def test_stats_rebuild_command_shows_progress_and_repairs(make_resident):
+    resident = make_resident(district="370203")
     at = timezone.now() - timedelta(days=1)
     credit(resident, at=at, grams=700, run_hooks=False)
     stats_aggregate()
@@ -183,22 +183,24 @@ def test_stats_rebuild_command_rejects_bad_ranges(args):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_credit_committed_late_is_not_skipped(make_user):
+def test_a_credit_committed_late_is_not_skipped(make_resident):
     """A credit whose transaction started first but commits after a later one was aggregated: a watermark on
     ids or on the clock would skip it for ever; the open-transaction horizon waits for it."""
     if connection.vendor != "postgresql":
         pytest.skip("the horizon reads pg_stat_activity")
-    resident = make_user(district="370202")
+    slow, fast = make_resident(district="370202"), make_resident(district="370202")
     at = timezone.now() - timedelta(hours=1)
+    for r in (slow, fast):  # accounts exist beforehand: the two writers share no row lock
+        credit(r, at=at, grams=1, run_hooks=False)
     posted, release = threading.Event(), threading.Event()
     errors = []
 
     def slow_writer():
         try:
             with transaction.atomic():
-                credit(resident, at=at, grams=111, run_hooks=False)
+                credit(slow, at=at, grams=111, run_hooks=False)
                 posted.set()
-                release.wait(10)
+                assert release.wait(10)
         except Exception as exc:  # surface in the main thread
             errors.append(exc)
         finally:
@@ -207,10 +209,10 @@ def test_a_credit_committed_late_is_not_skipped(make_user):
     t = threading.Thread(target=slow_writer)
     t.start()
     assert posted.wait(10)
-    credit(resident, at=at, grams=222, run_hooks=False)  # committed now, after the slow one started
+    credit(fast, at=at, grams=222, run_hooks=False)  # committed now, while the slow one is still open
     stats_aggregate()
     release.set()
     t.join(10)
     assert not errors
     stats_aggregate()
-    assert DailyStat.objects.filter(methodology="bus_ride").aggregate(s=Sum("grams"))["s"] == 333
+    assert DailyStat.objects.filter(methodology="bus_ride").aggregate(s=Sum("grams"))["s"] == 2 + 111 + 222
