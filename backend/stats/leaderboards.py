@@ -14,11 +14,10 @@ from datetime import date, datetime, timedelta
 
 import redis
 from django.conf import settings
-from django.db.models import Sum
 from django.utils import timezone
 
-from backend.stats.aggregation import SHANGHAI, shanghai_day
-from backend.stats.models import ALL, LeaderboardPreference, ResidentDay
+from backend.stats.aggregation import SHANGHAI, resident_grams, resident_period_grams, shanghai_day
+from backend.stats.models import LeaderboardPreference
 
 logger = logging.getLogger(__name__)
 PERIODS = ("week", "month")
@@ -108,30 +107,24 @@ def _bump(credits) -> None:
 
 
 def board_from_db(period: str, start: date, scope: str) -> dict[int, int]:
-    """{user id: grams} of one board, computed from ResidentDay (listed, not erased, grams > 0)."""
+    """{user id: grams} of one board from PostgreSQL (listed, active residents with grams > 0)."""
     from backend.accounts.models import User
 
-    rows = ResidentDay.objects.filter(day__gte=start, day__lte=period_end(period, start)).exclude(methodology=ALL)
-    users = User.objects.filter(is_active=True).exclude(
+    grams = resident_grams(start=start, end=period_end(period, start))
+    users = User.objects.filter(id__in=[uid for uid, g in grams.items() if g > 0], is_active=True).exclude(
         id__in=LeaderboardPreference.objects.filter(listed=False).values("user_id")
     )
     if scope != CITY:
         users = users.filter(district_id=scope)
-    rows = rows.filter(resident__in=users.values("id"))
-    return {
-        r["resident_id"]: r["grams"]
-        for r in rows.values("resident_id").annotate(grams=Sum("grams")).filter(grams__gt=0)
-    }
+    return {uid: grams[uid] for uid in users.values_list("id", flat=True)}
 
 
 def leaderboards_rebuild(*, periods=PERIODS, starts: dict | None = None) -> dict[str, int]:
-    """Rebuild the current boards (every scope) from PostgreSQL after bringing the aggregates up to date.
+    """Rebuild the current boards (every scope) from PostgreSQL (aggregates plus the ledger tail).
     Each board is written to a temporary key and renamed over the live one (readers never see half a board).
     Bumps for credits committed while this runs may be overwritten; the next rebuild restores them."""
     from backend.accounts.models import District
-    from backend.stats.aggregation import stats_aggregate
 
-    stats_aggregate()
     r = client()
     written = {}
     scopes = [CITY, *District.objects.values_list("code", flat=True)]
@@ -177,18 +170,16 @@ def resident_restore(*, user_id: int) -> None:
     user = User.objects.filter(id=user_id, is_active=True).values("district_id").first()
     if r is None or user is None:
         return
+    starts = {period: current_start(period) for period in PERIODS}
+    grams = resident_period_grams(
+        resident_id=user_id, periods={p: (start, period_end(p, start)) for p, start in starts.items()}
+    )
     pipe = r.pipeline(transaction=False)
-    for period in PERIODS:
-        start = current_start(period)
-        grams = (
-            ResidentDay.objects.filter(resident_id=user_id, day__gte=start, day__lte=period_end(period, start))
-            .exclude(methodology=ALL)
-            .aggregate(g=Sum("grams"))["g"]
-        )
-        if grams:
+    for period, start in starts.items():
+        if grams[period] > 0:
             for scope in (CITY, user["district_id"]):
                 if scope:
-                    pipe.zadd(board_key(period, start, scope), {user_id: grams})
+                    pipe.zadd(board_key(period, start, scope), {user_id: grams[period]})
     pipe.execute()
 
 

@@ -16,7 +16,7 @@ from decimal import ROUND_DOWN, Decimal
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Sum
 
 from backend.stats import reference
-from backend.stats.aggregation import ACTIVE, month_of
+from backend.stats.aggregation import ACTIVE, month_of, resident_period_grams
 from backend.stats.leaderboards import board_around, current_start, period_end
 from backend.stats.models import ALL, DailyStat, MonthlyStat, ResidentDay, StatsWatermark
 
@@ -264,12 +264,10 @@ def me_summary(*, user) -> dict:
 
     today = now_shanghai().date()
     month_start, year_start = month_of(today), date(today.year, 1, 1)
-    sums = (
-        ResidentDay.objects.filter(resident_id=user.id, day__gte=year_start, day__lte=today)
-        .exclude(methodology=ALL)
-        .aggregate(year=Sum("grams"), month=Sum("grams", filter=Q(day__gte=month_start)))
+    sums = resident_period_grams(
+        resident_id=user.id, periods={"year": (year_start, today), "month": (month_start, today)}
     )
-    year_g, month_g = sums["year"] or 0, sums["month"] or 0
+    year_g, month_g = sums["year"], sums["month"]
     rank = None
     if user.district_id:
         mine = [s for s in board_around(period="month", scope=user.district_id, user_id=user.id, neighbours=0)]
