@@ -26,7 +26,7 @@ def dashboard_context(*, days: int = 365) -> dict:
         "start": start,
         "end": end,
         "grams_chart": mark_safe(charts.line_chart("Grams CO2e per day by methodology", labels, methods)),  # noqa: S308 (escaped in charts)
-        "district_chart": mark_safe(charts.bar_chart("Grams CO2e by district", bars)),  # noqa: S308
+        "district_chart": mark_safe(charts.bar_chart(f"Grams CO2e by district since {start:%Y-%m}", bars)),  # noqa: S308
         "active_chart": mark_safe(charts.line_chart("Active residents per day", labels, active)),  # noqa: S308
         "plan": selectors.plan_panel(year=end.year),
         "as_of": selectors.as_of(),
