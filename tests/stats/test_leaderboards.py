@@ -166,11 +166,43 @@ def test_redis_down_never_breaks_crediting_and_reads_fall_back(api, make_residen
     assert body["entries"] == [{"rank": 1, "display_name": "无网", "grams": 42, "is_me": False}]
 
 
+@needs_redis
 def test_leaderboard_query_count(api, crowd, django_assert_num_queries):
     # names of the listed residents in one query, whatever the board's length (two rows of everything)
-    with django_assert_num_queries(1 if settings.REDIS_URL else 4):
+    with django_assert_num_queries(1):
         body = api.get("/api/v1/leaderboards/week").json()
     assert len(body["entries"]) == 6
     user = client_for(crowd[0])
-    with django_assert_num_queries(2 if settings.REDIS_URL else 6):  # the user, the names
+    with django_assert_num_queries(2):  # the user, the names
         assert len(user.get("/api/v1/leaderboards/week").json()["me"]) == 3
+
+
+@pytest.mark.django_db(transaction=True)
+def test_listing_set_twenty_times_at_once(make_resident):
+    import threading
+
+    from django.db import connection
+
+    from backend.stats.models import LeaderboardPreference
+
+    if connection.vendor != "postgresql":
+        pytest.skip("row locks")
+    me = make_resident()
+    barrier, statuses = threading.Barrier(20), []
+
+    def put(i):
+        try:
+            barrier.wait(5)
+            statuses.append(
+                client_for(me).put("/api/v1/me/leaderboard-listing", {"listed": i % 2 == 0}, format="json").status_code
+            )
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=put, args=(i,)) for i in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert statuses == [200] * 20
+    assert LeaderboardPreference.objects.filter(user=me).count() == 1
