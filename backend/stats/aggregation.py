@@ -274,27 +274,51 @@ def _watermark_locked() -> StatsWatermark:
     return StatsWatermark.objects.select_for_update().get(id=1)
 
 
-def stats_aggregate() -> dict:
-    """Aggregate the ledger transactions created since the watermark. Idempotent and safe to run
-    concurrently (the second run waits for the first, then finds nothing new)."""
-    with transaction.atomic():
-        mark = _watermark_locked()
-        horizon = safe_horizon()
-        since = mark.ledger_created_before
-        if horizon <= since:
-            return {"transactions_from": since, "horizon": since, "days": 0}
-        deltas = ledger_deltas(Q(created_at__gte=since, created_at__lt=horizon))
-        days = resident_days_apply(deltas)
-        # Registrations since the last run (and the day before: date_joined is set before its row commits).
-        first = shanghai_day(since) - timedelta(days=1) if since > EPOCH else shanghai_day(horizon)
-        last = shanghai_day(horizon)
-        days |= {first + timedelta(days=i) for i in range((last - first).days + 1)}
-        daily_recompute(days)
-        monthly_recompute({month_of(d) for d in days})
-        mark.ledger_created_before = horizon
-        mark.updated_at = timezone.now()
-        mark.save(update_fields=["ledger_created_before", "updated_at"])
-    return {"transactions_from": since, "horizon": horizon, "days": len(days)}
+SLICE_TRANSACTIONS = 20_000  # ledger transactions per aggregation transaction (bounded memory and lock time)
+
+
+def stats_aggregate(*, slice_transactions: int = SLICE_TRANSACTIONS) -> dict:
+    """Aggregate the ledger transactions created since the watermark, up to the safe horizon, in slices of
+    about `slice_transactions` (each slice its own database transaction, so a first run over a long history
+    or a backlog after an outage never holds one huge transaction). Idempotent and safe to run concurrently
+    (a second run waits for the watermark lock, then finds nothing new)."""
+    first_since, days_total, horizon = None, 0, None
+    while True:
+        with transaction.atomic():
+            mark = _watermark_locked()
+            since = mark.ledger_created_before
+            first_since = first_since or since
+            horizon = horizon or safe_horizon()
+            if horizon <= since:
+                break
+            slice_end = _slice_end(since, horizon, slice_transactions)
+            days = resident_days_apply(ledger_deltas(Q(created_at__gte=since, created_at__lt=slice_end)))
+            # Registrations since the last run (and the day before: date_joined is set before its row commits).
+            first = shanghai_day(since) - timedelta(days=1) if since > EPOCH else shanghai_day(slice_end)
+            last = shanghai_day(slice_end)
+            days |= {first + timedelta(days=i) for i in range((last - first).days + 1)}
+            daily_recompute(days)
+            monthly_recompute({month_of(d) for d in days})
+            mark.ledger_created_before = slice_end
+            mark.updated_at = timezone.now()
+            mark.save(update_fields=["ledger_created_before", "updated_at"])
+            days_total += len(days)
+        if slice_end >= horizon:
+            break
+    return {"transactions_from": first_since, "horizon": max(horizon, first_since), "days": days_total}
+
+
+def _slice_end(since: datetime, horizon: datetime, size: int) -> datetime:
+    """The created_at that closes a slice of about `size` transactions after `since` (the horizon when fewer
+    remain). A slice never splits one created_at value (one bulk insert shares its statement time)."""
+    from backend.ledger.models import LedgerTransaction
+
+    cut = list(
+        LedgerTransaction.objects.filter(created_at__gt=since, created_at__lt=horizon)
+        .order_by("created_at")
+        .values_list("created_at", flat=True)[size : size + 1]
+    )
+    return cut[0] if cut else horizon
 
 
 def stats_rebuild(*, start: date, end: date, progress=None, chunk: int = 5000) -> dict:

@@ -145,6 +145,19 @@ def test_aggregate_is_idempotent_and_incremental(make_resident):
     assert ResidentDay.objects.get(methodology="bus_ride").quantity == 3
 
 
+def test_aggregation_in_small_slices_equals_one_pass(make_resident):
+    residents = [make_resident() for _ in range(3)]
+    now = timezone.now()
+    for i in range(7):
+        credit(residents[i % 3], at=now - timedelta(days=i % 2, minutes=i), grams=10 + i, run_hooks=False)
+    from backend.ledger.models import LedgerTransaction
+
+    result = stats_aggregate(slice_transactions=2)
+    assert result["horizon"] > max(LedgerTransaction.objects.values_list("created_at", flat=True))
+    direct = {k: v for k, v in ledger_direct().items() if v["grams"]}
+    assert {k: v for k, v in _aggregated().items() if v["grams"]} == direct
+
+
 def test_new_residents_and_any_methodology_row(make_resident):
     a = make_resident(district="370202")
     make_resident(district="370202")
