@@ -4,11 +4,14 @@ from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from backend.stats.aggregation import rebuild_id_span
-from backend.stats.services import stats_rebuild
+from backend.stats.services import stats_aggregate, stats_rebuild
 
 
 class Command(BaseCommand):
-    help = "Recompute the statistics of a range of Asia/Shanghai days from the ledger (inclusive range)."
+    help = (
+        "Catch the aggregates up with the ledger, then recompute the statistics of a range of Asia/Shanghai days "
+        "(inclusive) from the ledger."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("--from", dest="start", required=True, help="First day, YYYY-MM-DD")
@@ -24,6 +27,8 @@ class Command(BaseCommand):
             raise CommandError("--to is before --from")
         if chunk < 1:
             raise CommandError("--chunk must be positive")
+        caught_up = stats_aggregate()  # the rebuild covers what is aggregated: first catch up to the horizon
+        self.stderr.write(f"aggregated up to {caught_up['horizon']:%Y-%m-%d %H:%M:%S%z}")
         with tqdm(total=rebuild_id_span(), unit="txn ids", desc="ledger", file=self.stderr._out) as bar:
             result = stats_rebuild(start=first, end=last, progress=bar.update, chunk=chunk)
         self.stdout.write(self.style.SUCCESS(f"rebuilt {result['days']} day(s) from {first} to {last}"))
