@@ -6,6 +6,7 @@ from datetime import date, timedelta
 
 from django.core.cache import cache
 from django.http import Http404
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.permissions import AllowAny, IsAuthenticated
@@ -268,8 +269,16 @@ class XLSXRenderer(CSVRenderer):
 class AdminStatsQuerySerializer(serializers.Serializer):
     date_from = serializers.DateField(required=False, help_text="First Asia/Shanghai day (default: 30 days ago).")
     date_to = serializers.DateField(required=False, help_text="Last day, inclusive (default: today).")
-    district = serializers.CharField(required=False, allow_blank=True, max_length=6, help_text="'' = no district.")
-    methodology = serializers.CharField(required=False, allow_blank=True, max_length=32, help_text="'' = all rows.")
+    district = serializers.CharField(
+        required=False, allow_blank=True, max_length=6, help_text="A district code; empty: residents without one."
+    )
+    methodology = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=32,
+        help_text="A methodology code; empty: the rows not specific to one (registrations, redemptions, residents "
+        "active in any methodology).",
+    )
     source = serializers.ChoiceField(choices=["", "partner", "self_report"], required=False)
 
     def validate(self, attrs):
@@ -292,13 +301,23 @@ class AdminStatsView(APIView):
     permission_classes = [IsReviewer]
     renderer_classes = [JSONRenderer, CSVRenderer, XLSXRenderer]
 
+    def handle_exception(self, exc):
+        # Errors keep the one JSON error shape even when a file was asked for.
+        response = super().handle_exception(exc)
+        self.request.accepted_renderer, self.request.accepted_media_type = JSONRenderer(), "application/json"
+        return response
+
     @extend_schema(
         operation_id="admin_stats_list",
         parameters=[
             AdminStatsQuerySerializer,
             OpenApiParameter("format", str, enum=["json", "csv", "xlsx"], description="csv / xlsx: a streamed file"),
         ],
-        responses=out.DailyStatSerializer(many=True),
+        responses={
+            (200, "application/json"): out.AdminStatsPageSerializer,
+            (200, "text/csv"): OpenApiTypes.BINARY,
+            (200, exports.XLSX_TYPE): OpenApiTypes.BINARY,
+        },
     )
     def get(self, request):
         """Daily aggregates per Asia/Shanghai day x district x methodology x source, unsuppressed, for reviewers

@@ -168,3 +168,9 @@ class DailyStatSerializer(serializers.Serializer):
     points_issued = serializers.IntegerField()
     points_redeemed = serializers.IntegerField()
     quantity = serializers.DecimalField(max_digits=20, decimal_places=6)
+
+
+class AdminStatsPageSerializer(serializers.Serializer):
+    next = serializers.URLField(allow_null=True)
+    previous = serializers.URLField(allow_null=True)
+    results = DailyStatSerializer(many=True)

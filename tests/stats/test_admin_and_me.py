@@ -87,12 +87,19 @@ def test_admin_stats_filters(reviewer_client, history):
 )
 def test_admin_stats_bad_input(reviewer_client, reference_data, query):
     assert reviewer_client.get(f"/api/v1/admin/stats?{query}").status_code == 400
+    response = reviewer_client.get(f"/api/v1/admin/stats?format=csv&{query}")
+    assert response.status_code == 400 and response.json()["type"] == "validation_error"
 
 
 def test_admin_stats_is_for_reviewers(api, resident_client, reference_data):
     assert api.get("/api/v1/admin/stats").status_code == 401
     assert resident_client.get("/api/v1/admin/stats").status_code == 403
-    assert resident_client.get("/api/v1/admin/stats?format=csv").status_code == 403
+    response = resident_client.get("/api/v1/admin/stats?format=csv")
+    assert response.status_code == 403
+    assert response["Content-Type"] == "application/json"
+    assert response.json()["errors"][0]["code"] == "permission_denied"
+    response = api.get("/api/v1/admin/stats?format=xlsx&date_from=nope")
+    assert response.status_code == 401 and response.json()["type"] == "client_error"
 
 
 def test_admin_stats_query_count(reviewer_client, history, django_assert_num_queries):
