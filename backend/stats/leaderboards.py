@@ -106,17 +106,27 @@ def _bump(credits) -> None:
 # -------------------------------------------------------------------------------------------- from the DB
 
 
-def board_from_db(period: str, start: date, scope: str) -> dict[int, int]:
-    """{user id: grams} of one board from PostgreSQL (listed, active residents with grams > 0)."""
+def boards_from_db(period: str, start: date) -> dict[str, dict[int, int]]:
+    """Every board of one period from PostgreSQL: {scope: {user id: grams}} for listed, active residents with
+    grams > 0 (one pass over the period's aggregates plus the ledger tail, then split by district)."""
     from backend.accounts.models import User
 
     grams = resident_grams(start=start, end=period_end(period, start))
-    users = User.objects.filter(id__in=[uid for uid, g in grams.items() if g > 0], is_active=True).exclude(
-        id__in=LeaderboardPreference.objects.filter(listed=False).values("user_id")
+    users = (
+        User.objects.filter(id__in=[uid for uid, g in grams.items() if g > 0], is_active=True)
+        .exclude(id__in=LeaderboardPreference.objects.filter(listed=False).values("user_id"))
+        .values_list("id", "district_id")
     )
-    if scope != CITY:
-        users = users.filter(district_id=scope)
-    return {uid: grams[uid] for uid in users.values_list("id", flat=True)}
+    boards: dict[str, dict[int, int]] = {CITY: {}}
+    for uid, district in users:
+        boards[CITY][uid] = grams[uid]
+        if district:
+            boards.setdefault(district, {})[uid] = grams[uid]
+    return boards
+
+
+def board_from_db(period: str, start: date, scope: str) -> dict[int, int]:
+    return boards_from_db(period, start).get(scope, {})
 
 
 def leaderboards_rebuild(*, periods=PERIODS, starts: dict | None = None) -> dict[str, int]:
@@ -130,9 +140,10 @@ def leaderboards_rebuild(*, periods=PERIODS, starts: dict | None = None) -> dict
     scopes = [CITY, *District.objects.values_list("code", flat=True)]
     for period in periods:
         start = (starts or {}).get(period) or current_start(period)
+        boards = boards_from_db(period, start)
         for scope in scopes:
             key = board_key(period, start, scope)
-            board = board_from_db(period, start, scope)
+            board = boards.get(scope, {})
             written[key] = len(board)
             if r is None:
                 continue

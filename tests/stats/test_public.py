@@ -142,6 +142,8 @@ def test_public_stats_query_counts(api, town, django_assert_num_queries):
         assert api.get("/api/v1/stats/city").status_code == 200
     with django_assert_num_queries(0):  # cached
         assert api.get("/api/v1/stats/city").status_code == 200
+    with django_assert_num_queries(5):
+        assert api.get("/api/v1/stats/districts/370202?methodology=bus_ride").status_code == 200
     with django_assert_num_queries(3):  # cells, districts, as_of
         assert api.get("/api/v1/stats/plan").status_code == 200
     with django_assert_num_queries(2):  # week's figures, districts
