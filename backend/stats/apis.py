@@ -36,9 +36,12 @@ class MonthField(serializers.CharField):
         if not MONTH_RE.match(value):
             self.fail("invalid")
         try:
-            return date(int(value[:4]), int(value[5:]), 1)
+            month = date(int(value[:4]), int(value[5:]), 1)
         except ValueError:
             self.fail("invalid")
+        if not 2000 <= month.year <= 2100:  # also keeps "the previous period" inside the calendar
+            self.fail("invalid")
+        return month
 
 
 class CodeField(serializers.CharField):

@@ -107,6 +107,8 @@ def test_district_figures_per_capita_and_trend(api, make_resident):
     ("query", "attr"),
     [
         ("from_month=2026-13", "from_month"),
+        ("from_month=0001-01&to_month=0001-01", "from_month"),
+        ("to_month=9999-12", "to_month"),
         ("from_month=２０２６-01", "from_month"),
         ("to_month=" + "9" * 5000, "to_month"),
         ("from_month=2020-01&to_month=2026-01", "from_month"),
