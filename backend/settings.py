@@ -91,6 +91,7 @@ INSTALLED_APPS = [
     "backend.ledger",
     "backend.partners",
     "backend.actions",
+    "backend.stats",
     "rewards",
 ]
 

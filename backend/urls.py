@@ -5,6 +5,7 @@ from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from backend.core import errors, health, metrics
+from backend.stats.dashboard import dashboard_view
 
 handler400 = "backend.core.errors.handler400"
 handler403 = "backend.core.errors.handler403"
@@ -16,6 +17,7 @@ api_v1 = [
     path("", include("backend.methodologies.urls")),
     path("", include("backend.ledger.urls")),
     path("", include("backend.actions.urls")),
+    path("", include("backend.stats.urls")),
 ]
 
 urlpatterns = [
@@ -26,6 +28,7 @@ urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
     path("metrics", metrics.metrics_view, name="prometheus-django-metrics"),
+    path("admin/stats/dashboard/", dashboard_view, name="stats-dashboard"),
     path("admin/", admin.site.urls),
     # Last: any other /api/ path is a JSON 404 in every mode (under DEBUG Django would answer its HTML page).
     re_path(r"^api/", errors.handler404),

@@ -14,6 +14,7 @@ trap '[ "$started" = 1 ] && infra/services.sh stop' EXIT
 
 BENCHMARKS=(
   "locust/bench_ledger.py"
+  "locust/bench_stats.py"
 )
 for bench in "${BENCHMARKS[@]}"; do
   echo "== $bench" >&2

@@ -1,4 +1,5 @@
-"""Locust suite. Personas: a resident using the mobile app; a data partner pushing signed batches.
+"""Locust suite. Personas: a resident using the mobile app; a data partner pushing signed batches; a public
+reader of the statistics and leaderboards.
 
 Thresholds (locust/thresholds.json) are checked when the run ends: the process exits non-zero when the error
 rate or the 95th percentile response time is above them."""
@@ -52,6 +53,48 @@ class Resident(HttpUser):
     @task(1)
     def health(self):
         self.client.get("/healthz")
+
+    @task(2)
+    def my_summary(self):
+        self.client.get("/api/v1/me/summary", headers=self.headers)
+
+    @task(3)
+    def leaderboard(self):
+        period = random.choice(["week", "month"])
+        self.client.get(f"/api/v1/leaderboards/{period}", headers=self.headers, name="/api/v1/leaderboards/[period]")
+
+
+_DISTRICTS = ["370202", "370203", "370213", "370212", "370211", "370214", "370215", "370281", "370283", "370285"]
+
+
+class PublicReader(HttpUser):
+    """Anyone reading the public statistics and leaderboards (the city's web page, the app before login)."""
+
+    wait_time = between(0.5, 2.0)
+    weight = 2
+
+    @task(3)
+    def city(self):
+        self.client.get("/api/v1/stats/city")
+
+    @task(3)
+    def district(self):
+        code = random.choice(_DISTRICTS)
+        self.client.get(f"/api/v1/stats/districts/{code}", name="/api/v1/stats/districts/[code]")
+
+    @task(1)
+    def plan(self):
+        self.client.get("/api/v1/stats/plan")
+
+    @task(3)
+    def leaderboard(self):
+        period = random.choice(["week", "month"])
+        district = random.choice(["", f"?district={random.choice(_DISTRICTS)}"])
+        self.client.get(f"/api/v1/leaderboards/{period}{district}", name="/api/v1/leaderboards/[period]")
+
+    @task(2)
+    def district_ranking(self):
+        self.client.get("/api/v1/leaderboards/districts")
 
 
 class Partner(HttpUser):

@@ -21,6 +21,7 @@ from django.utils.module_loading import import_string
 ERASURE_STEPS = [
     "backend.accounts.services.account_erase_prepare",  # read consents before anything is withdrawn
     "backend.actions.services.actions_erase_personal_data",  # withdraw pending reports, strip actions, unbind
+    "backend.stats.services.stats_erase_personal_data",  # leave the leaderboards; district per consent
     "backend.accounts.services.account_erase_personal_data",  # the user row, consents, tokens, groups
 ]
 
@@ -165,6 +166,26 @@ ERASURE_LEAVES: dict[str, dict] = {
         "reviewed_by": STAFF_RECORD,
     },
     "actions.ActionStatusChange": {"actor": STAFF_RECORD},
+    "stats.ResidentDay": {
+        "resident": {
+            "rows": "kept",  # pseudonymous per-day sums the published aggregates are reproduced from
+            "columns": {
+                "id": KEPT,
+                "day": KEPT,
+                "month": KEPT,
+                "resident": KEPT,
+                "district": Leaves("statistics_consent"),
+                "methodology": KEPT,
+                "source": KEPT,
+                "actions": KEPT,
+                "grams": KEPT,
+                "points": KEPT,
+                "points_redeemed": KEPT,
+                "quantity": KEPT,
+            },
+        }
+    },
+    "stats.LeaderboardPreference": {"user": {"rows": "deleted", "columns": {}}},
     "actions.DailyCapUsage": {
         "resident": {
             "rows": "kept",  # per-day totals: what the caps and the statistics add up

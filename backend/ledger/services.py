@@ -612,6 +612,9 @@ def _action_credits_bulk_pg(plans: list[_CreditPlan]) -> dict[str, int]:
         fresh = [p for p in plans if p.credit.idempotency_key in inserted]
         if not fresh:
             return result
+        from backend.stats.leaderboards import leaderboards_credits_posted  # after commit; never fails a credit
+
+        transaction.on_commit(lambda credits=[p.credit for p in fresh]: leaderboards_credits_posted(credits))
         delta: dict[int, int] = defaultdict(int)
         lots_a, lots_t, lots_n, lots_e = [], [], [], []
         with cur.copy(POSTING_COPY) as copy:
