@@ -212,6 +212,8 @@ LOGIN_WINDOW_SECONDS = env_int("LOGIN_WINDOW_SECONDS", 15 * 60)
 # Signed partner requests: how far X-Timestamp may be from now.
 PARTNER_SIGNATURE_MAX_SKEW_S = env_int("PARTNER_SIGNATURE_MAX_SKEW_S", 300)
 PRIVACY_POLICY_VERSION = os.environ.get("PRIVACY_POLICY_VERSION", "2026-11-01")
+# Ed25519 seed (32 bytes, base64url) signing vouchers' QR payloads; empty: derived from SECRET_KEY (development).
+REWARDS_QR_SIGNING_KEY = os.environ.get("REWARDS_QR_SIGNING_KEY", "")
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "青碳行 Qingdao carbon-inclusion API",
@@ -229,6 +231,9 @@ SPECTACULAR_SETTINGS = {
         "ActionStatusEnum": "backend.actions.models.Action.Status",
         "SubjectKindEnum": "backend.actions.models.SubjectKind",
         "ConsentKindEnum": "backend.accounts.models.Consent.Kind",
+        "RewardStatusEnum": "rewards.models.Reward.Status",
+        "RewardInitialStatusEnum": [("active", "Active"), ("paused", "Paused")],
+        "VoucherStatusEnum": "rewards.models.Voucher.Status",
     },
     "SCHEMA_PATH_PREFIX": r"/api/v[0-9]",
 }
