@@ -10,7 +10,6 @@ from rest_framework import serializers, status
 from rest_framework.exceptions import NotAuthenticated
 from rest_framework.filters import OrderingFilter
 from rest_framework.generics import ListAPIView
-from rest_framework.parsers import JSONParser
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -20,6 +19,7 @@ from backend.core.permissions import IsResident
 from backend.ledger.models import Account
 from rewards import cache, qr, selectors, services
 from rewards.models import Category, Reward, Voucher
+from rewards.parsers import SafeJSONParser
 
 # --- serializers ------------------------------------------------------------------------------------------
 
@@ -204,7 +204,7 @@ class RedeemInputSerializer(serializers.Serializer):
 
 class RewardRedeemView(APIView):
     permission_classes = [IsResident]
-    parser_classes = [JSONParser]
+    parser_classes = [SafeJSONParser]
 
     @extend_schema(
         operation_id="rewards_redeem",

@@ -8,7 +8,7 @@ from django.utils.translation import gettext_lazy as _
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.generics import ListAPIView
-from rest_framework.parsers import JSONParser, MultiPartParser
+from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -16,9 +16,22 @@ from backend.core.errors import ApplicationError
 from backend.core.permissions import IsMerchantStaff
 from rewards import catalogue, qr, selectors, services
 from rewards.models import Category, Reward, Voucher
+from rewards.parsers import SafeJSONParser
 
 SHANGHAI_TZ = "Asia/Shanghai"
 MAX_SUMMARY_DAYS = 92
+
+
+class AsciiIntegerField(serializers.IntegerField):
+    """An integer as a JSON number or ASCII digits: full-width or other Unicode digits are refused rather than
+    silently read (int("１２３") would be 123)."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, str) and not data.strip().lstrip("+-").isascii():
+            self.fail("invalid")
+        if isinstance(data, bool):
+            self.fail("invalid")
+        return super().to_internal_value(data)
 
 
 class MerchantRewardSerializer(serializers.ModelSerializer):
@@ -60,17 +73,17 @@ class RewardInputSerializer(serializers.Serializer):
     description_zh = serializers.CharField(max_length=2000, required=False, allow_blank=True)
     description_en = serializers.CharField(max_length=2000, required=False, allow_blank=True)
     category = serializers.ChoiceField(choices=Category.choices, required=False)
-    points_cost = serializers.IntegerField(min_value=1, max_value=100_000_000)
-    stock = serializers.IntegerField(
+    points_cost = AsciiIntegerField(min_value=1, max_value=100_000_000)
+    stock = AsciiIntegerField(
         min_value=0, max_value=100_000_000, allow_null=True, required=False, help_text="null: unlimited."
     )
-    limit_count = serializers.IntegerField(min_value=1, max_value=10_000, allow_null=True, required=False)
+    limit_count = AsciiIntegerField(min_value=1, max_value=10_000, allow_null=True, required=False)
     limit_period = serializers.ChoiceField(choices=Reward.Period.choices, allow_blank=True, required=False)
     valid_from = serializers.DateTimeField(required=False)
     valid_until = serializers.DateTimeField(allow_null=True, required=False)
-    voucher_validity_days = serializers.IntegerField(min_value=1, max_value=366, required=False)
+    voucher_validity_days = AsciiIntegerField(min_value=1, max_value=366, required=False)
     district = serializers.RegexField(r"^\d{6}$", allow_null=True, required=False)
-    face_value_minor = serializers.IntegerField(min_value=0, max_value=10**12, required=False)
+    face_value_minor = AsciiIntegerField(min_value=0, max_value=10**12, required=False)
     status = serializers.ChoiceField(choices=[Reward.Status.ACTIVE, Reward.Status.PAUSED], required=False)
 
 
@@ -82,7 +95,7 @@ class RewardPatchSerializer(RewardInputSerializer):
 
 
 class StockAdjustSerializer(serializers.Serializer):
-    delta = serializers.IntegerField(min_value=-100_000_000, max_value=100_000_000)
+    delta = AsciiIntegerField(min_value=-100_000_000, max_value=100_000_000)
 
 
 class ImageInputSerializer(serializers.Serializer):
@@ -143,6 +156,7 @@ class StaffInputSerializer(serializers.Serializer):
 
 class MerchantView(APIView):
     permission_classes = [IsMerchantStaff]
+    parser_classes = [SafeJSONParser]
 
     def staff(self):
         return selectors.staff_of(self.request.user)
@@ -273,7 +287,7 @@ class MerchantVouchersView(MerchantView, ListAPIView):
 
 
 class MerchantVoucherRedeemView(MerchantView):
-    parser_classes = [JSONParser]
+    parser_classes = [SafeJSONParser]
 
     @extend_schema(operation_id="merchant_vouchers_redeem", request=None, responses={200: MerchantVoucherSerializer})
     def post(self, request, code: str):
@@ -285,7 +299,7 @@ class MerchantVoucherRedeemView(MerchantView):
 
 
 class MerchantVoucherScanView(MerchantView):
-    parser_classes = [JSONParser]
+    parser_classes = [SafeJSONParser]
 
     @extend_schema(
         operation_id="merchant_vouchers_scan", request=ScanInputSerializer, responses={200: MerchantVoucherSerializer}

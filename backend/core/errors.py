@@ -11,6 +11,7 @@ views) through `handler404` / `handler500`.
 import logging
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404, JsonResponse
 from django.utils.translation import gettext_lazy as _
@@ -78,6 +79,8 @@ def exception_handler(exc, context):
         exc = exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):
         exc = exceptions.PermissionDenied()
+    elif isinstance(exc, RequestDataTooBig):  # a body over DATA_UPLOAD_MAX_MEMORY_SIZE is the client's error
+        exc = ApplicationError(_("The request body is too large."), code="request_too_large", status_code=413)
 
     if not isinstance(exc, exceptions.APIException):
         # Unhandled: log with the traceback (the request id ties it to the access log), answer in our shape.
