@@ -132,7 +132,7 @@ def _authorise(*, resident, reward: Reward, key: str, rhash: str, now: datetime)
     voucher = Voucher.objects.create(
         code=voucher_code_new(),
         reward=reward,
-        merchant_id=reward.merchant_id,
+        merchant=reward.merchant,  # already loaded: the response needs no further query
         resident=resident,
         idempotency_key=key,
         request_hash=rhash,
@@ -293,6 +293,15 @@ def vouchers_expire_due(*, now: datetime | None = None, batch: int = 500) -> int
 
 
 # --- PIPL erasure -----------------------------------------------------------------------------------------
+
+
+# Every foreign key of this app to the user, and what erasure does with it (for the erasure declaration).
+PERSONAL_DATA = {
+    "rewards.Voucher.resident": "kept: settlement record, points to the anonymised user; live vouchers cancelled",
+    "rewards.Voucher.redeemed_by": "kept: which login captured it (anonymised user row)",
+    "rewards.MerchantStaff.user": "deleted: the merchant link goes",
+    "rewards.RewardLimitUsage.resident": "kept: counts only, no personal data",
+}
 
 
 def rewards_erase_personal_data(*, user) -> None:

@@ -151,3 +151,36 @@ def test_manager_adds_and_removes_staff(shop):
     assert manager.client.delete(f"/api/v1/merchant/staff/{member.user_id}").status_code == 204
     assert client_for(member.user).get("/api/v1/merchant/rewards").status_code in (401, 403)
     assert len(manager.client.get("/api/v1/merchant/staff").json()) == 1
+
+
+def test_admin_screens_render_and_act_through_services(make_user, shop, reward_factory, resident, resident_client):
+    from django.test import Client
+
+    merchant, _staff = shop
+    reward = reward_factory(merchant, points_cost=10, stock=3)
+    give_points(resident, 100)
+    code = redeem(resident_client, reward.pk).json()["code"]
+    admin_user = make_user(role="admin")
+    client = Client()
+    assert client.login(username=admin_user.raw_phone, password=PASSWORD)
+    voucher_id = type(reward).objects.get(pk=reward.pk).vouchers.get(code=code).pk
+    for url in [
+        "/admin/rewards/merchant/",
+        f"/admin/rewards/merchant/{merchant.pk}/change/",
+        "/admin/rewards/reward/",
+        f"/admin/rewards/reward/{reward.pk}/change/",
+        "/admin/rewards/voucher/",
+        f"/admin/rewards/voucher/{voucher_id}/change/",
+    ]:
+        assert client.get(url).status_code == 200, url
+    assert client.get("/admin/rewards/voucher/add/").status_code == 403
+    response = client.post("/admin/rewards/reward/", {"action": "pause", "_selected_action": [reward.pk]}, follow=True)
+    assert response.status_code == 200
+    assert Reward.objects.get(pk=reward.pk).status == "paused"
+
+
+def test_voucher_expiry_is_on_the_beat_schedule():
+    from backend.celery import app
+
+    entry = app.conf.beat_schedule["rewards-vouchers-expire"]
+    assert entry["task"] == "rewards.vouchers_expire"
