@@ -35,7 +35,7 @@ def prepare(stock: int, clients: int) -> tuple[int, list[str]]:
     import django
 
     django.setup()
-    from datetime import UTC, datetime
+    from datetime import UTC, datetime, timedelta
 
     from django.contrib.auth.hashers import make_password
     from rest_framework_simplejwt.tokens import AccessToken
@@ -83,8 +83,12 @@ def prepare(stock: int, clients: int) -> tuple[int, list[str]]:
             for u in users
         ]
     )
-    # Access tokens live JWT_ACCESS_MINUTES; a 10,000-item run is far shorter.
-    return reward.pk, [str(AccessToken.for_user(u)) for u in users]
+    tokens = []
+    for u in users:  # the stack's access tokens live 5 minutes; a slow run on a busy machine may take longer
+        token = AccessToken.for_user(u)
+        token.set_exp(lifetime=timedelta(hours=3))
+        tokens.append(str(token))
+    return reward.pk, tokens
 
 
 def client(host: str, reward_id: int, token: str, barrier, counts: list, errors: list, i: int) -> None:
@@ -104,7 +108,7 @@ def client(host: str, reward_id: int, token: str, barrier, counts: list, errors:
         if code == "reward_out_of_stock":
             break
         errors.append(code)
-        if len(errors) > 100:
+        if len(errors) > 100:  # something is wrong: stop every client rather than hammer on
             break
     counts[i] = done
 
