@@ -288,7 +288,10 @@ def vouchers_expire_due(*, now: datetime | None = None, batch: int = 500) -> int
         if not ids:
             return expired
         for voucher_id in ids:
-            expired += voucher_expire(voucher_id=voucher_id, now=now)
+            try:
+                expired += voucher_expire(voucher_id=voucher_id, now=now)
+            except Exception:  # one broken voucher must not keep the others held: logged, retried next run
+                logger.exception("could not expire voucher %s", voucher_id)
         after_id = ids[-1]
 
 
