@@ -45,11 +45,14 @@ fi
 # Redemption end to end (50 residents over HTTP -> gunicorn -> PostgreSQL on one reward with 10,000 items),
 # beside ../shared/bench/redeem_floor.py measured in the same run. Needs the stack of `make up` (started here if
 # it is not running, and stopped again afterwards). BENCH_REDEEM=0 skips it; BENCH_REDEEM_ARGS passes options.
+# A redemption waits on ~20 database round trips, so gunicorn gets more threads than CPUs (4 workers x 16 threads
+# by default here; WEB_CONCURRENCY / GUNICORN_THREADS override).
 if [ "${BENCH_REDEEM:-1}" = 1 ]; then
   eval "$(infra/services.sh env | sed 's/^/export /')"
   stack_started=0
   if ! curl -fsS "http://127.0.0.1:${PORT:-8000}/readyz" >/dev/null 2>&1; then
-    infra/stack.sh up >/dev/null; stack_started=1
+    WEB_CONCURRENCY=${WEB_CONCURRENCY:-4} GUNICORN_THREADS=${GUNICORN_THREADS:-16} infra/stack.sh up >/dev/null
+    stack_started=1
   fi
   echo "== locust/bench_redeem.py" >&2
   $PY locust/bench_redeem.py --host "http://127.0.0.1:${PORT:-8000}" ${BENCH_REDEEM_ARGS:-} || status=$?
