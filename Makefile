@@ -13,7 +13,7 @@ TEST_WORKERS ?= 2
 LOCAL := .local
 SCHEMA_FILE ?= api_schema/openapi.yaml
 
-.PHONY: help venv run shell client test test-only lint schema schema-check messages services-up services-down up down load bench lock clean
+.PHONY: help venv run shell client test test-only lint schema schema-check messages services-up services-down up down load bench bench-redeem lock clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -98,8 +98,11 @@ down: ## Stop everything `make up` started
 load: venv ## Locust suite, headless, 60 s against `make up`; fails when thresholds in locust/ are missed
 	infra/load.sh
 
-bench: venv ## Benchmarks beside the Locust suite (ledger postings/s, ingestion actions/s)
+bench: venv ## Benchmarks beside the Locust suite (ledger postings/s, ingestion actions/s, redemptions/s)
 	infra/bench.sh
+
+bench-redeem: venv ## Only the redemption benchmark (one reward, 10,000 items, 50 residents over HTTP) and its SQL floor
+	infra/bench.sh redeem
 
 lock: ## Re-pin requirements.txt from requirements.in
 	$(PY) -m pip install -q -r requirements.in && $(PY) -m pip freeze --exclude-editable > requirements.txt

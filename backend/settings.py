@@ -247,6 +247,8 @@ PARTNER_AUTH_FAILURES_PER_ADDRESS = env_int("PARTNER_AUTH_FAILURES_PER_ADDRESS",
 PARTNER_AUTH_FAILURES_PER_PARTNER = env_int("PARTNER_AUTH_FAILURES_PER_PARTNER", 50)
 PARTNER_AUTH_FAILURE_WINDOW_S = env_int("PARTNER_AUTH_FAILURE_WINDOW_S", 60)
 PRIVACY_POLICY_VERSION = os.environ.get("PRIVACY_POLICY_VERSION", "2026-11-01")
+# Ed25519 seed (32 bytes, base64url) signing vouchers' QR payloads; empty: derived from SECRET_KEY (development).
+REWARDS_QR_SIGNING_KEY = os.environ.get("REWARDS_QR_SIGNING_KEY", "")
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "青碳行 Qingdao carbon-inclusion API",
@@ -269,6 +271,9 @@ SPECTACULAR_SETTINGS = {
         "RequestErrorTypeEnum": ["client_error", "validation_error"],
         "ServerErrorEnum": ["server_error"],
         "RetireRequestedStatusEnum": ["retire_requested"],
+        "RewardStatusEnum": "rewards.models.Reward.Status",
+        "RewardInitialStatusEnum": [("active", "Active"), ("paused", "Paused")],
+        "VoucherStatusEnum": "rewards.models.Voucher.Status",
     },
     "SCHEMA_PATH_PREFIX": r"/api/v[0-9]",
 }

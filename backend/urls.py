@@ -18,6 +18,7 @@ api_v1 = [
     path("", include("backend.ledger.urls")),
     path("", include("backend.actions.urls")),
     path("", include("backend.stats.urls")),
+    path("", include("rewards.urls")),
 ]
 
 urlpatterns = [

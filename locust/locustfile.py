@@ -1,9 +1,11 @@
 """Locust suite. Personas: a resident using the mobile app; a data partner pushing signed batches; a public
-reader of the statistics and leaderboards.
+reader of the statistics and leaderboards; a resident who browses the rewards and redeems; a merchant's cashier
+who validates the vouchers they bring.
 
 Thresholds (locust/thresholds.json) are checked when the run ends: the process exits non-zero when the error
 rate or the 95th percentile response time is above them."""
 
+import collections
 import hashlib
 import hmac
 import itertools
@@ -19,7 +21,9 @@ from locust import HttpUser, between, events, task
 
 THRESHOLDS = json.loads((Path(__file__).parent / "thresholds.json").read_text())
 _users_file = os.environ.get("LOCUST_USERS_FILE")
-PREPARED = json.loads(Path(_users_file).read_text()) if _users_file else {"residents": [], "partner": None}
+PREPARED = (
+    json.loads(Path(_users_file).read_text()) if _users_file else {"residents": [], "partner": None, "merchant": None}
+)
 _next_prepared = itertools.cycle(PREPARED["residents"] or [None])
 _CARDS = [r["card"] for r in PREPARED["residents"]] or ["LOAD-NOBODY"]
 
@@ -138,6 +142,90 @@ class Partner(HttpUser):
                 "X-Signature": signature,
             },
         )
+
+
+# Codes redeemed by shoppers, waiting at the counter (one Locust process: a plain deque is enough).
+_AT_COUNTER: collections.deque = collections.deque(maxlen=10_000)
+
+
+class RewardShopper(HttpUser):
+    """A resident browsing the catalogue, redeeming (with an Idempotency-Key, retried once with the same key
+    like a flaky mobile network), looking at their vouchers and now and then cancelling one."""
+
+    wait_time = between(0.5, 2.0)
+    weight = 2
+
+    def on_start(self):
+        prepared = next(_next_prepared)
+        self.headers = {"Authorization": f"Bearer {prepared['access']}"} if prepared else {}
+        self.rewards = (PREPARED.get("merchant") or {}).get("rewards", [])
+
+    @task(5)
+    def browse(self):
+        self.client.get("/api/v1/rewards", headers=self.headers)
+        if self.rewards:
+            self.client.get(f"/api/v1/rewards/{random.choice(self.rewards)}", name="/api/v1/rewards/{id}")
+
+    @task(2)
+    def affordable(self):
+        self.client.get("/api/v1/rewards?affordable=true&ordering=points_cost", headers=self.headers)
+
+    @task(3)
+    def redeem(self):
+        if not self.rewards or not self.headers:
+            return
+        reward, key = random.choice(self.rewards), uuid.uuid4().hex
+        headers = {**self.headers, "Idempotency-Key": key}
+        name = "/api/v1/rewards/{id}/redeem"
+        response = self.client.post(f"/api/v1/rewards/{reward}/redeem", json={}, headers=headers, name=name)
+        if response.status_code == 201:
+            if random.random() < 0.1:  # the app retries: the same voucher comes back
+                self.client.post(f"/api/v1/rewards/{reward}/redeem", json={}, headers=headers, name=name + " (retry)")
+            if random.random() < 0.1:
+                self.client.post(
+                    f"/api/v1/me/vouchers/{response.json()['code']}/cancel",
+                    headers=self.headers,
+                    name="/api/v1/me/vouchers/{code}/cancel",
+                )
+            else:
+                _AT_COUNTER.append(response.json())
+
+    @task(2)
+    def vouchers(self):
+        self.client.get("/api/v1/me/vouchers", headers=self.headers)
+
+
+class Cashier(HttpUser):
+    """A merchant's cashier: scans the QR of the next voucher in line (or types its code), checks the day."""
+
+    wait_time = between(0.5, 1.5)
+    weight = 1
+
+    def on_start(self):
+        merchant = PREPARED.get("merchant") or {}
+        self.headers = {"Authorization": f"Bearer {merchant['access']}"} if merchant else {}
+
+    @task(5)
+    def validate(self):
+        if not self.headers or not _AT_COUNTER:
+            return
+        voucher = _AT_COUNTER.popleft()
+        if random.random() < 0.5:
+            self.client.post(
+                "/api/v1/merchant/vouchers/scan", json={"qr_payload": voucher["qr_payload"]}, headers=self.headers
+            )
+        else:
+            self.client.post(
+                f"/api/v1/merchant/vouchers/{voucher['code']}/redeem",
+                headers=self.headers,
+                name="/api/v1/merchant/vouchers/{code}/redeem",
+            )
+
+    @task(1)
+    def day(self):
+        if self.headers:
+            self.client.get("/api/v1/merchant/vouchers", headers=self.headers)
+            self.client.get("/api/v1/merchant/summary", headers=self.headers)
 
 
 @events.quitting.add_listener

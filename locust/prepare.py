@@ -1,7 +1,8 @@
 """Before a load run: register and log in the residents the Locust users act as (not part of the measurement:
-Argon2 is deliberately slow) and link each one's transit card the way production does (a link code the
-resident gets, confirmed by the partner with a signed request). Writes tokens to a JSON file the locustfile
-reads."""
+Argon2 is deliberately slow), link each one's transit card the way production does (a link code the resident
+gets, confirmed by the partner with a signed request), give them points (through the ledger services), and
+create a merchant with a cashier login and a few rewards (through the merchant API). Writes tokens and ids to a
+JSON file the locustfile reads."""
 
 import argparse
 import hashlib
@@ -83,9 +84,81 @@ def main() -> None:
         )
         linked.raise_for_status()
         users.append({"phone": phone, "card": card, **tokens.json()})
+    for user in users:
+        me = session.get(f"{a.host}/api/v1/me", headers={"Authorization": f"Bearer {user['access']}"}, timeout=30)
+        user["id"] = me.json()["id"]
+    give_points([u["id"] for u in users], points=1_000_000, run=run)
+    merchant = prepare_merchant(session, a.host, run)
     with open(a.out, "w") as fh:
-        json.dump({"residents": users, "partner": partner}, fh)
-    print(f"prepared {len(users)} residents and partner {partner['partner_id']}")
+        json.dump({"residents": users, "partner": partner, "merchant": merchant}, fh)
+    print(f"prepared {len(users)} residents, partner {partner['partner_id']}, merchant {merchant['merchant_id']}")
+
+
+def give_points(resident_ids: list[int], *, points: int, run: int) -> None:
+    """Credit the residents through the ledger services (the same database as the stack)."""
+    import os
+    from datetime import UTC, datetime
+
+    sys.path.insert(0, str(ROOT))
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "backend.settings")
+    import django
+
+    django.setup()
+    from backend.ledger.services import ActionCredit, action_credits_post_bulk
+
+    now = datetime.now(UTC)
+    action_credits_post_bulk(
+        credits=[
+            ActionCredit(
+                idempotency_key=f"load-points:{run}:{rid}",
+                resident_id=rid,
+                methodology="metro_ride",
+                grams=0,
+                points=points,
+                reason="load test",
+                source_type="load",
+                source_id=rid,
+                effective_at=now,
+            )
+            for rid in resident_ids
+        ]
+    )
+
+
+def prepare_merchant(session, host: str, run: int) -> dict:
+    """A merchant (operators' command) whose manager lists three rewards through the merchant API."""
+    phone, password = f"136{run:04d}0000", "Load-Test-Pass-1"
+    created = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "manage.py"),
+            "create_merchant",
+            "--name",
+            f"load-{run:04d}-{random.random()}",
+            "--district",
+            "370202",
+            "--staff-phone",
+            phone,
+            "--staff-password",
+            password,
+            "--json",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    merchant = json.loads(created.stdout.strip().splitlines()[-1])
+    tokens = session.post(f"{host}/api/v1/auth/token", json={"phone": phone, "password": password}, timeout=30)
+    tokens.raise_for_status()
+    headers = {"Authorization": f"Bearer {tokens.json()['access']}"}
+    rewards = []
+    for i, (cost, stock) in enumerate([(100, 1_000_000), (500, 1_000_000), (50, None)]):
+        body = {"title_zh": f"负载奖励{i}", "points_cost": cost, "stock": stock, "face_value_minor": cost * 10}
+        response = session.post(f"{host}/api/v1/merchant/rewards", json=body, headers=headers, timeout=30)
+        response.raise_for_status()
+        rewards.append(response.json()["id"])
+    return {**merchant, "access": tokens.json()["access"], "rewards": rewards}
 
 
 def partner_request(session, host: str, partner: dict, method: str, path: str, payload: dict):

@@ -2,7 +2,12 @@ from django.apps import AppConfig
 
 
 class RewardsConfig(AppConfig):
-    """Merchants, catalogue, redemption and vouchers: filled by the rewards issue."""
+    """Merchants, catalogue, two-phase redemption to vouchers, validation at the counter."""
 
     name = "rewards"
     verbose_name = "Rewards"
+
+    def ready(self):
+        from backend.celery import add_beat_entry
+
+        add_beat_entry("rewards-vouchers-expire", "rewards.vouchers_expire", 300.0)

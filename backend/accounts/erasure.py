@@ -21,6 +21,7 @@ from django.utils.module_loading import import_string
 ERASURE_STEPS = [
     "backend.accounts.services.account_erase_prepare",  # read consents before anything is withdrawn
     "backend.actions.services.actions_erase_personal_data",  # withdraw pending reports, strip actions, unbind
+    "rewards.services.rewards_erase_personal_data",  # cancel live vouchers, drop merchant staff links
     "backend.stats.services.stats_erase_personal_data",  # leave the leaderboards; district per consent
     "backend.accounts.services.account_erase_personal_data",  # the user row, consents, tokens, groups
 ]
@@ -54,6 +55,8 @@ class Leaves:
     zero_if_withdrawn    0 for rows that were withdrawn (pending), otherwise kept
     withdrawn_reason     `withdrawn_erasure` for rows that were withdrawn (pending), otherwise kept
     cap_given_back       kept, less what withdrawn actions had used (never more than before)
+    cancelled_if_issued  a live (`issued`) voucher becomes `cancelled` (its points and stock go back); else kept
+    closed_at_erasure_if_issued  the erasure time for vouchers cancelled by it; else kept
     """
 
     rule: str
@@ -186,6 +189,39 @@ ERASURE_LEAVES: dict[str, dict] = {
         }
     },
     "stats.LeaderboardPreference": {"user": {"rows": "deleted", "columns": {}}},
+    "rewards.Voucher": {
+        "resident": {
+            "rows": "kept",  # settlement records: what a merchant is paid for; no personal data but the link
+            "columns": {
+                "id": KEPT,
+                "code": KEPT,
+                "reward": KEPT,
+                "merchant": KEPT,
+                "resident": KEPT,
+                "idempotency_key": KEPT,
+                "request_hash": KEPT,
+                "points_cost": KEPT,
+                "face_value_minor": KEPT,
+                "currency": KEPT,
+                "limit_period_key": KEPT,
+                "stock_taken": KEPT,
+                "status": Leaves("cancelled_if_issued"),
+                "issued_at": KEPT,
+                "expires_at": KEPT,
+                "redeemed_at": KEPT,
+                "redeemed_by": KEPT,
+                "closed_at": Leaves("closed_at_erasure_if_issued"),
+            },
+        },
+        "redeemed_by": STAFF_RECORD,
+    },
+    "rewards.RewardLimitUsage": {
+        "resident": {
+            "rows": "kept",  # counts per period, no personal data
+            "columns": {"id": KEPT, "reward": KEPT, "resident": KEPT, "period_key": KEPT, "count": KEPT},
+        }
+    },
+    "rewards.MerchantStaff": {"user": {"rows": "deleted", "columns": {}}},
     "actions.DailyCapUsage": {
         "resident": {
             "rows": "kept",  # per-day totals: what the caps and the statistics add up

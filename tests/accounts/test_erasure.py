@@ -114,7 +114,13 @@ def check(rule, before, after, *, row_before: dict, consented: bool, erased_from
         case "pseudonymised":
             return (before is None and after is None) or (after != before and before not in after)
         case "statistics_consent":
-            return after == (before if consented else None)
+            return after == before if consented else after in (None, "")
+        case "cancelled_if_issued":
+            return after == ("cancelled" if row_before.get("status") == "issued" else before)
+        case "closed_at_erasure_if_issued":
+            if row_before.get("status") == "issued":
+                return after is not None and after >= erased_from
+            return after == before
         case "unusable_password":
             return isinstance(after, str) and after.startswith("!")
         case "withdrawn_if_pending":

@@ -1,0 +1,221 @@
+#!/usr/bin/env python
+"""Redemption benchmark: redemptions per second on one popular reward, through the real HTTP stack.
+
+Against the running stack (`make up`: gunicorn on the private PostgreSQL/Redis) it
+1. creates a merchant, one reward with --stock items (10,000) and --clients residents (50) with points and
+   JWTs, straight through the ORM and the ledger services (not measured),
+2. lets the --clients residents (threads, one keep-alive HTTP session each) redeem that reward behind a barrier,
+   each `POST /api/v1/rewards/{id}/redeem` with a fresh Idempotency-Key, until it answers `reward_out_of_stock`,
+3. checks the result (exactly --stock vouchers, stock 0, the hold equals the vouchers' points, ledger balanced,
+   no drift) and reports redemptions/s beside ../shared/bench/redeem_floor.py (the same redemption as raw SQL,
+   50 clients) measured in the same run on the same cluster, as a ratio.
+
+    DATABASE_URL=... REDIS_URL=... python locust/bench_redeem.py --host http://127.0.0.1:8000 [--stock 10000]
+
+Prints JSON lines; the last one is the summary (also written to .local/bench/redeem.json).
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "backend.settings")
+COST = 10
+
+
+def prepare(stock: int, clients: int) -> tuple[int, list[str]]:
+    import django
+
+    django.setup()
+    from datetime import UTC, datetime, timedelta
+
+    from django.contrib.auth.hashers import make_password
+    from rest_framework_simplejwt.tokens import AccessToken
+
+    from backend.accounts.models import User
+    from backend.accounts.phones import mask_phone, phone_hash
+    from backend.core.seeding import SEEDERS
+    from backend.ledger.services import ActionCredit, action_credits_post_bulk
+    from rewards.catalogue import merchant_create, reward_create
+
+    for _, seeder in SEEDERS:
+        seeder()
+    run = uuid.uuid4().hex[:6]
+    merchant = merchant_create(name_zh=f"bench-{run}", district="370202")
+    reward = reward_create(
+        merchant=merchant, title_zh="热门奖励", points_cost=COST, stock=stock, voucher_validity_days=30
+    )
+    digits = f"{int(run, 16) % 1000:03d}"
+    users = User.objects.bulk_create(
+        [
+            User(
+                phone_hash=phone_hash(f"+86151{digits}{i:05d}"),
+                phone_masked=mask_phone(f"+86151{digits}{i:05d}"),
+                display_name=f"bench{i}",
+                district_id="370202",
+                password=make_password(None),
+            )
+            for i in range(clients)
+        ]
+    )
+    now = datetime.now(UTC)
+    action_credits_post_bulk(
+        credits=[
+            ActionCredit(
+                idempotency_key=f"bench-redeem:{run}:{u.pk}",
+                resident_id=u.pk,
+                methodology="metro_ride",
+                grams=0,
+                points=COST * stock,  # each resident could take the whole stock
+                reason="bench",
+                source_type="bench",
+                source_id=u.pk,
+                effective_at=now,
+            )
+            for u in users
+        ]
+    )
+    tokens = []
+    for u in users:  # the stack's access tokens live 5 minutes; a slow run on a busy machine may take longer
+        token = AccessToken.for_user(u)
+        token.set_exp(lifetime=timedelta(hours=3))
+        tokens.append(str(token))
+    return reward.pk, tokens
+
+
+def client(host: str, reward_id: int, token: str, barrier, counts: list, errors: list, i: int) -> None:
+    import requests
+
+    session = requests.Session()
+    session.headers["Authorization"] = f"Bearer {token}"
+    url = f"{host}/api/v1/rewards/{reward_id}/redeem"
+    done = 0
+    barrier.wait()
+    while True:
+        response = session.post(url, json={}, headers={"Idempotency-Key": uuid.uuid4().hex}, timeout=60)
+        if response.status_code == 201:
+            done += 1
+            continue
+        code = response.json()["errors"][0]["code"] if response.content[:1] == b"{" else response.status_code
+        if code == "reward_out_of_stock":
+            break
+        errors.append(code)
+        if len(errors) > 100:  # something is wrong: stop every client rather than hammer on
+            break
+    counts[i] = done
+
+
+def check(reward_id: int) -> dict:
+    from django.db.models import Sum
+
+    from backend.ledger.models import Posting
+    from backend.ledger.selectors import balance_drift, unbalanced_transactions
+    from rewards.models import Reward, Voucher
+
+    vouchers = Voucher.objects.filter(reward_id=reward_id)
+    hold = Posting.objects.filter(account__key="system:redemption_hold").aggregate(s=Sum("amount"))["s"] or 0
+    issued = Voucher.objects.filter(status="issued").aggregate(s=Sum("points_cost"))["s"] or 0
+    return {
+        "stock_left": Reward.objects.get(pk=reward_id).stock,
+        "vouchers": vouchers.count(),
+        "hold_equals_issued": hold == issued,
+        "unbalanced": unbalanced_transactions(),
+        "drift": len(balance_drift()[1]),
+    }
+
+
+def redeem_floor(dsn: str, stock: int, clients: int) -> dict | None:
+    script = Path(os.environ.get("REDEEM_FLOOR", ROOT.parent / "shared" / "bench" / "redeem_floor.py"))
+    if not script.exists():
+        return None
+    out = subprocess.run(
+        [sys.executable, str(script), dsn, "--stock", str(stock), "--clients", str(clients)],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    lines = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    return lines[-1] if lines else None
+
+
+def fsync_setting() -> str:
+    from django.db import connection
+
+    with connection.cursor() as cur:
+        cur.execute("SHOW fsync")
+        fsync = cur.fetchone()[0]
+        cur.execute("SHOW synchronous_commit")
+        return f"fsync={fsync}, synchronous_commit={cur.fetchone()[0]}"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--host", default=os.environ.get("BENCH_HOST", "http://127.0.0.1:8000"))
+    ap.add_argument("--stock", type=int, default=10_000)
+    ap.add_argument("--clients", type=int, default=50)
+    ap.add_argument("--skip-floor", action="store_true")
+    a = ap.parse_args()
+    reward_id, tokens = prepare(a.stock, a.clients)
+    print(json.dumps({"prepared": {"reward": reward_id, "stock": a.stock, "residents": a.clients}}), flush=True)
+    barrier = threading.Barrier(a.clients + 1)
+    counts, errors = [0] * a.clients, []
+    threads = [
+        threading.Thread(target=client, args=(a.host, reward_id, tokens[i], barrier, counts, errors, i))
+        for i in range(a.clients)
+    ]
+    for t in threads:
+        t.start()
+    barrier.wait()
+    started = time.perf_counter()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - started
+    redeemed = sum(counts)
+    summary = {
+        "benchmark": "redeem",
+        "clients": a.clients,
+        "stock": a.stock,
+        "redemptions": redeemed,
+        "seconds": round(wall, 2),
+        "redemptions_per_s": round(redeemed / wall, 1),
+        "errors": len(errors),
+        "postgres": fsync_setting(),
+        "check": check(reward_id),
+    }
+    print(json.dumps(summary), flush=True)
+    if not a.skip_floor:
+        from django.db import connection
+
+        s = connection.settings_dict
+        dsn = f"postgres://{s['USER']}@{s['HOST']}:{s['PORT']}/{s['NAME']}"
+        floor = redeem_floor(dsn, a.stock, a.clients)
+        summary["redeem_floor"] = floor
+        if floor and floor.get("redemptions_per_s"):
+            summary["ratio_to_floor"] = round(summary["redemptions_per_s"] / floor["redemptions_per_s"], 3)
+    out = ROOT / ".local" / "bench"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "redeem.json").write_text(json.dumps(summary, indent=2))
+    print(json.dumps(summary), flush=True)
+    ok = (
+        redeemed == a.stock
+        and summary["check"]["stock_left"] == 0
+        and summary["check"]["vouchers"] == a.stock
+        and summary["check"]["hold_equals_issued"]
+        and not summary["check"]["unbalanced"]
+        and not errors
+    )
+    if not ok:
+        print(json.dumps({"inconsistent": True, "first_errors": errors[:5]}), flush=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,85 @@
+"""Locks and guarded claims of the rewards app. THE lock order, used by every write path (redeem, capture,
+cancel, expire, stock adjustment), so two of them never wait on each other in a cycle:
+
+    1. the voucher row        (the idempotency-claim INSERT of a new voucher, or SELECT ... FOR UPDATE)
+    2. the limit-usage row    (`limit_claim` / `limit_release`: one guarded upsert / update)
+    3. ledger rows            (inside backend.ledger: new accounts by key, floored accounts by id, lots)
+    4. the reward row         (`stock_take` / `stock_return`: one guarded UPDATE)
+
+The reward row comes last on purpose: it is the hot row of a popular reward, so it is locked for the shortest
+possible time (only until the commit that follows it). No read-then-act: each claim is one statement whose
+WHERE clause is the check, and CHECK constraints (stock >= 0, count >= 0, balance >= 0) are the backstop.
+"""
+
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from django.db import connection
+from django.db.models import F
+
+from rewards.models import Reward, RewardLimitUsage
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+
+def limit_period_key(period: str, at: datetime) -> str:
+    """The Asia/Shanghai calendar period a redemption at `at` counts against: day `2026-11-27`, ISO week
+    `2026-W48`, month `2026-11`, or `ever`."""
+    local = at.astimezone(SHANGHAI)
+    if period == Reward.Period.DAY:
+        return local.date().isoformat()
+    if period == Reward.Period.WEEK:
+        year, week, _ = local.isocalendar()
+        return f"{year}-W{week:02d}"
+    if period == Reward.Period.MONTH:
+        return f"{local.year}-{local.month:02d}"
+    return "ever"
+
+
+LIMIT_CLAIM_SQL = (
+    "INSERT INTO rewards_rewardlimitusage (reward_id, resident_id, period_key, count) VALUES (%s, %s, %s, 1)"
+    " ON CONFLICT (reward_id, resident_id, period_key) DO UPDATE SET count = rewards_rewardlimitusage.count + 1"
+    " WHERE rewards_rewardlimitusage.count < %s RETURNING count"
+)
+
+
+def limit_claim(*, reward_id: int, resident_id: int, period_key: str, limit: int) -> bool:
+    """(2) Claim one of the resident's `limit` redemptions of the period. One statement: concurrent claims
+    of one resident queue on the row (or on its unique index when it is new) and each sees the committed
+    count, so twenty parallel requests can never take more than `limit`."""
+    with connection.cursor() as cur:
+        cur.execute(LIMIT_CLAIM_SQL, [reward_id, resident_id, period_key, limit])
+        return cur.fetchone() is not None
+
+
+def limit_release(*, reward_id: int, resident_id: int, period_key: str) -> None:
+    """(2) Give a claim back (the voucher was cancelled or expired)."""
+    RewardLimitUsage.objects.filter(
+        reward_id=reward_id, resident_id=resident_id, period_key=period_key, count__gt=0
+    ).update(count=F("count") - 1)
+
+
+def stock_take(*, reward_id: int) -> bool:
+    """(4) Take one item from a limited stock: `UPDATE ... SET stock = stock - 1 WHERE stock > 0 AND active`.
+    False when none is left (or the reward stopped being active meanwhile)."""
+    return bool(
+        Reward.objects.filter(id=reward_id, stock__gt=0, status=Reward.Status.ACTIVE).update(stock=F("stock") - 1)
+    )
+
+
+def stock_return(*, reward_id: int) -> None:
+    """(4) Put one item back (a cancelled or expired voucher that had taken one)."""
+    Reward.objects.filter(id=reward_id, stock__isnull=False).update(stock=F("stock") + 1)
+
+
+def stock_adjust(*, reward_id: int, delta: int) -> int | None:
+    """(4) Add `delta` (may be negative) to a limited stock, never below zero. Returns the new stock, or None
+    when the reward has unlimited stock or the change would go below zero."""
+    with connection.cursor() as cur:
+        cur.execute(
+            "UPDATE rewards_reward SET stock = stock + %s, updated_at = %s WHERE id = %s AND stock IS NOT NULL"
+            " AND stock + %s >= 0 RETURNING stock",
+            [delta, datetime.now(tz=SHANGHAI), reward_id, delta],
+        )
+        row = cur.fetchone()
+    return row[0] if row else None

@@ -1,0 +1,316 @@
+"""Where points are spent: redemption (two-phase, like a card authorisation), capture at the counter, cancel,
+expiry, and the PIPL erasure hook. Catalogue and merchant writes are in rewards/catalogue.py.
+
+    reward_redeem    resident -> system:redemption_hold (ledger points_spend, lots soonest expiry first),
+                     one item out of stock, a voucher `issued`             [authorisation]
+    voucher_capture  system:redemption_hold -> merchant:<id>:points, voucher `redeemed`   [capture]
+    voucher_cancel / voucher_expire
+                     the hold transaction reversed (points back as lots with their original expiry), the item
+                     back in stock, the per-resident limit claim given back, voucher `cancelled` / `expired`
+
+Ledger idempotency keys: `voucher:<id>:hold`, `voucher:<id>:capture`, `voucher:<id>:release`: each happens at
+most once per voucher, whatever retries or races do. Locks follow the order of rewards/locking.py.
+"""
+
+import hashlib
+import json
+import logging
+import re
+import secrets
+from datetime import datetime, timedelta
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from backend.core.errors import ApplicationError
+from backend.ledger.models import LedgerTransaction
+from backend.ledger.services import Leg, ledger_post, points_spend, transaction_reverse
+from rewards import locking
+from rewards.cache import catalogue_changed
+from rewards.models import Merchant, MerchantStaff, Reward, Voucher
+
+logger = logging.getLogger(__name__)
+
+# 31 characters without look-alikes (no 0/O, 1/I/L); 12 of them are ~59 bits: unguessable at any rate limit.
+CODE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
+CODE_LENGTH = 12
+IDEMPOTENCY_KEY_RE = re.compile(r"^[A-Za-z0-9_.:\-]{1,100}$")
+HOLD_ACCOUNT = "system:redemption_hold"
+
+
+def voucher_code_new() -> str:
+    return "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
+
+
+def voucher_code_normalize(code: str) -> str:
+    """What a cashier types: case, spaces and dashes do not matter."""
+    return re.sub(r"[\s\-]", "", str(code or ""))[:32].upper()
+
+
+def request_hash(*, reward_id: int, body) -> str:
+    canonical = json.dumps({"reward": reward_id, "body": body}, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def hold_key(voucher_id: int) -> str:
+    return f"voucher:{voucher_id}:hold"
+
+
+# --- authorisation ----------------------------------------------------------------------------------------
+
+
+def _replay(*, resident_id: int, idempotency_key: str, rhash: str) -> Voucher | None:
+    voucher = (
+        Voucher.objects.select_related("reward", "merchant")
+        .filter(resident_id=resident_id, idempotency_key=idempotency_key)
+        .first()
+    )
+    if voucher is not None and voucher.request_hash != rhash:
+        raise ApplicationError(
+            _("This Idempotency-Key was used for a different request."),
+            code="idempotency_key_reused",
+            status_code=422,
+        )
+    return voucher
+
+
+def _unavailable(detail) -> ApplicationError:
+    return ApplicationError(detail, code="reward_not_available", status_code=409)
+
+
+def _check_available(reward: Reward, resident, now: datetime) -> None:
+    if reward.status != Reward.Status.ACTIVE or reward.merchant.status != Merchant.Status.ACTIVE:
+        raise _unavailable(_("This reward is not available."))
+    if now < reward.valid_from or (reward.valid_until and now >= reward.valid_until):
+        raise _unavailable(_("This reward is not available at this time."))
+    if reward.district_id and reward.district_id != resident.district_id:
+        raise _unavailable(_("This reward is only for residents of another district."))
+    if reward.stock == 0:  # fast path only: the guarded UPDATE below is what decides
+        raise ApplicationError(_("This reward is out of stock."), code="reward_out_of_stock", status_code=409)
+
+
+def reward_redeem(*, resident, reward_id: int, idempotency_key: str | None, body=None) -> tuple[Voucher, bool]:
+    """Redeem a reward for a voucher, exactly once per (resident, Idempotency-Key). Returns (voucher, created):
+    the same key and body again returns the first voucher (created False); another body is 422
+    `idempotency_key_reused`. Refusals: `insufficient_points`, `reward_out_of_stock`, `reward_limit_reached`,
+    `reward_not_available` (409), an unknown reward is 404. Nothing is held or taken unless all succeed."""
+    if not idempotency_key:
+        raise ApplicationError(_("The Idempotency-Key header is required."), code="idempotency_key_required")
+    if not IDEMPOTENCY_KEY_RE.match(idempotency_key):
+        raise ApplicationError(
+            _("Idempotency-Key: 1 to 100 letters, digits or _ . : -"), code="idempotency_key_invalid"
+        )
+    rhash = request_hash(reward_id=reward_id, body=body or {})
+    replay = _replay(resident_id=resident.pk, idempotency_key=idempotency_key, rhash=rhash)
+    if replay is not None:
+        return replay, False
+    reward = Reward.objects.select_related("merchant").filter(pk=min(int(reward_id), 2**63 - 1)).first()
+    if reward is None:
+        raise ApplicationError(_("No such reward."), code="not_found", status_code=404)
+    now = timezone.now()
+    _check_available(reward, resident, now)
+    for _attempt in range(3):
+        try:
+            return _authorise(resident=resident, reward=reward, key=idempotency_key, rhash=rhash, now=now), True
+        except IntegrityError as exc:
+            if "voucher_resident_idem_key" in str(exc):
+                # A concurrent request with the same key committed first: answer with its voucher.
+                replay = _replay(resident_id=resident.pk, idempotency_key=idempotency_key, rhash=rhash)
+                if replay is not None:
+                    return replay, False
+            elif "code" not in str(exc):
+                raise
+    raise ApplicationError(_("Please try again."), code="retry", status_code=503)
+
+
+@transaction.atomic
+def _authorise(*, resident, reward: Reward, key: str, rhash: str, now: datetime) -> Voucher:
+    period_key = locking.limit_period_key(reward.limit_period, now) if reward.limit_count else ""
+    # (1) The idempotency claim. A concurrent request with the same key waits here on the unique index until
+    # the first commits (then fails with IntegrityError and replays) or rolls back (then goes on).
+    voucher = Voucher.objects.create(
+        code=voucher_code_new(),
+        reward=reward,
+        merchant=reward.merchant,  # already loaded: the response needs no further query
+        resident=resident,
+        idempotency_key=key,
+        request_hash=rhash,
+        points_cost=reward.points_cost,
+        face_value_minor=reward.face_value_minor,
+        currency=reward.currency,
+        limit_period_key=period_key,
+        stock_taken=reward.stock is not None,
+        issued_at=now,
+        expires_at=now + timedelta(days=reward.voucher_validity_days),
+    )
+    # (2) The per-resident limit: one guarded upsert is the claim.
+    if reward.limit_count and not locking.limit_claim(
+        reward_id=reward.pk, resident_id=resident.pk, period_key=period_key, limit=reward.limit_count
+    ):
+        raise ApplicationError(
+            _("You have reached this reward's limit for the period."), code="reward_limit_reached", status_code=409
+        )
+    # (3) The points: resident -> hold, lots soonest expiry first; the balance CHECK is the backstop.
+    try:
+        points_spend(
+            resident_id=resident.pk,
+            points=reward.points_cost,
+            idempotency_key=hold_key(voucher.pk),
+            reason=f"Reward: {reward.title_zh}"[:255],
+            source_type="voucher",
+            source_id=voucher.pk,
+        )
+    except ApplicationError as exc:
+        if exc.get_codes() == "insufficient_points":
+            raise ApplicationError(_("Not enough points."), code="insufficient_points", status_code=409) from None
+        raise
+    # (4) The item: the hot row, locked last and only until commit.
+    if reward.stock is not None:
+        if not locking.stock_take(reward_id=reward.pk):
+            raise ApplicationError(_("This reward is out of stock."), code="reward_out_of_stock", status_code=409)
+        catalogue_changed()
+    return voucher
+
+
+# --- capture at the counter -------------------------------------------------------------------------------
+
+
+def _refuse_closed(voucher: Voucher, now: datetime) -> None:
+    if voucher.status == Voucher.Status.REDEEMED:
+        raise ApplicationError(
+            _("This voucher was already redeemed."), code="voucher_already_redeemed", status_code=409
+        )
+    if voucher.status == Voucher.Status.CANCELLED:
+        raise ApplicationError(_("This voucher was cancelled."), code="voucher_cancelled", status_code=409)
+    if voucher.status == Voucher.Status.EXPIRED or voucher.expires_at <= now:
+        raise ApplicationError(_("This voucher has expired."), code="voucher_expired", status_code=409)
+
+
+def _voucher_not_found() -> ApplicationError:
+    return ApplicationError(_("No such voucher at this merchant."), code="voucher_not_found", status_code=404)
+
+
+@transaction.atomic
+def voucher_capture(*, staff: MerchantStaff, code: str) -> Voucher:
+    """Redeem a voucher at the counter: the held points go to the merchant's redeemed-points account (gone
+    from the resident for good) and the voucher is `redeemed`. Another merchant's voucher is
+    `voucher_not_found`, exactly like a code that does not exist."""
+    voucher = (
+        Voucher.objects.select_for_update(of=("self",))
+        .select_related("reward")
+        .filter(code=voucher_code_normalize(code), merchant_id=staff.merchant_id)
+        .first()
+    )
+    if voucher is None:
+        raise _voucher_not_found()
+    now = timezone.now()
+    _refuse_closed(voucher, now)
+    ledger_post(
+        kind=LedgerTransaction.Kind.TRANSFER,
+        reason=f"Voucher {voucher.code} redeemed: {voucher.reward.title_zh}"[:255],
+        source_type="voucher",
+        source_id=voucher.pk,
+        idempotency_key=f"voucher:{voucher.pk}:capture",
+        postings=[
+            Leg(HOLD_ACCOUNT, -voucher.points_cost),
+            Leg(f"merchant:{voucher.merchant_id}:points", voucher.points_cost),
+        ],
+    )
+    voucher.status = Voucher.Status.REDEEMED
+    voucher.redeemed_at = now
+    voucher.redeemed_by_id = staff.user_id
+    voucher.save(update_fields=["status", "redeemed_at", "redeemed_by"])
+    return voucher
+
+
+# --- release: cancel and expiry ---------------------------------------------------------------------------
+
+
+def _release(voucher: Voucher, status: str, reason: str, now: datetime) -> None:
+    """Give everything back, once: caller holds the voucher row lock and has checked it is `issued`."""
+    if voucher.limit_period_key:
+        locking.limit_release(
+            reward_id=voucher.reward_id, resident_id=voucher.resident_id, period_key=voucher.limit_period_key
+        )
+    hold = LedgerTransaction.objects.filter(idempotency_key=hold_key(voucher.pk)).values_list("id", flat=True).get()
+    transaction_reverse(transaction_id=hold, reason=reason[:255], idempotency_key=f"voucher:{voucher.pk}:release")
+    if voucher.stock_taken:
+        locking.stock_return(reward_id=voucher.reward_id)
+        catalogue_changed()
+    voucher.status = status
+    voucher.closed_at = now
+    voucher.save(update_fields=["status", "closed_at"])
+
+
+@transaction.atomic
+def voucher_cancel(*, resident, code: str) -> Voucher:
+    """The resident gives an unused voucher back: points return to their lots' original expiry, the item to
+    stock, the limit claim is freed. Someone else's voucher is 404 `voucher_not_found`."""
+    voucher = (
+        Voucher.objects.select_for_update(of=("self",))
+        .select_related("reward", "merchant")
+        .filter(code=voucher_code_normalize(code), resident_id=resident.pk)
+        .first()
+    )
+    if voucher is None:
+        raise ApplicationError(_("No such voucher."), code="voucher_not_found", status_code=404)
+    now = timezone.now()
+    if voucher.status != Voucher.Status.ISSUED or voucher.expires_at > now:
+        _refuse_closed(voucher, now)
+    _release(voucher, Voucher.Status.CANCELLED, f"Voucher {voucher.code} cancelled", now)
+    return voucher
+
+
+@transaction.atomic
+def voucher_expire(*, voucher_id: int, now: datetime | None = None) -> bool:
+    """Expire one due voucher (give everything back). False when it is not issued or not due: safe to run
+    any number of times, from any number of workers."""
+    now = now or timezone.now()
+    voucher = Voucher.objects.select_for_update().filter(pk=voucher_id).first()
+    if voucher is None or voucher.status != Voucher.Status.ISSUED or voucher.expires_at > now:
+        return False
+    _release(voucher, Voucher.Status.EXPIRED, f"Voucher {voucher.code} expired unused", now)
+    return True
+
+
+def vouchers_expire_due(*, now: datetime | None = None, batch: int = 500) -> int:
+    """Expire every issued voucher past `expires_at`, each in its own short transaction. Returns how many this
+    run expired (a second run, or a concurrent one, finds nothing left to do)."""
+    now = now or timezone.now()
+    expired, after_id = 0, 0
+    while True:
+        ids = list(
+            Voucher.objects.filter(status=Voucher.Status.ISSUED, expires_at__lte=now, id__gt=after_id)
+            .order_by("id")
+            .values_list("id", flat=True)[:batch]
+        )
+        if not ids:
+            return expired
+        for voucher_id in ids:
+            try:
+                expired += voucher_expire(voucher_id=voucher_id, now=now)
+            except Exception:  # one broken voucher must not keep the others held: logged, retried next run
+                logger.exception("could not expire voucher %s", voucher_id)
+        after_id = ids[-1]
+
+
+# --- PIPL erasure -----------------------------------------------------------------------------------------
+
+
+# Every foreign key of this app to the user, and what erasure does with it (for the erasure declaration).
+
+
+def rewards_erase_personal_data(*, user, context: dict | None = None) -> None:
+    """Erasure step (backend/accounts/erasure.py declares what is left, column by column). Vouchers are settlement records (what a merchant is
+    paid for) and stay, pointing at the anonymised user row; they hold no personal data of their own beyond
+    that link. A resident's live (`issued`) vouchers are cancelled first: the held points go back to the
+    resident's (anonymous) points account and the items back to stock, so nobody can use a code of an erased
+    person. A member of merchant staff loses the merchant link (the user row is anonymised by accounts)."""
+    live = list(Voucher.objects.filter(resident=user, status=Voucher.Status.ISSUED).values_list("id", flat=True))
+    for voucher_id in live:
+        with transaction.atomic():
+            voucher = Voucher.objects.select_for_update().get(pk=voucher_id)
+            if voucher.status == Voucher.Status.ISSUED:
+                _release(voucher, Voucher.Status.CANCELLED, "Voucher cancelled: account erased", timezone.now())
+    MerchantStaff.objects.filter(user=user).delete()
