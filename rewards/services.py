@@ -302,11 +302,11 @@ def vouchers_expire_due(*, now: datetime | None = None, batch: int = 500) -> int
 
 
 def rewards_erase_personal_data(*, user, context: dict | None = None) -> None:
-    """Erasure step (backend/accounts/erasure.py declares what is left, column by column). Vouchers are settlement records (what a merchant is
-    paid for) and stay, pointing at the anonymised user row; they hold no personal data of their own beyond
-    that link. A resident's live (`issued`) vouchers are cancelled first: the held points go back to the
-    resident's (anonymous) points account and the items back to stock, so nobody can use a code of an erased
-    person. A member of merchant staff loses the merchant link (the user row is anonymised by accounts)."""
+    """Erasure step (backend/accounts/erasure.py declares what is left, column by column). Vouchers are
+    settlement records (what a merchant is paid for) and stay, pointing at the anonymised user row; they hold no
+    personal data of their own beyond that link. A resident's live (`issued`) vouchers are cancelled first: the
+    held points go back to the resident's (anonymous) points account and the items back to stock, so nobody can
+    use a code of an erased person. A member of merchant staff loses the merchant link."""
     live = list(Voucher.objects.filter(resident=user, status=Voucher.Status.ISSUED).values_list("id", flat=True))
     for voucher_id in live:
         with transaction.atomic():
