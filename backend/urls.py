@@ -16,6 +16,7 @@ api_v1 = [
     path("", include("backend.methodologies.urls")),
     path("", include("backend.ledger.urls")),
     path("", include("backend.actions.urls")),
+    path("", include("backend.offsets.urls")),
 ]
 
 urlpatterns = [
