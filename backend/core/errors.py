@@ -11,6 +11,7 @@ views) through `handler404` / `handler500`.
 import logging
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404, JsonResponse
 from django.utils.translation import gettext_lazy as _
@@ -39,6 +40,12 @@ class ApplicationError(exceptions.APIException):
 class ConflictError(ApplicationError):
     status_code = status.HTTP_409_CONFLICT
     default_code = "conflict"
+
+
+class PayloadTooLarge(exceptions.APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_detail = _("The request body is too large.")
+    default_code = "payload_too_large"
 
 
 def error_body(error_type: str, errors: list[dict]) -> dict:
@@ -78,6 +85,10 @@ def exception_handler(exc, context):
         exc = exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):
         exc = exceptions.PermissionDenied()
+    elif isinstance(exc, RequestDataTooBig):  # a body over DATA_UPLOAD_MAX_MEMORY_SIZE
+        exc = PayloadTooLarge()
+    elif isinstance(exc, RecursionError):  # JSON nested deeper than the parser's recursion limit
+        exc = exceptions.ParseError(_("The JSON is nested too deeply."))
 
     if not isinstance(exc, exceptions.APIException):
         # Unhandled: log with the traceback (the request id ties it to the access log), answer in our shape.

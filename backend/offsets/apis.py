@@ -1,6 +1,7 @@
 """Offsets API: inventory, orders (buyers), certificates (JSON and PDF, public verification), Stripe webhook."""
 
 import json
+import re
 
 import stripe
 from django.conf import settings
@@ -251,7 +252,7 @@ class CertificateVerifyView(APIView):
 
     @extend_schema(responses=PublicCertificateSerializer)
     def get(self, request, code: str):
-        cert = selectors.certificate_by_code(code=code) if len(code) <= 32 else None
+        cert = selectors.certificate_by_code(code=code) if re.fullmatch(r"[0-9A-Za-z]{1,32}", code) else None
         if cert is None:
             raise ApplicationError("No such certificate.", code="not_found", status_code=404)
         return Response(PublicCertificateSerializer(cert).data)
