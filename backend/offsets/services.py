@@ -117,9 +117,11 @@ def order_create(*, buyer, quantity_kg: int, batch_id: int | None = None, idempo
         existing = OffsetOrder.objects.filter(buyer=buyer, idempotency_key=idempotency_key).first()
         if existing is not None:
             return _replay(existing, quantity_kg, batch_id)
+    now = timezone.now()
     try:
         with transaction.atomic():
             order = OffsetOrder.objects.create(
+                created_at=now,
                 buyer=buyer,
                 batch_id=batch_id,
                 quantity_kg=quantity_kg,
@@ -127,7 +129,7 @@ def order_create(*, buyer, quantity_kg: int, batch_id: int | None = None, idempo
                 amount_fen=amount,
                 currency=settings.OFFSET_CURRENCY,
                 idempotency_key=idempotency_key,
-                reserved_until=timezone.now() + timedelta(minutes=settings.OFFSET_RESERVATION_MINUTES),
+                reserved_until=now + timedelta(minutes=settings.OFFSET_RESERVATION_MINUTES),
             )
             inventory.reserve(order=order, batch_id=batch_id)
     except IntegrityError:
@@ -163,27 +165,27 @@ def _replay(order: OffsetOrder, quantity_kg: int, batch_id: int | None) -> Offse
     return order
 
 
-def order_release(*, order_id: int, reason: str, cancel_intent: bool = True) -> OffsetOrder:
-    """Release an unpaid order's reservation (once: only a reserved order is released). With `cancel_intent`,
-    the PaymentIntent is canceled at Stripe first, outside the transaction; if Stripe says it already
-    succeeded, nothing is released and its webhook decides."""
+def order_release(*, order_id: int, reason: str, cancel_intent: bool = True) -> bool:
+    """Release an unpaid order's reservation (once: only a reserved order is released; True when this call
+    released it). With `cancel_intent`, the PaymentIntent is canceled at Stripe first, outside the transaction;
+    if Stripe says it already succeeded, nothing is released and its webhook decides."""
     order = OffsetOrder.objects.get(id=order_id)
     if order.status != Status.RESERVED:
-        return order
+        return False
     if cancel_intent and order.payment_intent_id:
         if not gateway.payment_intent_cancel(payment_intent_id=order.payment_intent_id):
             logger.info("order %s not released: its PaymentIntent can no longer be canceled", order_id)
-            return order
+            return False
     with transaction.atomic():
         order = OffsetOrder.objects.select_for_update().get(id=order_id)
         if order.status != Status.RESERVED:
-            return order
+            return False
         inventory.release(order=order)
         order.status = Status.RELEASED
         order.released_at = timezone.now()
         order.release_reason = reason
         order.save(update_fields=["status", "released_at", "release_reason"])
-    return order
+    return True
 
 
 def reservations_expire(*, now=None) -> int:
@@ -194,12 +196,9 @@ def reservations_expire(*, now=None) -> int:
     released = 0
     for order_id in due.values_list("id", flat=True)[:500]:
         try:
-            order = order_release(order_id=order_id, reason="expired")
+            released += order_release(order_id=order_id, reason="expired")
         except stripe.StripeError as exc:  # Stripe unreachable: try again on the next run
             logger.warning("could not cancel the PaymentIntent of order %s: %s", order_id, exc)
-            continue
-        if order.status == Status.RELEASED and order.release_reason == "expired" and order.released_at >= now:
-            released += 1
     return released
 
 
