@@ -36,6 +36,10 @@ def run_manage(*args, **env):
             "DATABASE_URL",
         ),
         ({"SECRET_KEY": REAL_SECRET, "DATABASE_URL": "postgres://db/x"}, "REDIS_URL"),
+        (
+            {"SECRET_KEY": REAL_SECRET, "DATABASE_URL": "postgres://db/x", "REDIS_URL": "redis://r:6379/0"},
+            "STRIPE_SECRET_KEY",
+        ),
     ],
 )
 def test_production_refuses_insecure_configuration(env, complaint):
@@ -55,6 +59,8 @@ def test_production_deploy_check_passes_with_real_configuration():
         DATABASE_URL="postgres://u:p@127.0.0.1:1/x",
         REDIS_URL="redis://127.0.0.1:1/0",
         ALLOWED_HOSTS="api.qingdao.example",
+        STRIPE_SECRET_KEY="sk_live_example",
+        STRIPE_WEBHOOK_SECRET="whsec_example",
     )
     assert result.returncode == 0, result.stdout + result.stderr
 
