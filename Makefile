@@ -5,6 +5,7 @@ PY_BOOT ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8000
+LOCALSTRIPE_PORT ?= 8420
 PG_PORT ?= 55432
 REDIS_PORT ?= 56379
 export PG_PORT REDIS_PORT
@@ -28,7 +29,13 @@ venv: $(VENV)/.installed ## Create .venv and install the pinned dependencies
 run: venv ## Serve the API on the embedded default (SQLite, in-process tasks) at http://127.0.0.1:$(PORT)
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py seed
-	$(PY) manage.py runserver 127.0.0.1:$(PORT)
+	@if [ -n "$$STRIPE_SECRET_KEY" ]; then exec $(PY) manage.py runserver 127.0.0.1:$(PORT); fi; \
+	  echo "STRIPE_SECRET_KEY unset: localstripe on 127.0.0.1:$(LOCALSTRIPE_PORT), webhooks to this server"; \
+	  $(PY) infra/localstripe_server.py --port $(LOCALSTRIPE_PORT) \
+	    --webhook-url http://127.0.0.1:$(PORT)/api/v1/stripe/webhook \
+	    --webhook-secret "$${STRIPE_WEBHOOK_SECRET:-whsec_local_development}" & LS=$$!; \
+	  trap 'kill $$LS 2>/dev/null' EXIT; \
+	  STRIPE_API_BASE=http://127.0.0.1:$(LOCALSTRIPE_PORT) $(PY) manage.py runserver 127.0.0.1:$(PORT)
 
 messages: venv ## Extract our messages into locale/zh_Hans/LC_MESSAGES/django.po and compile django.mo
 	@command -v msgfmt >/dev/null || { echo "msgfmt missing: installing gettext"; \

@@ -66,7 +66,7 @@ def batch_create(*, methodology: str, period_start: date, period_end: date, crea
                 " AND a.occurred_at >= %s AND a.occurred_at < %s"
                 " AND NOT EXISTS (SELECT 1 FROM offsets_certifiedaction c WHERE c.action_id = a.id)"
                 " ORDER BY a.id ON CONFLICT DO NOTHING",
-                [batch.id, methodology, since, until],
+                [batch.id, methodology, *(connection.ops.adapt_datetimefield_value(t) for t in (since, until))],
             )
         total = int(CertifiedAction.objects.filter(batch=batch).aggregate(g=Sum("grams"))["g"] or 0)
         certified = certified_kg_of(total, Decimal(settings.OFFSET_BUFFER_PERCENT))

@@ -48,12 +48,17 @@ USCC_CHARS = "0123456789ABCDEFGHJKLMNPQRTUWXY"
 USCC_WEIGHTS = (1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28)
 
 
+def uscc_check_char(body: str) -> str:
+    """The check character of a unified social credit code's first 17 characters (GB 32100-2015, mod 31)."""
+    total = sum(USCC_CHARS.index(c) * w for c, w in zip(body, USCC_WEIGHTS, strict=True))
+    return USCC_CHARS[(31 - total % 31) % 31]
+
+
 def uscc_valid(code: str) -> bool:
-    """Unified social credit code (GB 32100-2015): 18 characters, the last a mod-31 check character."""
+    """Unified social credit code: 18 characters of its alphabet, the last the check character."""
     if not re.fullmatch(f"[{USCC_CHARS}]{{18}}", code or ""):
         return False
-    total = sum(USCC_CHARS.index(c) * w for c, w in zip(code[:17], USCC_WEIGHTS, strict=True))
-    return USCC_CHARS[(31 - total % 31) % 31] == code[17]
+    return uscc_check_char(code[:17]) == code[17]
 
 
 @transaction.atomic

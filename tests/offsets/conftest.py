@@ -88,11 +88,10 @@ def localstripe(localstripe_server, settings):
 
 def uscc(n: int) -> str:
     """A valid unified social credit code for test company n."""
-    from backend.offsets.services import USCC_CHARS, USCC_WEIGHTS
+    from backend.offsets.services import uscc_check_char
 
     body = f"91370200{n:09d}"
-    total = sum(USCC_CHARS.index(c) * w for c, w in zip(body, USCC_WEIGHTS, strict=True))
-    return body + USCC_CHARS[(31 - total % 31) % 31]
+    return body + uscc_check_char(body)
 
 
 @pytest.fixture

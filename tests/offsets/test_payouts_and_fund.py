@@ -45,9 +45,11 @@ def fake_connect(settings):
         def do_POST(self):
             body = self.rfile.read(int(self.headers["Content-Length"]))
             seen.append({"path": self.path, "headers": dict(self.headers), "form": parse_qs(body.decode())})
-            status, reply = (402, {"error": {"type": "invalid_request_error", "message": "no such destination"}}) \
-                if "acct_missing" in body.decode() else (200, {"id": "tr_1", "object": "transfer", "amount": 1200,
-                                                              "currency": "cny"})
+            status, reply = (
+                (402, {"error": {"type": "invalid_request_error", "message": "no such destination"}})
+                if "acct_missing" in body.decode()
+                else (200, {"id": "tr_1", "object": "transfer", "amount": 1200, "currency": "cny"})
+            )
             payload = json.dumps(reply).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
@@ -69,7 +71,11 @@ def fake_connect(settings):
 
 def test_stripe_connect_transfer_sends_group_destination_and_idempotency_key(fake_connect):
     transfer = StripeConnectTransferProvider().transfer(
-        amount=1200, currency="CNY", destination="acct_1", transfer_group="42", idempotency_key="settlement:42",
+        amount=1200,
+        currency="CNY",
+        destination="acct_1",
+        transfer_group="42",
+        idempotency_key="settlement:42",
         metadata={"settlement_id": 42},
     )
     assert (transfer.id, transfer.amount, transfer.currency) == ("tr_1", 1200, "CNY")
@@ -94,11 +100,23 @@ def test_reward_fund_is_a_floored_money_account_per_currency():
 
 @pytest.mark.django_db
 def test_reward_fund_never_goes_below_zero(reference_data):
-    ledger_post(kind="transfer", reason="sale", source_type="test", source_id=1, idempotency_key="fund-in",
-                postings=[Leg("system:payment_clearing:CNY", -500), Leg("system:reward_fund:CNY", 500)])
+    ledger_post(
+        kind="transfer",
+        reason="sale",
+        source_type="test",
+        source_id=1,
+        idempotency_key="fund-in",
+        postings=[Leg("system:payment_clearing:CNY", -500), Leg("system:reward_fund:CNY", 500)],
+    )
     with pytest.raises(ApplicationError) as short:
-        ledger_post(kind="transfer", reason="payable", source_type="test", source_id=2, idempotency_key="fund-out",
-                    postings=[Leg("system:reward_fund:CNY", -501), Leg("merchant:1:money:CNY", 501)])
+        ledger_post(
+            kind="transfer",
+            reason="payable",
+            source_type="test",
+            source_id=2,
+            idempotency_key="fund-out",
+            postings=[Leg("system:reward_fund:CNY", -501), Leg("merchant:1:money:CNY", 501)],
+        )
     assert short.value.get_codes() == "insufficient_funds"
     from backend.ledger.models import Account
 
