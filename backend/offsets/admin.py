@@ -1,10 +1,16 @@
 """Reviewers' screens: batches, orders, certificates, Stripe events and buyers, all read-only (value-bearing
 rows change through the services only), and the reward fund's balance against outstanding payables."""
 
-from django.contrib import admin
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.urls import path
 from django.utils.html import format_html
+from rest_framework.exceptions import APIException
 
-from backend.offsets import selectors
+from backend.offsets import inventory, selectors
 from backend.offsets.chart import fund_chart_svg
 from backend.offsets.models import Buyer, Certificate, CertificationBatch, OffsetOrder, StripeEvent
 
@@ -20,8 +26,18 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
+class CertifyForm(forms.Form):
+    methodology = forms.CharField(max_length=32)
+    period_start = forms.DateField(help_text="YYYY-MM-DD, Asia/Shanghai")
+    period_end = forms.DateField(help_text="inclusive")
+
+
 @admin.register(CertificationBatch)
 class CertificationBatchAdmin(ReadOnlyAdmin):
+    """Read-only rows; "Certify a batch" and "Close" go through the inventory services."""
+
+    actions = ["close_batches"]
+    change_list_template = "admin/offsets/certificationbatch/change_list.html"
     list_display = (
         "id",
         "methodology",
@@ -38,6 +54,40 @@ class CertificationBatchAdmin(ReadOnlyAdmin):
         "shortfall_kg",
     )
     list_filter = ("status", "methodology")
+
+    def get_urls(self):
+        certify = path(
+            "certify/", self.admin_site.admin_view(self.certify_view), name="offsets_certificationbatch_certify"
+        )
+        return [certify, *super().get_urls()]
+
+    def certify_view(self, request):
+        if request.user.role not in ("reviewer", "admin"):
+            raise PermissionDenied
+        form = CertifyForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            try:
+                batch = inventory.batch_create(created_by=request.user, **form.cleaned_data)
+            except APIException as exc:
+                messages.error(request, str(exc.detail))
+            else:
+                messages.success(request, f"{batch.code}: {batch.certified_kg} kg certified")
+                return redirect("admin:offsets_certificationbatch_changelist")
+        context = {
+            **self.admin_site.each_context(request),
+            "form": form,
+            "title": "Certify a batch",
+            "opts": self.model._meta,
+        }
+        return TemplateResponse(request, "admin/offsets/certificationbatch/certify.html", context)
+
+    @admin.action(description="Close the selected batches (no new sales)")
+    def close_batches(self, request, queryset):
+        for batch_id in queryset.values_list("id", flat=True):
+            inventory.batch_close(batch_id=batch_id)
+
+    def has_change_permission(self, request, obj=None):
+        return obj is None and request.user.is_staff  # the changelist (actions), never a row form
 
 
 @admin.register(OffsetOrder)

@@ -83,6 +83,16 @@ def batch_create(*, methodology: str, period_start: date, period_end: date, crea
     return batch
 
 
+@transaction.atomic
+def batch_close(*, batch_id: int) -> CertificationBatch:
+    """Take a batch off sale: no new reservations; reserved and sold serials are untouched."""
+    (batch,) = batches_lock([batch_id])
+    if batch.status != CertificationBatch.Status.CLOSED:
+        batch.status = CertificationBatch.Status.CLOSED
+        batch.save(update_fields=["status"])
+    return batch
+
+
 def batches_lock(ids: Iterable[int]) -> list[CertificationBatch]:
     """Lock batches in id order: the one order every writer uses, so two orders never deadlock."""
     return list(CertificationBatch.objects.select_for_update().filter(id__in=set(ids)).order_by("id"))

@@ -199,3 +199,57 @@ def test_offsets_admin_screens_render_read_only(localstripe, make_batch, buyer_c
         assert client.get(f"/admin/offsets/{name}/add/").status_code == 403
     assert client.get(f"/admin/offsets/offsetorder/{order.id}/change/").status_code == 200
     assert client.post(f"/admin/offsets/offsetorder/{order.id}/delete/").status_code == 403
+
+
+@pytest.mark.django_db
+def test_admin_certifies_and_closes_batches_through_the_services(make_user, resident):
+    from backend.actions.models import Action
+    from backend.offsets.models import CertificationBatch
+
+    day = timezone.localdate() - timedelta(days=1)
+    Action.objects.create(
+        resident=resident,
+        methodology="bus_ride",
+        status="credited",
+        source="self_report",
+        grams=100_000,
+        occurred_at=timezone.now() - timedelta(days=1),
+    )
+    admin = make_user(role="admin")
+    client = Client()
+    assert client.login(username=admin.raw_phone, password=PASSWORD)
+    assert client.get("/admin/offsets/certificationbatch/certify/").status_code == 200
+    refused = client.post(
+        "/admin/offsets/certificationbatch/certify/",
+        {"methodology": "walk_steps", "period_start": day, "period_end": day},
+    )
+    assert refused.status_code == 200 and CertificationBatch.objects.count() == 0
+    done = client.post(
+        "/admin/offsets/certificationbatch/certify/",
+        {"methodology": "bus_ride", "period_start": day, "period_end": day},
+    )
+    assert done.status_code == 302
+    batch = CertificationBatch.objects.get()
+    assert batch.certified_kg == 95
+    client.post("/admin/offsets/certificationbatch/", {"action": "close_batches", "_selected_action": [batch.id]})
+    batch.refresh_from_db()
+    assert batch.status == "closed"
+    assert client.get(f"/admin/offsets/certificationbatch/{batch.id}/change/").status_code == 200
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_event_whose_enqueue_was_lost_is_retried(localstripe, make_batch, buyer_client):
+    from backend.offsets.models import StripeEvent
+    from backend.offsets.services import stripe_events_retry
+    from tests.offsets.helpers import intent_event as make_event
+
+    make_batch(grams=200_000)
+    order = _order(buyer_client)
+    evt = make_event("payment_intent.succeeded", order)
+    StripeEvent.objects.create(
+        event_id=evt["id"], type=evt["type"], payload=evt, received_at=timezone.now() - timedelta(minutes=5)
+    )
+    assert stripe_events_retry() == 1  # eager here: processed at once
+    order.refresh_from_db()
+    assert order.status == OffsetOrder.Status.PAID
+    assert stripe_events_retry() == 0

@@ -5,6 +5,7 @@ import threading
 import pytest
 import stripe
 from django.db import connection
+from rest_framework.test import APIClient
 
 from backend.offsets.models import CertificationBatch, OffsetOrder, SerialRange
 from backend.offsets.services import offset_amount_fen
@@ -53,12 +54,25 @@ def test_more_than_available_is_409_and_reserves_nothing(localstripe, make_batch
 
 
 @pytest.mark.django_db
-def test_order_spans_batches_oldest_first_when_no_batch_is_named(localstripe, make_batch, buyer_client):
+def test_order_spans_batches_oldest_first_when_no_batch_is_named(
+    localstripe, make_batch, buyer_client, django_capture_on_commit_callbacks
+):
     first, second = make_batch(grams=200_000), make_batch(grams=200_000, days_ago=2)
     response = buyer_client.post(ORDERS, {"quantity_kg": 250}, format="json")
     assert response.status_code == 201
     ranges = list(SerialRange.objects.filter(state="reserved").values_list("batch_id", "start", "end"))
     assert ranges == [(first.id, 1, 190), (second.id, 1, 60)]
+    order = OffsetOrder.objects.get()
+    with django_capture_on_commit_callbacks(execute=True):
+        assert deliver(APIClient(), intent_event("payment_intent.succeeded", order)).status_code == 200
+    cert = buyer_client.get(f"/api/v1/offsets/certificates/{order.certificate.id}").json()
+    assert [(r["batch"], r["start"], r["end"]) for r in cert["serial_ranges"]] == [
+        (first.code, 1, 190),
+        (second.code, 1, 60),
+    ]
+    assert cert["methodologies"] == ["metro_ride"]
+    pdf = buyer_client.get(f"/api/v1/offsets/certificates/{order.certificate.id}?format=pdf")
+    assert pdf.content.startswith(b"%PDF-")
 
 
 @pytest.mark.django_db
