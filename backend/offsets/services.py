@@ -81,6 +81,15 @@ def buyer_create(*, phone: str, password: str, company_name: str, tax_id: str):
     return user
 
 
+# What the offsets domain keeps of a user on erasure, per foreign key to the user (the erasure declaration).
+ERASURE_DECLARATION = {
+    "offsets.Buyer.user": "kept: company name and unified social credit code describe a company, not a person",
+    "offsets.OffsetOrder.buyer": "kept: orders are the company's purchase records (accounting); open ones released",
+    "offsets.Certificate.buyer": "kept: retirement certificates are public records (verification page)",
+    "offsets.CertificationBatch.created_by": "kept: the reviewer who certified (audit), no personal data in it",
+}
+
+
 def offsets_erase_personal_data(*, user) -> None:
     """PIPL erasure hook. A buyer is a company, not a person: its name and credit code, its orders and its
     certificates (public records of retired reductions) are kept. The person's phone and login are erased by
