@@ -5,6 +5,7 @@ PY_BOOT ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8000
+LOCALSTRIPE_PORT ?= 8420
 PG_PORT ?= 55432
 REDIS_PORT ?= 56379
 export PG_PORT REDIS_PORT
@@ -30,11 +31,20 @@ run: venv ## Serve the API on the embedded default (SQLite, in-process tasks, be
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py seed
 	@# The beat schedule runs beside the server: with the embedded default's in-process tasks, each due task
-	@# runs inside the beat process itself (version activation, reconciler, Merkle roots, expiries).
-	@$(VENV)/bin/celery -A backend beat -s $(LOCAL)/beat-schedule --pidfile= --loglevel INFO \
-	  >>$(LOCAL)/logs/beat.log 2>&1 & beat=$$!; \
-	  trap "kill $$beat 2>/dev/null" EXIT INT TERM; \
-	  echo "beat running (pid $$beat, log $(LOCAL)/logs/beat.log)"; \
+	@# runs inside the beat process itself (version activation, reconciler, Merkle roots, expiries). Without a
+	@# STRIPE_SECRET_KEY, localstripe runs beside them on loopback and delivers its webhooks to this server.
+	@pids=""; \
+	  if [ -z "$$STRIPE_SECRET_KEY" ]; then \
+	    echo "STRIPE_SECRET_KEY unset: localstripe on 127.0.0.1:$(LOCALSTRIPE_PORT), webhooks to this server"; \
+	    $(PY) infra/localstripe_server.py --port $(LOCALSTRIPE_PORT) \
+	      --webhook-url http://127.0.0.1:$(PORT)/api/v1/stripe/webhook \
+	      --webhook-secret "$${STRIPE_WEBHOOK_SECRET:-whsec_local_development}" & pids="$$!"; \
+	    export STRIPE_API_BASE=http://127.0.0.1:$(LOCALSTRIPE_PORT); \
+	  fi; \
+	  $(VENV)/bin/celery -A backend beat -s $(LOCAL)/beat-schedule --pidfile= --loglevel INFO \
+	    >>$(LOCAL)/logs/beat.log 2>&1 & pids="$$pids $$!"; \
+	  trap "kill $$pids 2>/dev/null" EXIT INT TERM; \
+	  echo "beat running (log $(LOCAL)/logs/beat.log)"; \
 	  $(PY) manage.py runserver 127.0.0.1:$(PORT)
 
 shell: venv ## Django shell against the `make up` stack (exports infra/services.sh env); `make shell CMD=...` runs any manage.py command

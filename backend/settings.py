@@ -92,6 +92,7 @@ INSTALLED_APPS = [
     "backend.partners",
     "backend.actions",
     "backend.stats",
+    "backend.offsets",
     "rewards",
 ]
 
@@ -284,6 +285,31 @@ CELERY_RESULT_BACKEND = None
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", not REDIS_URL)
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_DEFAULT_QUEUE = os.environ.get("CELERY_QUEUE", "celery") + TEST_WORKER
+
+# --- Offsets and Stripe (issue 15). Without STRIPE_SECRET_KEY the quick start talks to a local localstripe. ---
+STRIPE_SECRET_KEY = os.environ.get("STRIPE_SECRET_KEY", "")
+STRIPE_WEBHOOK_SECRET = os.environ.get("STRIPE_WEBHOOK_SECRET", "" if PRODUCTION else "whsec_local_development")
+STRIPE_API_BASE = os.environ.get(
+    "STRIPE_API_BASE", "https://api.stripe.com" if STRIPE_SECRET_KEY else "http://127.0.0.1:8420"
+)
+STRIPE_SECRET_KEY = STRIPE_SECRET_KEY or ("" if PRODUCTION else "sk_test_localstripe")
+# localstripe cannot take a payment method at confirmation: outside production a test payment method (e.g.
+# pm_card_visa) may be attached when the PaymentIntent is created, so a script can confirm it server-side.
+STRIPE_TEST_PAYMENT_METHOD = "" if PRODUCTION else os.environ.get("STRIPE_TEST_PAYMENT_METHOD", "pm_card_visa")
+STRIPE_WEBHOOK_TOLERANCE_S = env_int("STRIPE_WEBHOOK_TOLERANCE_S", 300)
+OFFSET_PRICE_CNY_PER_T = os.environ.get("OFFSET_PRICE_CNY_PER_T", "43.50")
+OFFSET_CURRENCY = "CNY"
+OFFSET_RESERVATION_MINUTES = env_int("OFFSET_RESERVATION_MINUTES", 30)
+OFFSET_BUFFER_PERCENT = os.environ.get("OFFSET_BUFFER_PERCENT", "5")
+OFFSET_MIN_AMOUNT_FEN = env_int("OFFSET_MIN_AMOUNT_FEN", 400)
+OFFSET_PUBLIC_BASE_URL = os.environ.get("OFFSET_PUBLIC_BASE_URL", "http://127.0.0.1:8000")
+OFFSET_PAYOUT_PROVIDER = os.environ.get(
+    "OFFSET_PAYOUT_PROVIDER", "backend.offsets.payouts.StripeConnectTransferProvider"
+)
+if PRODUCTION and not (STRIPE_SECRET_KEY and STRIPE_WEBHOOK_SECRET):
+    raise ImproperlyConfigured(
+        "Refusing to start with DJANGO_ENV=production: STRIPE_SECRET_KEY and STRIPE_WEBHOOK_SECRET must be set"
+    )
 
 # --- Security (production) ---
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")

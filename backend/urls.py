@@ -19,6 +19,7 @@ api_v1 = [
     path("", include("backend.actions.urls")),
     path("", include("backend.stats.urls")),
     path("", include("rewards.urls")),
+    path("", include("backend.offsets.urls")),
 ]
 
 urlpatterns = [

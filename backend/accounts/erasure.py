@@ -22,6 +22,7 @@ ERASURE_STEPS = [
     "backend.accounts.services.account_erase_prepare",  # read consents before anything is withdrawn
     "backend.actions.services.actions_erase_personal_data",  # withdraw pending reports, strip actions, unbind
     "rewards.services.rewards_erase_personal_data",  # cancel live vouchers, drop merchant staff links
+    "backend.offsets.services.offsets_erase_personal_data",  # release a buyer's unpaid reservations
     "backend.stats.services.stats_erase_personal_data",  # leave the leaderboards; district per consent
     "backend.accounts.services.account_erase_personal_data",  # the user row, consents, tokens, groups
 ]
@@ -57,6 +58,8 @@ class Leaves:
     cap_given_back       kept, less what withdrawn actions had used (never more than before)
     cancelled_if_issued  a live (`issued`) voucher becomes `cancelled` (its points and stock go back); else kept
     closed_at_erasure_if_issued  the erasure time for vouchers cancelled by it; else kept
+    released_if_reserved an unpaid (`reserved`) offset order becomes `released`; else kept
+    released_at_if_reserved / release_reason_if_reserved  the erasure time / `account_erased` for those; else kept
     """
 
     rule: str
@@ -222,6 +225,67 @@ ERASURE_LEAVES: dict[str, dict] = {
         }
     },
     "rewards.MerchantStaff": {"user": {"rows": "deleted", "columns": {}}},
+    # A buyer is a company: its name, credit code, orders and certificates (public records) are kept.
+    "offsets.Buyer": {
+        "user": {
+            "rows": "kept",
+            "columns": {"user": KEPT, "company_name": KEPT, "tax_id": KEPT, "created_at": KEPT},
+        }
+    },
+    "offsets.OffsetOrder": {
+        "buyer": {
+            "rows": "kept",
+            "columns": {
+                **{
+                    name: KEPT
+                    for name in (
+                        "id",
+                        "buyer",
+                        "batch",
+                        "quantity_kg",
+                        "price_cny_per_t",
+                        "amount_fen",
+                        "currency",
+                        "idempotency_key",
+                        "payment_intent_id",
+                        "client_secret",
+                        "created_at",
+                        "reserved_until",
+                        "paid_at",
+                        "refund_seen_at",
+                        "refunded_at",
+                        "payment_txn_id",
+                    )
+                },
+                "status": Leaves("released_if_reserved"),
+                "released_at": Leaves("released_at_if_reserved"),
+                "release_reason": Leaves("release_reason_if_reserved"),
+            },
+        }
+    },
+    "offsets.Certificate": {
+        "buyer": {
+            "rows": "kept",
+            "columns": {
+                name: KEPT
+                for name in (
+                    "id",
+                    "order",
+                    "buyer",
+                    "code",
+                    "company_name",
+                    "tax_id",
+                    "quantity_kg",
+                    "serial_ranges",
+                    "methodologies",
+                    "status",
+                    "issued_at",
+                    "revoked_at",
+                )
+            },
+        }
+    },
+    "offsets.CertificationBatch": {"created_by": STAFF_RECORD},
     "actions.DailyCapUsage": {
         "resident": {
             "rows": "kept",  # per-day totals: what the caps and the statistics add up

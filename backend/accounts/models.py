@@ -50,6 +50,7 @@ class User(AbstractBaseUser, PermissionsMixin):
         MERCHANT_STAFF = "merchant_staff", _("Merchant staff")
         REVIEWER = "reviewer", _("Reviewer")
         ADMIN = "admin", _("Administrator")
+        BUYER = "buyer", _("Company buyer (offsets)")
 
     class Status(models.TextChoices):
         ACTIVE = "active", _("Active")

@@ -89,6 +89,8 @@ def exception_handler(exc, context):
         exc = exceptions.PermissionDenied()
     elif isinstance(exc, RequestDataTooBig):  # a body over DATA_UPLOAD_MAX_MEMORY_SIZE is the client's error
         exc = ApplicationError(_("The request body is too large."), code="request_too_large", status_code=413)
+    elif isinstance(exc, RecursionError):  # JSON nested deeper than the parser's recursion limit
+        exc = exceptions.ParseError(_("The JSON is nested too deeply."))
 
     if not isinstance(exc, exceptions.APIException):
         # Unhandled: log with the traceback (the request id ties it to the access log), answer in our shape.

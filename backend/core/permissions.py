@@ -21,3 +21,12 @@ class IsMerchantStaff(HasRole):
 
 class IsResident(HasRole):
     roles = ("resident",)
+
+
+class IsBuyer(BasePermission):
+    """Company buyers only (offset orders and their certificates); unlike HasRole, admins do not pass: an
+    administrator has no company to buy for."""
+
+    def has_permission(self, request, view) -> bool:
+        user = request.user
+        return bool(user and user.is_authenticated and user.role == "buyer")

@@ -5,8 +5,9 @@ Accounts are addressed by key (created on first use):
     merchant:<merchant id>:points | budget | money:<ISO currency>
     system:carbon_issuance:<methodology> | points_issuance | points_expired | redemption_hold | reward_fund
     system:payment_clearing:<ISO currency> | revenue:<ISO currency>
-Floored accounts (all resident points/pending accounts, all merchant accounts) keep a cached balance with
-CHECK (balance >= 0); system accounts never do (they are touched by every credit).
+    system:reward_fund:<ISO currency>   (money paid by offset buyers that funds rewards; floored)
+Floored accounts (all resident points/pending accounts, all merchant accounts, the money reward fund) keep a
+cached balance with CHECK (balance >= 0); other system accounts never do (they are touched by every credit).
 
 Generic posting, for rewards and payments:
     ledger_post(kind=..., reason=..., source_type=..., source_id=..., idempotency_key=...,
@@ -73,6 +74,11 @@ SYSTEM_ACCOUNTS = {
     "payment_clearing": Unit.MONEY,
     "revenue": Unit.MONEY,
 }
+# System money accounts that must never go below zero: a cached balance with CHECK (balance >= 0). The money
+# reward fund (`system:reward_fund:CNY`) is paid into by offset sales and pays merchants' settlements; it is
+# touched once per payment, refund or payable, so the row lock is not a hot spot. (`system:reward_fund` without
+# a currency stays the points account of the same name.)
+FLOORED_SYSTEM_MONEY = {"reward_fund"}
 
 
 # --------------------------------------------------------------------------------------------- accounts
@@ -102,6 +108,8 @@ def account_spec(key: str) -> AccountSpec:
         if (unit == Unit.MONEY) != bool(currency) or (currency and not _is_currency(currency)):
             raise ValueError(f"bad merchant account key {key!r}")
         return AccountSpec(key, kind, int(parts[1]), ":".join(parts[2:]), unit, currency, True)
+    if kind == "system" and len(parts) == 3 and parts[1] in FLOORED_SYSTEM_MONEY and _is_currency(parts[2]):
+        return AccountSpec(key, kind, None, ":".join(parts[1:]), Unit.MONEY, parts[2], True)
     if kind == "system" and len(parts) in (2, 3) and parts[1] in SYSTEM_ACCOUNTS:
         unit = SYSTEM_ACCOUNTS[parts[1]]
         arg = parts[2] if len(parts) == 3 else ""

@@ -115,6 +115,14 @@ def check(rule, before, after, *, row_before: dict, consented: bool, erased_from
             return (before is None and after is None) or (after != before and before not in after)
         case "statistics_consent":
             return after == before if consented else after in (None, "")
+        case "released_if_reserved":
+            return after == ("released" if row_before.get("status") == "reserved" else before)
+        case "released_at_if_reserved":
+            if row_before.get("status") == "reserved":
+                return after is not None and after >= erased_from
+            return after == before
+        case "release_reason_if_reserved":
+            return after == ("account_erased" if row_before.get("status") == "reserved" else before)
         case "cancelled_if_issued":
             return after == ("cancelled" if row_before.get("status") == "issued" else before)
         case "closed_at_erasure_if_issued":

@@ -36,6 +36,10 @@ def run_manage(*args, **env):
             "DATABASE_URL",
         ),
         ({"SECRET_KEY": REAL_SECRET, "DATABASE_URL": "postgres://db/x"}, "REDIS_URL"),
+        (
+            {"SECRET_KEY": REAL_SECRET, "DATABASE_URL": "postgres://db/x", "REDIS_URL": "redis://r:6379/0"},
+            "STRIPE_SECRET_KEY",
+        ),
     ],
 )
 def test_production_refuses_insecure_configuration(env, complaint):
@@ -58,6 +62,8 @@ def test_production_deploy_check_passes_with_real_configuration():
         FIELD_HASH_KEY="h" + REAL_SECRET[1:],
         FIELD_ENCRYPTION_KEY="l1ZCqXzKE7RJfmw0a2m0m7yvMpG4xu0y1p4mGfXfH2c=",
         JWT_SIGNING_KEY="j" + REAL_SECRET[1:],
+        STRIPE_SECRET_KEY="sk_live_example",
+        STRIPE_WEBHOOK_SECRET="whsec_example",
     )
     assert result.returncode == 0, result.stdout + result.stderr
 

@@ -1,0 +1,128 @@
+"""Reviewers' screens: batches, orders, certificates, Stripe events and buyers, all read-only (value-bearing
+rows change through the services only), and the reward fund's balance against outstanding payables."""
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.urls import path
+from django.utils.html import format_html
+from rest_framework.exceptions import APIException
+
+from backend.offsets import inventory, selectors
+from backend.offsets.chart import fund_chart_svg
+from backend.offsets.models import Buyer, Certificate, CertificationBatch, OffsetOrder, StripeEvent
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class CertifyForm(forms.Form):
+    methodology = forms.CharField(max_length=32)
+    period_start = forms.DateField(help_text="YYYY-MM-DD, Asia/Shanghai")
+    period_end = forms.DateField(help_text="inclusive")
+
+
+@admin.register(CertificationBatch)
+class CertificationBatchAdmin(ReadOnlyAdmin):
+    """Read-only rows; "Certify a batch" and "Close" go through the inventory services."""
+
+    actions = ["close_batches"]
+    change_list_template = "admin/offsets/certificationbatch/change_list.html"
+    list_display = (
+        "id",
+        "methodology",
+        "period_start",
+        "period_end",
+        "status",
+        "certified_kg",
+        "available_kg",
+        "reserved_kg",
+        "sold_kg",
+        "void_kg",
+        "buffer_grams",
+        "reversed_grams",
+        "shortfall_kg",
+    )
+    list_filter = ("status", "methodology")
+
+    def get_urls(self):
+        certify = path(
+            "certify/", self.admin_site.admin_view(self.certify_view), name="offsets_certificationbatch_certify"
+        )
+        return [certify, *super().get_urls()]
+
+    def certify_view(self, request):
+        if request.user.role not in ("reviewer", "admin"):
+            raise PermissionDenied
+        form = CertifyForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            try:
+                batch = inventory.batch_create(created_by=request.user, **form.cleaned_data)
+            except APIException as exc:
+                messages.error(request, str(exc.detail))
+            else:
+                messages.success(request, f"{batch.code}: {batch.certified_kg} kg certified")
+                return redirect("admin:offsets_certificationbatch_changelist")
+        context = {
+            **self.admin_site.each_context(request),
+            "form": form,
+            "title": "Certify a batch",
+            "opts": self.model._meta,
+        }
+        return TemplateResponse(request, "admin/offsets/certificationbatch/certify.html", context)
+
+    @admin.action(description="Close the selected batches (no new sales)")
+    def close_batches(self, request, queryset):
+        for batch_id in queryset.values_list("id", flat=True):
+            inventory.batch_close(batch_id=batch_id)
+
+    def has_change_permission(self, request, obj=None):
+        return obj is None and request.user.is_staff  # the changelist (actions), never a row form
+
+
+@admin.register(OffsetOrder)
+class OffsetOrderAdmin(ReadOnlyAdmin):
+    list_display = ("id", "buyer", "quantity_kg", "amount_fen", "currency", "status", "created_at", "paid_at")
+    list_filter = ("status",)
+    list_select_related = ("buyer",)
+    exclude = ("client_secret",)
+    change_list_template = "admin/offsets/offsetorder/change_list.html"
+
+    def changelist_view(self, request, extra_context=None):
+        balance = selectors.reward_fund_balance()
+        payables = selectors.outstanding_payables()
+        extra = {"fund_balance": balance, "fund_payables": payables, "fund_chart": fund_chart_svg(balance, payables)}
+        return super().changelist_view(request, extra_context={**(extra_context or {}), **extra})
+
+
+@admin.register(Certificate)
+class CertificateAdmin(ReadOnlyAdmin):
+    list_display = ("code", "company_name", "quantity_kg", "status", "issued_at", "revoked_at", "verify")
+    list_filter = ("status",)
+    search_fields = ("code", "company_name")
+
+    @admin.display(description="public page")
+    def verify(self, obj):
+        return format_html('<a href="/api/v1/offsets/certificates/verify/{}">verify</a>', obj.code)
+
+
+@admin.register(StripeEvent)
+class StripeEventAdmin(ReadOnlyAdmin):
+    list_display = ("event_id", "type", "received_at", "processed_at", "outcome")
+    list_filter = ("type", "outcome")
+
+
+@admin.register(Buyer)
+class BuyerAdmin(ReadOnlyAdmin):
+    list_display = ("company_name", "tax_id", "created_at")
+    search_fields = ("company_name", "tax_id")

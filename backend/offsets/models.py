@@ -1,0 +1,241 @@
+"""Offsets: certified inventory (batches of credited actions with per-kilogram serial ranges), company buyers,
+orders paid through Stripe, retirement certificates and the Stripe events that drive them.
+
+Lock order everywhere (see services): StripeEvent -> OffsetOrder -> CertificationBatch (by id) -> SerialRange
+-> ledger accounts. The database keeps inventory right: a batch's counters always add up to its certified
+kilograms and none is negative (CHECK), each action is certified at most once (UNIQUE), each PaymentIntent
+belongs to one order (UNIQUE), each Stripe event is applied once (PRIMARY KEY + processed_at under a row lock).
+"""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import F, Q
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+
+class Buyer(models.Model):
+    """The company behind a `buyer` account: name and unified social credit code (统一社会信用代码)."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, primary_key=True, related_name="buyer"
+    )
+    company_name = models.CharField(max_length=200)
+    tax_id = models.CharField(max_length=18, unique=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"{self.company_name} ({self.tax_id})"
+
+
+class CertificationBatch(models.Model):
+    """Credited actions of one methodology and period, certified together. Serial numbers 1..certified_kg, one
+    per kilogram CO2e, live as SerialRange rows. A share of the grams (OFFSET_BUFFER_PERCENT, plus the grams
+    below a whole kilogram) is kept back as a buffer: reversed actions come out of the buffer first, then out
+    of unsold serials (voided), and only then is the batch short (`shortfall_kg`), never by un-selling a serial."""
+
+    class Status(models.TextChoices):
+        ACTIVE = "active", _("On sale")
+        CLOSED = "closed", _("Closed")
+
+    methodology = models.CharField(max_length=32)
+    period_start = models.DateField()
+    period_end = models.DateField()
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.ACTIVE)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", null=True, blank=True
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    action_count = models.PositiveIntegerField(default=0)
+    total_grams = models.BigIntegerField(default=0)
+    buffer_grams = models.BigIntegerField(default=0)
+    certified_kg = models.BigIntegerField(default=0)
+    available_kg = models.BigIntegerField(default=0)
+    reserved_kg = models.BigIntegerField(default=0)
+    sold_kg = models.BigIntegerField(default=0)
+    void_kg = models.BigIntegerField(default=0)
+    reversed_grams = models.BigIntegerField(default=0)
+    shortfall_kg = models.BigIntegerField(default=0)
+
+    class Meta:
+        ordering = ["id"]
+        verbose_name_plural = "certification batches"
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(available_kg__gte=0)
+                & Q(reserved_kg__gte=0)
+                & Q(sold_kg__gte=0)
+                & Q(void_kg__gte=0)
+                & Q(buffer_grams__gte=0)
+                & Q(reversed_grams__gte=0)
+                & Q(shortfall_kg__gte=0),
+                name="offsets_batch_counters_gte_0",
+            ),
+            # Every serial is in exactly one state: overselling would break this sum (or available >= 0).
+            models.CheckConstraint(
+                condition=Q(certified_kg=F("available_kg") + F("reserved_kg") + F("sold_kg") + F("void_kg")),
+                name="offsets_batch_counters_add_up",
+            ),
+            models.CheckConstraint(
+                condition=Q(total_grams=F("certified_kg") * 1000 + F("buffer_grams")),
+                name="offsets_batch_grams_add_up",
+            ),
+            models.CheckConstraint(condition=Q(period_start__lte=F("period_end")), name="offsets_batch_period"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.code} {self.methodology} {self.period_start}..{self.period_end}"
+
+    @property
+    def code(self) -> str:
+        return f"QDCI-{self.pk:06d}"
+
+
+class CertifiedAction(models.Model):
+    """An action certified in a batch: at most one batch, ever (the primary key is the action)."""
+
+    action = models.OneToOneField("actions.Action", on_delete=models.PROTECT, primary_key=True, related_name="+")
+    batch = models.ForeignKey(CertificationBatch, on_delete=models.PROTECT, related_name="actions")
+    grams = models.BigIntegerField()
+    reversed_at = models.DateTimeField(null=True, blank=True)
+    reversal_reason = models.CharField(max_length=200, blank=True, default="")
+
+    class Meta:
+        constraints = [models.CheckConstraint(condition=Q(grams__gt=0), name="offsets_certified_grams_gt_0")]
+
+    def __str__(self) -> str:
+        return f"action {self.action_id} in batch {self.batch_id}"
+
+
+class SerialRange(models.Model):
+    """Serials start..end (inclusive) of a batch, all in one state; reserved and sold ranges belong to an order.
+    Ranges split when part of them is taken and merge again when given back."""
+
+    class State(models.TextChoices):
+        AVAILABLE = "available"
+        RESERVED = "reserved"
+        SOLD = "sold"
+        VOID = "void"
+
+    batch = models.ForeignKey(CertificationBatch, on_delete=models.PROTECT, related_name="ranges")
+    start = models.BigIntegerField()
+    end = models.BigIntegerField()
+    state = models.CharField(max_length=10, choices=State.choices)
+    order = models.ForeignKey("OffsetOrder", null=True, blank=True, on_delete=models.PROTECT, related_name="ranges")
+
+    class Meta:
+        ordering = ["batch_id", "start"]
+        indexes = [models.Index(fields=["batch", "state", "start"], name="offsets_range_batch_state")]
+        constraints = [
+            models.CheckConstraint(condition=Q(start__gte=1) & Q(start__lte=F("end")), name="offsets_range_bounds"),
+            models.CheckConstraint(
+                condition=(Q(state__in=["reserved", "sold"]) & Q(order__isnull=False))
+                | (Q(state__in=["available", "void"]) & Q(order__isnull=True)),
+                name="offsets_range_order_iff_held",
+            ),
+            models.UniqueConstraint(fields=["batch", "start"], name="offsets_range_start_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.batch_id}:{self.start}-{self.end} {self.state}"
+
+    @property
+    def size(self) -> int:
+        return self.end - self.start + 1
+
+
+class OffsetOrder(models.Model):
+    """A buyer's order: reserved inventory, a PaymentIntent, and what Stripe's events made of it."""
+
+    class Status(models.TextChoices):
+        RESERVED = "reserved", _("Reserved, awaiting payment")
+        PAID = "paid", _("Paid, certificate issued")
+        RELEASED = "released", _("Released (not paid)")
+        REFUNDED = "refunded", _("Refunded, certificate revoked")
+        PAID_UNFULFILLED = "paid_unfulfilled", _("Paid after release, inventory gone: refund in Stripe")
+
+    buyer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="offset_orders")
+    batch = models.ForeignKey(
+        CertificationBatch, null=True, blank=True, on_delete=models.PROTECT, related_name="orders"
+    )
+    quantity_kg = models.BigIntegerField()
+    price_cny_per_t = models.DecimalField(max_digits=12, decimal_places=2)
+    amount_fen = models.BigIntegerField()
+    currency = models.CharField(max_length=3, default="CNY")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RESERVED)
+    idempotency_key = models.CharField(max_length=64, blank=True, default="")
+    payment_intent_id = models.CharField(max_length=255, null=True, blank=True, unique=True)
+    client_secret = models.CharField(max_length=255, blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now)
+    reserved_until = models.DateTimeField()
+    paid_at = models.DateTimeField(null=True, blank=True)
+    released_at = models.DateTimeField(null=True, blank=True)
+    release_reason = models.CharField(max_length=32, blank=True, default="")
+    refund_seen_at = models.DateTimeField(null=True, blank=True)
+    refunded_at = models.DateTimeField(null=True, blank=True)
+    payment_txn_id = models.BigIntegerField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [
+            models.Index(fields=["reserved_until"], condition=Q(status="reserved"), name="offsets_order_due"),
+            models.Index(fields=["buyer", "-id"], name="offsets_order_buyer"),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=Q(quantity_kg__gt=0) & Q(amount_fen__gt=0), name="offsets_order_positive"),
+            models.UniqueConstraint(
+                fields=["buyer", "idempotency_key"], condition=~Q(idempotency_key=""), name="offsets_order_idem"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"order {self.pk}: {self.quantity_kg} kg ({self.status})"
+
+
+class Certificate(models.Model):
+    """A retirement certificate: a public record (company, quantity, serial ranges, methodologies, status).
+    Company name and code are copied at issue so the record stays what was certified."""
+
+    class Status(models.TextChoices):
+        ISSUED = "issued", _("Valid")
+        REVOKED = "revoked", _("Revoked")
+
+    order = models.OneToOneField(OffsetOrder, on_delete=models.PROTECT, related_name="certificate")
+    buyer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="offset_certificates")
+    code = models.CharField(max_length=32, unique=True)
+    company_name = models.CharField(max_length=200)
+    tax_id = models.CharField(max_length=18)
+    quantity_kg = models.BigIntegerField()
+    serial_ranges = models.JSONField(default=list)
+    methodologies = models.JSONField(default=list)
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.ISSUED)
+    issued_at = models.DateTimeField(default=timezone.now)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [models.CheckConstraint(condition=Q(quantity_kg__gt=0), name="offsets_cert_qty_gt_0")]
+
+    def __str__(self) -> str:
+        return f"certificate {self.code} ({self.status})"
+
+
+class StripeEvent(models.Model):
+    """A verified Stripe event, recorded when received and applied once by a Celery task; `processed_at` is set
+    in the same database transaction as the event's effect."""
+
+    event_id = models.CharField(max_length=255, primary_key=True)
+    type = models.CharField(max_length=64)
+    payload = models.JSONField()
+    received_at = models.DateTimeField(default=timezone.now)
+    processed_at = models.DateTimeField(null=True, blank=True)
+    outcome = models.CharField(max_length=32, blank=True, default="")
+
+    class Meta:
+        ordering = ["-received_at"]
+        indexes = [
+            models.Index(fields=["received_at"], condition=Q(processed_at__isnull=True), name="offsets_event_todo")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event_id} {self.type}"
