@@ -85,9 +85,10 @@ def buyer_create(*, phone: str, password: str, company_name: str, tax_id: str):
 
 
 def offsets_erase_personal_data(*, user, context: dict | None = None) -> None:
-    """PIPL erasure step (backend/accounts/erasure.py declares what is left). A buyer is a company, not a person: its name and credit code, its orders and its
-    certificates (public records of retired reductions) are kept. The person's phone and login are erased by
-    accounts; here only what could still act for them goes: unpaid reservations are released."""
+    """PIPL erasure step (backend/accounts/erasure.py declares what is left). A buyer is a company, not a
+    person: its name and credit code, its orders and its certificates (public records of retired reductions) are
+    kept. The person's phone and login are erased by accounts; here only what could still act for them goes:
+    unpaid reservations are released."""
     for order_id in OffsetOrder.objects.filter(buyer=user, status=Status.RESERVED).values_list("id", flat=True):
         order_release(order_id=order_id, reason="account_erased", cancel_intent=False)
 
