@@ -11,6 +11,8 @@ GOOD = {
     "FIELD_HASH_KEY": "h" + REAL_SECRET[1:],
     "FIELD_ENCRYPTION_KEY": "l1ZCqXzKE7RJfmw0a2m0m7yvMpG4xu0y1p4mGfXfH2c=",
     "JWT_SIGNING_KEY": "j" + REAL_SECRET[1:],
+    "STRIPE_SECRET_KEY": "sk_live_example",
+    "STRIPE_WEBHOOK_SECRET": "whsec_example",
 }
 
 

@@ -37,7 +37,14 @@ def run_manage(*args, **env):
         ),
         ({"SECRET_KEY": REAL_SECRET, "DATABASE_URL": "postgres://db/x"}, "REDIS_URL"),
         (
-            {"SECRET_KEY": REAL_SECRET, "DATABASE_URL": "postgres://db/x", "REDIS_URL": "redis://r:6379/0"},
+            {
+                "SECRET_KEY": REAL_SECRET,
+                "DATABASE_URL": "postgres://db/x",
+                "REDIS_URL": "redis://r:6379/0",
+                "FIELD_HASH_KEY": "h" + REAL_SECRET[1:],
+                "FIELD_ENCRYPTION_KEY": "l1ZCqXzKE7RJfmw0a2m0m7yvMpG4xu0y1p4mGfXfH2c=",
+                "JWT_SIGNING_KEY": "j" + REAL_SECRET[1:],
+            },
             "STRIPE_SECRET_KEY",
         ),
     ],
