@@ -48,6 +48,8 @@ class PayoutProvider(Protocol):
         metadata: dict | None = None,
     ) -> Transfer: ...
 
+    def find_transfer(self, *, transfer_group: str) -> Transfer | None: ...
+
 
 class PayoutError(Exception):
     """The provider refused or could not be reached; `transient` says whether a retry may succeed."""
@@ -83,6 +85,21 @@ class StripeConnectTransferProvider:
         except stripe.StripeError as exc:
             raise PayoutError(str(exc), transient=getattr(exc, "http_status", 400) >= 500) from exc
         return Transfer(result.id, result.amount, result.currency.upper(), destination, transfer_group, idempotency_key)
+
+    def find_transfer(self, *, transfer_group: str) -> Transfer | None:
+        """The transfer already made for a group, if any: Stripe keeps idempotency keys for 24 hours only, so a
+        retry after a long outage looks the transfer up before sending a new one."""
+        import stripe
+
+        from backend.offsets.gateway import stripe_client
+
+        try:
+            found = stripe_client().v1.transfers.list(params={"transfer_group": transfer_group, "limit": 1})
+        except stripe.StripeError as exc:
+            raise PayoutError(str(exc), transient=True) from exc
+        for t in found.data:
+            return Transfer(t.id, t.amount, t.currency.upper(), t.destination, transfer_group, "")
+        return None
 
 
 @dataclass
@@ -120,6 +137,11 @@ class RecordingPayoutProvider:
                     idempotency_key,
                 )
             return self.transfers[idempotency_key]
+
+    def find_transfer(self, *, transfer_group: str) -> Transfer | None:
+        with self._lock:
+            self.calls.append({"find": transfer_group})
+            return next((t for t in self.transfers.values() if t.transfer_group == transfer_group), None)
 
     @property
     def paid_total(self) -> int:
