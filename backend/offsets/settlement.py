@@ -56,7 +56,7 @@ def payouts_key(currency: str) -> str:
 
 
 def _lease() -> timedelta:
-    return timedelta(seconds=getattr(settings, "SETTLEMENT_PAYOUT_LEASE_SECONDS", 900))
+    return timedelta(seconds=settings.SETTLEMENT_PAYOUT_LEASE_SECONDS)
 
 
 # --- payables ---------------------------------------------------------------------------------------------
