@@ -365,3 +365,85 @@ def test_unknown_merchant_account_set_is_404():
     with pytest.raises(ApplicationError) as err:
         settlement.merchant_stripe_account_set(merchant_id=987654, stripe_account_id="acct_1X")
     assert err.value.get_codes() == "merchant_not_found" and err.value.status_code == 404
+
+
+# --- admin -------------------------------------------------------------------------------------------------
+
+
+def admin_client(user):
+    from django.test import Client
+
+    from tests.conftest import PASSWORD
+
+    client = Client()
+    assert client.login(username=user.raw_phone, password=PASSWORD)
+    return client
+
+
+@pytest.mark.django_db(transaction=True)
+def test_admin_shows_payables_and_settlements_and_acts_through_services(
+    merchant_factory, capture, make_user, monkeypatch
+):
+    (a, a_staff), (b, b_staff) = merchant_factory(), merchant_factory()
+    connected(b, "acct_1ShopB")
+    funded_payables(a, a_staff, capture, 300)
+    funded_payables(b, b_staff, capture, 200)
+    capture(a, a_staff, 800)  # the fund is empty now: waits
+    later = timezone.now() + NEXT_WEEK
+    settlement.settlements_create(now=later)
+    a_settlement = Settlement.objects.get(merchant=a)
+    b_settlement = Settlement.objects.get(merchant=b)
+    settlement.settlement_pay(settlement_id=a_settlement.pk, provider=RecordingPayoutProvider())  # -> manual
+    provider = RecordingPayoutProvider()
+    monkeypatch.setattr(settlement, "payout_provider", lambda: provider)
+    admin = admin_client(make_user(role="admin"))
+
+    payables = admin.get("/admin/offsets/merchantpayable/")
+    html = payables.content.decode()
+    assert payables.status_code == 200 and "<svg" in html
+    assert "outstanding merchant payables: 1300 fen" in html and "Waiting for funds" in html
+    orders = admin.get("/admin/offsets/offsetorder/").content.decode()
+    assert "outstanding merchant payables: 1300 fen" in orders  # the chart is fed with the real payables
+    listing = admin.get("/admin/offsets/settlement/").content.decode()
+    assert "record payment" in listing and "pay_now" in listing
+    for name in ("merchantpayable", "settlement"):
+        assert admin.get(f"/admin/offsets/{name}/add/").status_code == 403
+    assert admin.post(f"/admin/offsets/settlement/{a_settlement.pk}/delete/").status_code == 403
+    assert admin.get(f"/admin/offsets/settlement/{a_settlement.pk}/change/").status_code == 200
+
+    # pay now (the connected merchant), twice: one transfer
+    for _ in range(2):
+        admin.post("/admin/offsets/settlement/", {"action": "pay_now", "_selected_action": [b_settlement.pk]})
+    b_settlement.refresh_from_db()
+    assert b_settlement.status == "paid" and len(transfers(provider)) == 1
+
+    # record a payment by hand: a reference is required, unknown ids are 404, once only
+    url = f"/admin/offsets/settlement/{a_settlement.pk}/mark-paid/"
+    assert admin.get(url).status_code == 200
+    assert admin.post(url, {"reference": ""}).status_code == 200
+    assert admin.get("/admin/offsets/settlement/99999999/mark-paid/").status_code == 404
+    assert admin.post(url, {"reference": "x" * 300}).status_code == 200  # too long: the form says so
+    assert Settlement.objects.get(pk=a_settlement.pk).status == "manual"
+    assert admin.post(url, {"reference": "ICBC #1"}).status_code == 302
+    assert admin.post(url, {"reference": "ICBC #2"}).status_code == 200  # settlement_not_manual, shown
+    a_settlement.refresh_from_db()
+    assert (a_settlement.status, a_settlement.manual_reference) == ("paid", "ICBC #1")
+    assert money(a) == 0 and money(b) == 0
+    assert "outstanding merchant payables: 800 fen" in admin.get("/admin/offsets/settlement/").content.decode()
+    assert_offsets_invariants()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_reviewer_cannot_move_money_from_the_admin(shop, capture, make_user):
+    merchant, staff = shop
+    funded_payables(merchant, staff, capture, 300)
+    (settlement_id,) = settlement.settlements_create(now=timezone.now() + NEXT_WEEK)
+    settlement.settlement_pay(settlement_id=settlement_id, provider=RecordingPayoutProvider())
+    reviewer = admin_client(make_user(role="reviewer"))
+
+    listing = reviewer.get("/admin/offsets/settlement/")
+    assert listing.status_code == 200 and "pay_now" not in listing.content.decode()
+    url = f"/admin/offsets/settlement/{settlement_id}/mark-paid/"
+    assert reviewer.post(url, {"reference": "ICBC #1"}).status_code == 403
+    reviewer.post("/admin/offsets/settlement/", {"action": "pay_now", "_selected_action": [settlement_id]})
+    assert Settlement.objects.get().status == "manual" and money(merchant) == 300
