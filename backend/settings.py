@@ -306,6 +306,8 @@ OFFSET_PUBLIC_BASE_URL = os.environ.get("OFFSET_PUBLIC_BASE_URL", "http://127.0.
 OFFSET_PAYOUT_PROVIDER = os.environ.get(
     "OFFSET_PAYOUT_PROVIDER", "backend.offsets.payouts.StripeConnectTransferProvider"
 )
+# A settlement being transferred is claimed for this long; a worker that died mid-transfer is retried after it.
+SETTLEMENT_PAYOUT_LEASE_SECONDS = env_int("SETTLEMENT_PAYOUT_LEASE_SECONDS", 900)
 if PRODUCTION and not (STRIPE_SECRET_KEY and STRIPE_WEBHOOK_SECRET):
     raise ImproperlyConfigured(
         "Refusing to start with DJANGO_ENV=production: STRIPE_SECRET_KEY and STRIPE_WEBHOOK_SECRET must be set"

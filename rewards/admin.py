@@ -1,8 +1,11 @@
 """Operators' screens. Writes go through the services like the API; value-bearing rows (rewards' stock,
 vouchers) are read-only here, and nothing that carries value can be deleted."""
 
+from django import forms
 from django.contrib import admin, messages
 
+from backend.core.errors import ApplicationError
+from backend.offsets import settlement
 from rewards import catalogue, services
 from rewards.models import Merchant, MerchantStaff, Reward, Voucher
 
@@ -17,9 +20,24 @@ class StaffInline(admin.TabularInline):
         return False
 
 
+class MerchantForm(forms.ModelForm):
+    class Meta:
+        model = Merchant
+        fields = ["name_zh", "name_en", "district", "address", "category", "status", "stripe_account_id"]
+
+    def clean_stripe_account_id(self):
+        try:
+            return settlement.stripe_account_validate(self.cleaned_data.get("stripe_account_id", ""))
+        except ApplicationError as exc:
+            raise forms.ValidationError(str(exc.detail)) from exc
+
+
 @admin.register(Merchant)
 class MerchantAdmin(admin.ModelAdmin):
-    """Merchants: created with `manage.py create_merchant`; details and status edited through the service."""
+    """Merchants: created with `manage.py create_merchant`; details and status edited through the service; the
+    Stripe Connect account (settlements' destination) through the settlement service."""
+
+    form = MerchantForm
 
     list_display = ["id", "name_zh", "name_en", "district", "category", "status", "created_at"]
     list_filter = ["status", "category", "district"]
@@ -36,7 +54,11 @@ class MerchantAdmin(admin.ModelAdmin):
     def save_model(self, request, obj, form, change):
         fields = {name: form.cleaned_data[name] for name in form.changed_data}
         obj.refresh_from_db()
-        catalogue.merchant_update(merchant=obj, **fields)
+        if "stripe_account_id" in fields:  # settlement destination: validated by the settlement service
+            account = fields.pop("stripe_account_id")
+            settlement.merchant_stripe_account_set(merchant_id=obj.pk, stripe_account_id=account)
+        if fields:
+            catalogue.merchant_update(merchant=obj, **fields)
 
     def _set_status(self, request, queryset, status):
         for merchant in queryset:

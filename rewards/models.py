@@ -36,6 +36,8 @@ class Merchant(models.Model):
     category = models.CharField(max_length=16, choices=Category.choices, default=Category.OTHER)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
     created_at = models.DateTimeField(default=timezone.now)
+    # Stripe Connect account (acct_...) that settlements are transferred to; blank = paid by hand (`manual`).
+    stripe_account_id = models.CharField(max_length=255, blank=True, default="")
 
     def __str__(self) -> str:
         return f"{self.name_zh} ({self.pk})"

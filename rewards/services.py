@@ -3,7 +3,8 @@ expiry, and the PIPL erasure hook. Catalogue and merchant writes are in rewards/
 
     reward_redeem    resident -> system:redemption_hold (ledger points_spend, lots soonest expiry first),
                      one item out of stock, a voucher `issued`             [authorisation]
-    voucher_capture  system:redemption_hold -> merchant:<id>:points, voucher `redeemed`   [capture]
+    voucher_capture  system:redemption_hold -> merchant:<id>:points, voucher `redeemed`, and a payable of
+                     the face value to the merchant (backend/offsets/settlement.py)   [capture]
     voucher_cancel / voucher_expire
                      the hold transaction reversed (points back as lots with their original expiry), the item
                      back in stock, the per-resident limit claim given back, voucher `cancelled` / `expired`
@@ -26,6 +27,7 @@ from django.utils.translation import gettext_lazy as _
 from backend.core.errors import ApplicationError
 from backend.ledger.models import LedgerTransaction
 from backend.ledger.services import Leg, ledger_post, points_spend, transaction_reverse
+from backend.offsets.settlement import payable_create
 from rewards import locking
 from rewards.cache import catalogue_changed
 from rewards.models import Merchant, MerchantStaff, Reward, Voucher
@@ -221,6 +223,8 @@ def voucher_capture(*, staff: MerchantStaff, code: str) -> Voucher:
     voucher.redeemed_at = now
     voucher.redeemed_by_id = staff.user_id
     voucher.save(update_fields=["status", "redeemed_at", "redeemed_by"])
+    # What the merchant is owed for it, in the same transaction (one payable per voucher, UNIQUE).
+    payable_create(voucher=voucher)
     return voucher
 
 

@@ -286,6 +286,7 @@ ERASURE_LEAVES: dict[str, dict] = {
         }
     },
     "offsets.CertificationBatch": {"created_by": STAFF_RECORD},
+    "offsets.Settlement": {"manual_paid_by": STAFF_RECORD},  # who recorded a payment made by hand
     "actions.DailyCapUsage": {
         "resident": {
             "rows": "kept",  # per-day totals: what the caps and the statistics add up

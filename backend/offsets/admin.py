@@ -1,18 +1,29 @@
-"""Reviewers' screens: batches, orders, certificates, Stripe events and buyers, all read-only (value-bearing
-rows change through the services only), and the reward fund's balance against outstanding payables."""
+"""Reviewers' screens: batches, orders, certificates, Stripe events, buyers, merchant payables and settlements,
+all read-only (value-bearing rows change through the services only), and the reward fund's balance against
+outstanding payables."""
 
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
+from django.http import Http404
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path
 from django.utils.html import format_html
 from rest_framework.exceptions import APIException
 
-from backend.offsets import inventory, selectors
+from backend.offsets import inventory, selectors, settlement
 from backend.offsets.chart import fund_chart_svg
-from backend.offsets.models import Buyer, Certificate, CertificationBatch, OffsetOrder, StripeEvent
+from backend.offsets.models import (
+    Buyer,
+    Certificate,
+    CertificationBatch,
+    MerchantPayable,
+    OffsetOrder,
+    Settlement,
+    StripeEvent,
+)
+from backend.offsets.payouts import PayoutError
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -99,10 +110,7 @@ class OffsetOrderAdmin(ReadOnlyAdmin):
     change_list_template = "admin/offsets/offsetorder/change_list.html"
 
     def changelist_view(self, request, extra_context=None):
-        balance = selectors.reward_fund_balance()
-        payables = selectors.outstanding_payables()
-        extra = {"fund_balance": balance, "fund_payables": payables, "fund_chart": fund_chart_svg(balance, payables)}
-        return super().changelist_view(request, extra_context={**(extra_context or {}), **extra})
+        return super().changelist_view(request, extra_context={**(extra_context or {}), **_fund_context()})
 
 
 @admin.register(Certificate)
@@ -126,3 +134,115 @@ class StripeEventAdmin(ReadOnlyAdmin):
 class BuyerAdmin(ReadOnlyAdmin):
     list_display = ("company_name", "tax_id", "created_at")
     search_fields = ("company_name", "tax_id")
+
+
+class ManualPaymentForm(forms.Form):
+    reference = forms.CharField(max_length=255, help_text="bank transfer reference (required)")
+
+
+@admin.register(MerchantPayable)
+class MerchantPayableAdmin(ReadOnlyAdmin):
+    """What each captured voucher costs the reward fund; `waiting_funds` rows wait for offset sales."""
+
+    list_display = ("id", "merchant", "voucher", "amount_minor", "currency", "status", "created_at", "funded_at")
+    list_filter = ("status", "currency")
+    list_select_related = ("merchant", "voucher")
+    search_fields = ("voucher__code",)
+    change_list_template = "admin/offsets/offsetorder/change_list.html"
+
+    def changelist_view(self, request, extra_context=None):
+        return super().changelist_view(request, extra_context={**(extra_context or {}), **_fund_context()})
+
+
+@admin.register(Settlement)
+class SettlementAdmin(ReadOnlyAdmin):
+    """Weekly settlements, read-only. "Pay now" and "record a payment by hand" go through the settlement
+    services (a settlement is paid once, whatever is clicked)."""
+
+    actions = ["pay_now"]
+    list_display = (
+        "id",
+        "merchant",
+        "period_start",
+        "period_end",
+        "amount_minor",
+        "currency",
+        "payable_count",
+        "status",
+        "transfer_id",
+        "attempts",
+        "last_error",
+        "paid_at",
+        "record_manual",
+    )
+    list_filter = ("status", "currency")
+    list_select_related = ("merchant",)
+    change_list_template = "admin/offsets/offsetorder/change_list.html"
+
+    def changelist_view(self, request, extra_context=None):
+        return super().changelist_view(request, extra_context={**(extra_context or {}), **_fund_context()})
+
+    def get_urls(self):
+        mark = path(
+            "<int:settlement_id>/mark-paid/",
+            self.admin_site.admin_view(self.mark_paid_view),
+            name="offsets_settlement_mark_paid",
+        )
+        return [mark, *super().get_urls()]
+
+    @admin.display(description="by hand")
+    def record_manual(self, obj):
+        if obj.status != Settlement.Status.MANUAL:
+            return ""
+        return format_html('<a href="{}/mark-paid/">record payment</a>', obj.pk)
+
+    def mark_paid_view(self, request, settlement_id):
+        if not request.user.is_superuser:  # the admin role (see accounts.User: superuser follows the role)
+            raise PermissionDenied
+        item = Settlement.objects.select_related("merchant").filter(pk=settlement_id).first()
+        if item is None:
+            raise Http404
+        form = ManualPaymentForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            try:
+                settlement.settlement_mark_paid_manually(
+                    settlement_id=item.pk, reference=form.cleaned_data["reference"], by=request.user
+                )
+            except APIException as exc:
+                messages.error(request, str(exc.detail))
+            else:
+                messages.success(request, f"settlement {item.pk} recorded as paid")
+                return redirect("admin:offsets_settlement_changelist")
+        context = {
+            **self.admin_site.each_context(request),
+            "form": form,
+            "settlement": item,
+            "title": "Record a payment by hand",
+            "opts": self.model._meta,
+        }
+        return TemplateResponse(request, "admin/offsets/settlement/mark_paid.html", context)
+
+    @admin.action(description="Pay the selected settlements now (each once; no account -> by hand)")
+    def pay_now(self, request, queryset):
+        for settlement_id in queryset.values_list("id", flat=True):
+            try:
+                outcome = settlement.settlement_pay(settlement_id=settlement_id)
+            except PayoutError as exc:
+                messages.error(request, f"settlement {settlement_id}: {exc}")
+            else:
+                messages.info(request, f"settlement {settlement_id}: {outcome}")
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        if not request.user.is_superuser:  # moving money is the admin role's, not a reviewer's
+            actions.pop("pay_now", None)
+        return actions
+
+    def has_change_permission(self, request, obj=None):
+        return obj is None and request.user.is_staff  # the changelist (actions), never a row form
+
+
+def _fund_context() -> dict:
+    balance = selectors.reward_fund_balance()
+    payables = selectors.outstanding_payables()
+    return {"fund_balance": balance, "fund_payables": payables, "fund_chart": fund_chart_svg(balance, payables)}

@@ -239,3 +239,105 @@ class StripeEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event_id} {self.type}"
+
+
+class MerchantPayable(models.Model):
+    """What the platform owes a merchant for one voucher captured at its counter (the reward's face value), in
+    minor units. Created in the capture's transaction (one per voucher: UNIQUE), funded from the reward fund
+    (`system:reward_fund:<cur>` -> `merchant:<id>:money:<cur>`) oldest first when the fund has the money, and
+    settled at most once (a single `settlement` column, set by a guarded UPDATE)."""
+
+    class Status(models.TextChoices):
+        WAITING_FUNDS = "waiting_funds", _("Waiting for funds")
+        FUNDED = "funded", _("Funded")
+        SETTLED = "settled", _("In a settlement")
+
+    voucher = models.OneToOneField("rewards.Voucher", on_delete=models.PROTECT, related_name="payable")
+    merchant = models.ForeignKey("rewards.Merchant", on_delete=models.PROTECT, related_name="payables")
+    amount_minor = models.BigIntegerField()
+    currency = models.CharField(max_length=3, default="CNY")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.WAITING_FUNDS)
+    created_at = models.DateTimeField(default=timezone.now)
+    funded_at = models.DateTimeField(null=True, blank=True)
+    funding_txn_id = models.BigIntegerField(null=True, blank=True)
+    settlement = models.ForeignKey(
+        "offsets.Settlement", null=True, blank=True, on_delete=models.PROTECT, related_name="payables"
+    )
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [
+            models.Index(fields=["id"], condition=Q(status="waiting_funds"), name="offsets_payable_waiting"),
+            models.Index(fields=["merchant", "status"], name="offsets_payable_merchant"),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount_minor__gt=0), name="offsets_payable_amount_gt_0"),
+            # The status says what the columns say: funded rows carry their ledger transaction, settled rows
+            # their settlement, and only settled rows have one.
+            models.CheckConstraint(
+                condition=(
+                    Q(status="waiting_funds", funding_txn_id__isnull=True, settlement__isnull=True)
+                    | Q(status="funded", funding_txn_id__isnull=False, settlement__isnull=True)
+                    | Q(status="settled", funding_txn_id__isnull=False, settlement__isnull=False)
+                ),
+                name="offsets_payable_status_columns",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"payable {self.pk} to merchant {self.merchant_id}: {self.amount_minor} {self.currency}"
+
+
+class Settlement(models.Model):
+    """A merchant's funded payables of one week (Asia/Shanghai, Monday to Sunday), paid once: by a Stripe Connect
+    transfer (`transfer_group` = this id, idempotency key `settlement:<id>`) or by hand (`manual`) when the
+    merchant has no connected account. `paying` is a claim with a lease (`claimed_until`): the transfer runs
+    outside any database transaction, and a crash after it is retried with the same key, so the provider
+    answers with the same transfer."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", _("To pay")
+        PAYING = "paying", _("Transfer in progress")
+        PAID = "paid", _("Paid")
+        MANUAL = "manual", _("To pay by hand")
+
+    merchant = models.ForeignKey("rewards.Merchant", on_delete=models.PROTECT, related_name="settlements")
+    period_start = models.DateField()
+    period_end = models.DateField()  # inclusive
+    currency = models.CharField(max_length=3, default="CNY")
+    amount_minor = models.BigIntegerField()
+    payable_count = models.PositiveIntegerField()
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.PENDING)
+    destination = models.CharField(max_length=255, blank=True, default="")  # acct_... fixed at the first claim
+    attempts = models.PositiveIntegerField(default=0)
+    claimed_until = models.DateTimeField(null=True, blank=True)
+    last_error = models.CharField(max_length=500, blank=True, default="")
+    transfer_id = models.CharField(max_length=255, blank=True, default="")
+    payout_txn_id = models.BigIntegerField(null=True, blank=True)
+    manual_reference = models.CharField(max_length=255, blank=True, default="")
+    manual_paid_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", null=True, blank=True
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    paid_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-period_start", "merchant_id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["merchant", "period_start", "currency"], name="offsets_settlement_merchant_period"
+            ),
+            models.UniqueConstraint(
+                fields=["transfer_id"], condition=~Q(transfer_id=""), name="offsets_settlement_transfer_once"
+            ),
+            models.CheckConstraint(condition=Q(amount_minor__gt=0), name="offsets_settlement_amount_gt_0"),
+            models.CheckConstraint(condition=Q(period_start__lte=F("period_end")), name="offsets_settlement_period"),
+            models.CheckConstraint(
+                condition=Q(status="paid", paid_at__isnull=False, payout_txn_id__isnull=False)
+                | (~Q(status="paid") & Q(paid_at__isnull=True, payout_txn_id__isnull=True)),
+                name="offsets_settlement_paid_columns",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"settlement {self.pk} of merchant {self.merchant_id} ({self.period_start}, {self.status})"

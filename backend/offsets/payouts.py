@@ -5,17 +5,9 @@ a connected account with a Stripe Connect transfer; `RecordingPayoutProvider` is
 (localstripe has no Connect). Both honour the idempotency key: a settlement task that runs twice, or crashes
 after the transfer and retries, transfers once.
 
-How settlement attaches (next step, once vouchers exist):
-- `voucher_redeem` creates a `MerchantPayable` (voucher one-to-one, merchant, amount in fen) in its own
-  transaction and posts `system:reward_fund:CNY` -> `merchant:<id>:money:CNY` (idempotency key
-  `payable:voucher:<id>`). The fund is floored: when it is short the posting raises `insufficient_funds`, the
-  payable stays `waiting_funds` and a beat task funds waiting payables oldest first as money comes in.
-- A weekly beat task groups funded, unsettled payables per merchant into a `Settlement` (UNIQUE per merchant and
-  week; each payable in at most one settlement), commits, then calls `payout_provider().transfer(...)` outside
-  any transaction with `transfer_group=str(settlement.id)` and `idempotency_key=f"settlement:{settlement.id}"`,
-  then marks it paid (row lock, status guard) and posts `merchant:<id>:money:CNY` -> `system:payment_clearing:CNY`.
-  A merchant without a connected account gets `manual`; a rerun or a crash after the transfer finds the same
-  transfer through the same key, so a settlement is paid once.
+Merchant settlement (backend/offsets/settlement.py) is built on this. It follows the plan first written here,
+with one change: Stripe keeps idempotency keys for 24 hours only, so a retry of a claimed settlement first asks
+`find_transfer(transfer_group=...)` before sending the transfer again under the same key.
 """
 
 import threading
@@ -47,6 +39,8 @@ class PayoutProvider(Protocol):
         idempotency_key: str,
         metadata: dict | None = None,
     ) -> Transfer: ...
+
+    def find_transfer(self, *, transfer_group: str) -> Transfer | None: ...
 
 
 class PayoutError(Exception):
@@ -84,6 +78,21 @@ class StripeConnectTransferProvider:
             raise PayoutError(str(exc), transient=getattr(exc, "http_status", 400) >= 500) from exc
         return Transfer(result.id, result.amount, result.currency.upper(), destination, transfer_group, idempotency_key)
 
+    def find_transfer(self, *, transfer_group: str) -> Transfer | None:
+        """The transfer already made for a group, if any: Stripe keeps idempotency keys for 24 hours only, so a
+        retry after a long outage looks the transfer up before sending a new one."""
+        import stripe
+
+        from backend.offsets.gateway import stripe_client
+
+        try:
+            found = stripe_client().v1.transfers.list(params={"transfer_group": transfer_group, "limit": 1})
+        except stripe.StripeError as exc:
+            raise PayoutError(str(exc), transient=True) from exc
+        for t in found.data:
+            return Transfer(t.id, t.amount, t.currency.upper(), t.destination, transfer_group, "")
+        return None
+
 
 @dataclass
 class RecordingPayoutProvider:
@@ -120,6 +129,11 @@ class RecordingPayoutProvider:
                     idempotency_key,
                 )
             return self.transfers[idempotency_key]
+
+    def find_transfer(self, *, transfer_group: str) -> Transfer | None:
+        with self._lock:
+            self.calls.append({"find": transfer_group})
+            return next((t for t in self.transfers.values() if t.transfer_group == transfer_group), None)
 
     @property
     def paid_total(self) -> int:

@@ -31,5 +31,8 @@ def reward_fund_balance(*, currency: str = "CNY") -> int:
 
 
 def outstanding_payables(*, currency: str = "CNY") -> int:
-    """Payables to merchants not yet settled. Zero until merchant settlement lands (vouchers, rewards app)."""
-    return 0
+    """What merchants are owed and not yet paid (minor units): waiting for funds, funded, or in a settlement
+    that is not paid yet."""
+    from backend.offsets.settlement import outstanding_payables as by_status
+
+    return sum(by_status(currency=currency).values())

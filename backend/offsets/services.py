@@ -24,6 +24,7 @@ from backend.core.errors import ApplicationError, ConflictError
 from backend.ledger.services import Leg, ledger_post, transaction_reverse
 from backend.offsets import gateway, inventory
 from backend.offsets.models import Buyer, Certificate, OffsetOrder, StripeEvent
+from backend.offsets.settlement import payables_fund_soon
 
 logger = logging.getLogger(__name__)
 Status = OffsetOrder.Status
@@ -339,6 +340,7 @@ def _on_paid(order: OffsetOrder) -> str:
     order.paid_at = timezone.now()
     order.save(update_fields=["status", "paid_at", "payment_txn_id"])
     _certificate_issue(order, ranges)
+    payables_fund_soon()  # money arrived: payables waiting for funds are funded, oldest first
     if order.refund_seen_at is not None:  # the refund arrived first: apply it now, same end state as in order
         _refund_paid(order)
         return "paid_then_refunded"

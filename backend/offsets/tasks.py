@@ -27,3 +27,24 @@ def reservations_expire() -> int:
 def stripe_events_retry() -> int:
     """Enqueue events that were recorded but never processed (beat, every five minutes)."""
     return services.stripe_events_retry()
+
+
+@shared_task(
+    name="offsets.payables_fund", acks_late=True, reject_on_worker_lost=True, soft_time_limit=100, time_limit=120
+)
+def payables_fund() -> int:
+    """Fund waiting merchant payables oldest first from the reward fund (beat every minute, after each capture
+    and each offset payment)."""
+    from backend.offsets import settlement
+
+    return settlement.payables_fund()
+
+
+@shared_task(
+    name="offsets.settlements_run", acks_late=True, reject_on_worker_lost=True, soft_time_limit=540, time_limit=600
+)
+def settlements_run() -> dict:
+    """Weekly: settle each merchant's funded payables of the week just ended and pay what is due (once)."""
+    from backend.offsets import settlement
+
+    return settlement.settlements_run()

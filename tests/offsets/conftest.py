@@ -12,6 +12,7 @@ import requests
 from django.utils import timezone
 
 from tests.conftest import PASSWORD, client_for, free_port, next_phone
+from tests.rewards.conftest import merchant_factory, reward_factory, shop  # noqa: F401 - settlement tests
 
 ROOT = Path(__file__).resolve().parents[2]
 WEBHOOK_SECRET = "whsec_test_offsets"
