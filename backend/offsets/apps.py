@@ -6,10 +6,3 @@ class OffsetsConfig(AppConfig):
     label = "offsets"
     verbose_name = "Offsets"
 
-    def ready(self):
-        from backend.celery import add_beat_entry
-
-        # Every minute: an unpaid reservation is released within a minute of its 30 minutes running out.
-        add_beat_entry("offsets-expire-reservations", "offsets.reservations_expire", 60.0)
-        # Webhook events recorded but not processed (a lost enqueue) are picked up again.
-        add_beat_entry("offsets-stripe-events-retry", "offsets.stripe_events_retry", 300.0)
