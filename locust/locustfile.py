@@ -84,7 +84,9 @@ class Resident(FastHttpUser):
 
     @task(2)
     def calculator(self):
-        data = {"distance_km": f"{random.uniform(0.5, 30):.2f}", "duration_s": random.randint(600, 3600)}
+        # A plausible ride: within the methodology's validity rules (0.3-60 km, at most 60 km/h).
+        km = random.uniform(0.5, 30)
+        data = {"distance_km": f"{km:.2f}", "duration_s": int(km * 3600 / random.uniform(10, 40)) + 1}
         self.client.post(
             "/api/v1/methodologies/bus_ride/calculate",
             json={"data": data},
