@@ -4,6 +4,7 @@ worker dies is delivered again rather than lost, so the services behind tasks ar
 import os
 
 from celery import Celery
+from celery.schedules import crontab
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "backend.settings")
 
@@ -11,6 +12,41 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "backend.settings")
 # the broker must not hand an unacknowledged task to a second worker before that limit has passed.
 TASK_HARD_TIME_LIMIT_S = 30 * 60
 VISIBILITY_TIMEOUT_S = TASK_HARD_TIME_LIMIT_S + 15 * 60
+
+# Every periodic task of every app, in one place. Crontabs are Asia/Shanghai (the Celery timezone, set below);
+# plain numbers are seconds. Each task is idempotent, so a beat restart that runs one twice does no harm.
+BEAT_SCHEDULE = {
+    # A worker records that it is consuming the queue (Redis key heartbeat:worker).
+    "core-heartbeat": {"task": "core.heartbeat", "schedule": 60.0},
+    # Approved versions whose effective_from has come are activated within a minute.
+    "methodologies-activate-due": {"task": "methodologies.activate_due_versions", "schedule": 60.0},
+    # Ledger, nightly: expire due points lots just after midnight, then compute yesterday's Merkle root once
+    # late commits have landed; reconcile cached balances against postings in the quiet hours.
+    "ledger-points-expire": {"task": "ledger.points_lots_expire", "schedule": crontab(hour=0, minute=5)},
+    "ledger-merkle-root": {"task": "ledger.merkle_root_compute", "schedule": crontab(hour=0, minute=20)},
+    "ledger-reconcile": {"task": "ledger.balances_reconcile", "schedule": crontab(hour=3, minute=0)},
+    # Partner request nonces older than the replay window are pruned hourly.
+    "partners-prune-nonces": {"task": "partners.prune_nonces", "schedule": 3600.0},
+    # Actions still `received` after a lost enqueue are processed again; unclaimed actions expire nightly.
+    "actions-reconcile": {"task": "actions.reconcile", "schedule": 60.0},
+    "actions-expire-unclaimed": {"task": "actions.expire_unclaimed", "schedule": crontab(hour=3, minute=30)},
+    # Statistics every minute; leaderboards rebuilt nightly after the ledger's jobs (repairs a Redis outage).
+    "stats-aggregate": {"task": "stats.aggregate", "schedule": 60.0},
+    "stats-leaderboards-rebuild": {"task": "stats.leaderboards_rebuild", "schedule": crontab(hour=3, minute=40)},
+    # Every minute: an unpaid offset reservation is released within a minute of its 30 minutes running out.
+    "offsets-expire-reservations": {"task": "offsets.reservations_expire", "schedule": 60.0},
+    # Stripe webhook events recorded but not processed (a lost enqueue) are picked up again.
+    "offsets-stripe-events-retry": {"task": "offsets.stripe_events_retry", "schedule": 300.0},
+    # Merchant settlement: payables waiting for the reward fund are funded as money arrives; each merchant's
+    # funded payables of the week just ended are settled on Monday 03:00.
+    "offsets-payables-fund": {"task": "offsets.payables_fund", "schedule": 60.0},
+    "offsets-settlements-run": {
+        "task": "offsets.settlements_run",
+        "schedule": crontab(minute=0, hour=3, day_of_week="mon"),
+    },
+    # Unused vouchers past expires_at: points back to their lots, items back to stock.
+    "rewards-vouchers-expire": {"task": "rewards.vouchers_expire", "schedule": 300.0},
+}
 
 app = Celery("backend")
 app.config_from_object("django.conf:settings", namespace="CELERY")
@@ -27,12 +63,6 @@ app.conf.update(
     timezone="Asia/Shanghai",
     enable_utc=True,
     worker_hijack_root_logger=False,
-    # The beat schedule lives in code: each domain app adds its entries in BEAT_SCHEDULE below.
-    beat_schedule={"core-heartbeat": {"task": "core.heartbeat", "schedule": 60.0}},
+    beat_schedule=BEAT_SCHEDULE,
 )
 app.autodiscover_tasks()
-
-
-def add_beat_entry(name: str, task: str, schedule, **options) -> None:
-    """Domain apps register their periodic tasks here (called from their AppConfig.ready)."""
-    app.conf.beat_schedule[name] = {"task": task, "schedule": schedule, **options}

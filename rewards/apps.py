@@ -7,7 +7,3 @@ class RewardsConfig(AppConfig):
     name = "rewards"
     verbose_name = "Rewards"
 
-    def ready(self):
-        from backend.celery import add_beat_entry
-
-        add_beat_entry("rewards-vouchers-expire", "rewards.vouchers_expire", 300.0)

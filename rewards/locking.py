@@ -12,14 +12,12 @@ WHERE clause is the check, and CHECK constraints (stock >= 0, count >= 0, balanc
 """
 
 from datetime import datetime
-from zoneinfo import ZoneInfo
 
 from django.db import connection
 from django.db.models import F
 
+from backend.core.days import SHANGHAI
 from rewards.models import Reward, RewardLimitUsage
-
-SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 
 def limit_period_key(period: str, at: datetime) -> str:

@@ -1,17 +1,16 @@
 """Every read the rewards API needs, with its query shape (select_related) fixed here."""
 
-from datetime import date, datetime, time, timedelta
-from zoneinfo import ZoneInfo
+from datetime import date
 
 from django.db.models import Count, Q, QuerySet, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from backend.core.days import SHANGHAI, day_bounds, days_bounds
 from backend.core.errors import ApplicationError
 from rewards.models import Merchant, MerchantStaff, Reward, Voucher
 
-SHANGHAI = ZoneInfo("Asia/Shanghai")
 MAX_ID = 2**63 - 1
 
 
@@ -90,15 +89,14 @@ def merchant_vouchers(*, merchant_id: int, status: str | None = None, day: date 
     """Vouchers of this merchant's rewards (default: those redeemed at its counters)."""
     qs = Voucher.objects.select_related("reward").filter(merchant_id=merchant_id, status=status or "redeemed")
     if day is not None:
-        start = datetime.combine(day, time.min, tzinfo=SHANGHAI)
-        qs = qs.filter(redeemed_at__gte=start, redeemed_at__lt=start + timedelta(days=1))
+        start, end = day_bounds(day)
+        qs = qs.filter(redeemed_at__gte=start, redeemed_at__lt=end)
     return qs
 
 
 def merchant_summary(*, merchant_id: int, date_from: date, date_to: date) -> list[dict]:
     """Per Asia/Shanghai day: vouchers redeemed at this merchant, points captured, face value owed (one query)."""
-    start = datetime.combine(date_from, time.min, tzinfo=SHANGHAI)
-    end = datetime.combine(date_to + timedelta(days=1), time.min, tzinfo=SHANGHAI)
+    start, end = days_bounds(date_from, date_to)
     rows = (
         Voucher.objects.filter(merchant_id=merchant_id, status="redeemed", redeemed_at__gte=start, redeemed_at__lt=end)
         .annotate(day=TruncDate("redeemed_at", tzinfo=SHANGHAI))

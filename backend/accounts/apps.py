@@ -6,9 +6,3 @@ class AccountsConfig(AppConfig):
     label = "accounts"
     verbose_name = "Accounts"
 
-    def ready(self):
-        from backend.accounts.models import District
-        from backend.accounts.reference import districts_upsert
-        from backend.core.seeding import register_seeder
-
-        register_seeder("districts")(lambda: districts_upsert(District))

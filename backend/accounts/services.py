@@ -187,9 +187,9 @@ def account_erase_prepare(*, user: User, context: dict) -> None:
 
 
 def _local_month_start(moment):
-    from zoneinfo import ZoneInfo
+    from backend.core.days import SHANGHAI
 
-    local = moment.astimezone(ZoneInfo("Asia/Shanghai"))
+    local = moment.astimezone(SHANGHAI)
     return local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
 
 

@@ -1,9 +1,7 @@
 """Actions API: partner ingestion (signed), residents' bindings, history and self-reports, reviewers' queue."""
 
 import json
-from datetime import datetime
 from decimal import Decimal
-from zoneinfo import ZoneInfo
 
 from django.core.exceptions import ObjectDoesNotExist
 from django.core.serializers.json import DjangoJSONEncoder
@@ -18,8 +16,9 @@ from rest_framework.views import APIView
 
 from backend.actions import selectors, services
 from backend.actions.models import Action, ActionStatusChange, SubjectKind
+from backend.core.days import day_bounds
 from backend.core.errors import ApplicationError
-from backend.core.fields import LocalDayField, SafeJSONField, local_day_bounds
+from backend.core.fields import LocalDayField, SafeJSONField
 from backend.core.parsers import JSONParser
 from backend.core.permissions import IsReviewer
 from backend.core.throttling import PartnerRateThrottle
@@ -27,9 +26,6 @@ from backend.core.uploads import FileSizeLimitUploadHandler
 from backend.partners.auth import PartnerSignatureAuthentication
 from backend.partners.permissions import IsSignedPartner
 from backend.partners.services import partner_nonce_record
-
-SHANGHAI = ZoneInfo("Asia/Shanghai")
-
 
 # --- partners ---------------------------------------------------------------------------------------------
 
@@ -266,10 +262,6 @@ class SelfReportSerializer(serializers.Serializer):
         return value
 
 
-def _day_bounds(day) -> tuple[datetime, datetime]:
-    return local_day_bounds(day)
-
-
 class ActionFilterSerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=Action.Status.choices, required=False)
     methodology = serializers.CharField(required=False)
@@ -291,12 +283,12 @@ class MyActionsView(ListAPIView):
         params.is_valid(raise_exception=True)
         values = dict(params.validated_data)
         if values.get("date"):
-            values["date_from"], values["date_to"] = _day_bounds(values.pop("date"))
+            values["date_from"], values["date_to"] = day_bounds(values.pop("date"))
         else:
             if values.get("date_from"):
-                values["date_from"] = _day_bounds(values["date_from"])[0]
+                values["date_from"] = day_bounds(values["date_from"])[0]
             if values.get("date_to"):
-                values["date_to"] = _day_bounds(values["date_to"])[1]
+                values["date_to"] = day_bounds(values["date_to"])[1]
         return selectors.resident_action_list(resident=self.request.user, filters=values)
 
     @extend_schema(operation_id="me_actions_list", parameters=[ActionFilterSerializer])

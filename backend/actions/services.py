@@ -323,7 +323,7 @@ ERASED_ACTION_FIELDS = [
 
 
 def _local_day_start(moment: datetime) -> datetime:
-    from backend.core.fields import SHANGHAI
+    from backend.core.days import SHANGHAI
 
     return moment.astimezone(SHANGHAI).replace(hour=0, minute=0, second=0, microsecond=0)
 

@@ -1,18 +1,14 @@
 """Serializer fields shared by the APIs."""
 
-from datetime import date, datetime, time, timedelta
-from zoneinfo import ZoneInfo
+from datetime import date
 
 from django.utils.translation import gettext_lazy as _
 from rest_framework import serializers
 
-SHANGHAI = ZoneInfo("Asia/Shanghai")
+from backend.core.days import SHANGHAI, day_bounds
 
-
-def local_day_bounds(day: date) -> tuple[datetime, datetime]:
-    """[start, end) of one Asia/Shanghai calendar day as aware datetimes."""
-    start = datetime.combine(day, time.min, tzinfo=SHANGHAI)
-    return start, start + timedelta(days=1)
+local_day_bounds = day_bounds  # the name the APIs import; the helper itself lives in backend.core.days
+__all__ = ["SHANGHAI", "LocalDayField", "SafeJSONField", "local_day_bounds"]
 
 
 class LocalDayField(serializers.DateField):

@@ -1,15 +1,17 @@
 """Every read of the ledger: wallet, a resident's transactions, Merkle leaves and proofs, invariant checks."""
 
 from collections import defaultdict
-from datetime import date, datetime, time, timedelta
+from datetime import date
 
 from django.db import connection
 from django.db.models import Prefetch, Q, QuerySet, Sum
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from backend.core.days import SHANGHAI, day_bounds
 from backend.core.errors import ApplicationError
 from backend.ledger import merkle
+from backend.ledger.expiry import lot_last_valid_day
 from backend.ledger.models import (
     Account,
     LedgerTransaction,
@@ -19,7 +21,6 @@ from backend.ledger.models import (
     PointsLot,
     Posting,
 )
-from backend.ledger.services import SHANGHAI, lot_last_valid_day
 
 EXPIRING_SHOWN = 3
 AMOUNT_FIELDS = {
@@ -103,11 +104,6 @@ def amounts_for(postings: list[Posting]) -> dict[str, int]:
 
 
 # -------------------------------------------------------------------------------------------------- Merkle
-
-
-def day_bounds(day: date) -> tuple[datetime, datetime]:
-    start = datetime.combine(day, time.min, tzinfo=SHANGHAI)
-    return start, start + timedelta(days=1)
 
 
 def transaction_day(txn: LedgerTransaction) -> date:

@@ -3,8 +3,8 @@
 from datetime import date, timedelta
 
 from celery import shared_task
-from django.utils import timezone
 
+from backend.core.days import local_today
 from backend.ledger import services
 
 
@@ -22,7 +22,7 @@ def points_lots_expire() -> int:
 def merkle_root_compute(day: str | None = None) -> str:
     """Compute the Merkle root of `day` (ISO date; default: yesterday in Asia/Shanghai). Running it twice keeps
     the first root and logs an error if the recomputation differs."""
-    target = date.fromisoformat(day) if day else timezone.now().astimezone(services.SHANGHAI).date() - timedelta(1)
+    target = date.fromisoformat(day) if day else local_today() - timedelta(1)
     return services.merkle_root_compute(day=target).root
 
 

@@ -6,11 +6,3 @@ class MethodologiesConfig(AppConfig):
     label = "methodologies"
     verbose_name = "Methodologies"
 
-    def ready(self):
-        from backend.celery import add_beat_entry
-        from backend.core.seeding import register_seeder
-        from backend.methodologies import services
-
-        register_seeder("methodologies")(services.methodologies_seed)
-        register_seeder("points_policy")(services.points_policy_seed)
-        add_beat_entry("methodologies-activate-due", "methodologies.activate_due_versions", 60.0)

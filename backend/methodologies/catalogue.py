@@ -2,10 +2,11 @@
 folder. Seeded once as version 1 of each methodology, active from 2026-01-01 00:00 Asia/Shanghai; later
 changes go through the review workflow, never through this file."""
 
-from datetime import datetime
-from zoneinfo import ZoneInfo
+from datetime import date
 
-V1_EFFECTIVE_FROM = datetime(2026, 1, 1, tzinfo=ZoneInfo("Asia/Shanghai"))
+from backend.core.days import day_start
+
+V1_EFFECTIVE_FROM = day_start(date(2026, 1, 1))
 
 MATERIALS = ["paper", "cardboard", "plastic", "pet", "aluminium", "steel", "glass", "textile", "e_waste"]
 

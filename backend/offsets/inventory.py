@@ -11,9 +11,8 @@ records `shortfall_kg` (shown in the admin) and voids serials as soon as any com
 """
 
 from collections.abc import Iterable
-from datetime import date, datetime, time, timedelta
+from datetime import date
 from decimal import ROUND_DOWN, Decimal
-from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -21,10 +20,10 @@ from django.db.models import Sum
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from backend.core.days import days_bounds, local_today
 from backend.core.errors import ApplicationError, ConflictError
 from backend.offsets.models import CertificationBatch, CertifiedAction, OffsetOrder, SerialRange
 
-SHANGHAI = ZoneInfo("Asia/Shanghai")
 # Engagement-only methodologies: they earn points but are never sold as certified reductions.
 NON_CERTIFIABLE = frozenset({"walk_steps"})
 MAX_PERIOD_DAYS = 366
@@ -50,10 +49,9 @@ def batch_create(*, methodology: str, period_start: date, period_end: date, crea
         )
     if period_start > period_end or (period_end - period_start).days >= MAX_PERIOD_DAYS:
         raise ApplicationError(_("The period must be start <= end, at most a year."), code="period_invalid")
-    if period_end >= timezone.now().astimezone(SHANGHAI).date():
+    if period_end >= local_today():
         raise ApplicationError(_("Only finished days can be certified."), code="period_not_finished")
-    since = datetime.combine(period_start, time.min, tzinfo=SHANGHAI)
-    until = datetime.combine(period_end + timedelta(days=1), time.min, tzinfo=SHANGHAI)
+    since, until = days_bounds(period_start, period_end)
     with transaction.atomic():
         batch = CertificationBatch.objects.create(
             methodology=methodology, period_start=period_start, period_end=period_end, created_by=created_by

@@ -6,7 +6,3 @@ class PartnersConfig(AppConfig):
     label = "partners"
     verbose_name = "Partners"
 
-    def ready(self):
-        from backend.celery import add_beat_entry
-
-        add_beat_entry("partners-prune-nonces", "partners.prune_nonces", 3600.0)

@@ -25,16 +25,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from zoneinfo import ZoneInfo
 
 from django.db import connection, transaction
 from django.db.models import Count, Max, Min, Q, Sum
 from django.utils import timezone
 
+from backend.core.days import days_bounds
+from backend.core.days import local_day as shanghai_day
 from backend.stats.models import ALL, DailyStat, MonthlyStat, ResidentDay, StatsWatermark
 
 logger = logging.getLogger(__name__)
-SHANGHAI = ZoneInfo("Asia/Shanghai")
 EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 FALLBACK_LAG = timedelta(minutes=10)  # when open transactions cannot be seen: longer than any crediting txn
 CREDIT_KINDS = ("action_credit", "pending_release")
@@ -57,10 +57,6 @@ class Delta:
 
 
 Key = tuple[date, int, str, str]  # day, resident id, methodology, source
-
-
-def shanghai_day(at: datetime) -> date:
-    return at.astimezone(SHANGHAI).date()
 
 
 def month_of(day: date) -> date:
@@ -229,8 +225,7 @@ def daily_recompute(days: Iterable[date]) -> None:
     )
     for r in any_method:
         _all_row(rows, r["day"], r["district"]).active_residents = r["n"]
-    start = datetime.combine(days[0], datetime.min.time(), SHANGHAI)
-    end = datetime.combine(days[-1] + timedelta(days=1), datetime.min.time(), SHANGHAI)
+    start, end = days_bounds(days[0], days[-1])
     joined = (
         User.objects.filter(role=User.Role.RESIDENT, date_joined__gte=start, date_joined__lt=end)
         .values_list("date_joined", "district_id")
@@ -331,8 +326,7 @@ def stats_rebuild(*, start: date, end: date, progress=None, chunk: int = 5000) -
 
     if end < start:
         raise ValueError("end before start")
-    lo = datetime.combine(start, datetime.min.time(), SHANGHAI)
-    hi = datetime.combine(end + timedelta(days=1), datetime.min.time(), SHANGHAI)
+    lo, hi = days_bounds(start, end)
     with transaction.atomic():
         mark = _watermark_locked()
         ResidentDay.objects.filter(day__gte=start, day__lte=end).delete()

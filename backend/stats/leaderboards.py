@@ -16,7 +16,8 @@ import redis
 from django.conf import settings
 from django.utils import timezone
 
-from backend.stats.aggregation import SHANGHAI, resident_grams, resident_period_grams, shanghai_day
+from backend.core.days import SHANGHAI, local_day
+from backend.stats.aggregation import resident_grams, resident_period_grams
 from backend.stats.models import LeaderboardPreference
 
 logger = logging.getLogger(__name__)
@@ -92,7 +93,7 @@ def _bump(credits) -> None:
     for c in wanted:
         if c.resident_id not in listed:
             continue
-        day = shanghai_day(c.effective_at)
+        day = local_day(c.effective_at)
         for period in PERIODS:
             start = period_start(period, day)
             for scope in (CITY, listed[c.resident_id]):

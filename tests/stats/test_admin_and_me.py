@@ -9,7 +9,8 @@ from django.db import connection
 from django.utils import timezone
 from openpyxl import load_workbook
 
-from backend.stats.aggregation import shanghai_day, stats_aggregate
+from backend.core.days import local_day as shanghai_day
+from backend.stats.aggregation import stats_aggregate
 from backend.stats.models import DailyStat
 from tests.conftest import client_for
 from tests.stats.helpers import credit

@@ -9,9 +9,9 @@ from django.conf import settings
 from django.db.models import Sum
 from django.utils import timezone
 
+from backend.core.days import SHANGHAI
 from backend.ledger.models import Posting
 from backend.stats import leaderboards
-from backend.stats.aggregation import SHANGHAI
 from backend.stats.services import leaderboards_rebuild, stats_erase_personal_data
 from tests.conftest import client_for
 from tests.stats.conftest import flush_boards

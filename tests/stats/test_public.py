@@ -5,7 +5,8 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from backend.stats.aggregation import SHANGHAI, stats_aggregate
+from backend.core.days import SHANGHAI
+from backend.stats.aggregation import stats_aggregate
 from backend.stats.reference import CITY_POPULATION_2020, POPULATION_2020
 from tests.stats.helpers import credit
 

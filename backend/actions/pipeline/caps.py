@@ -11,8 +11,9 @@ from decimal import Decimal
 from django.db import connection, transaction
 
 from backend.actions.models import Action, CapReservation, DailyCapUsage
-from backend.actions.pipeline.common import ZERO, Outcome, shanghai_day
+from backend.actions.pipeline.common import ZERO, Outcome
 from backend.core.bulk import BoundCursor, bulk_update_rows
+from backend.core.days import local_day
 
 
 def creditable(outcomes: list[Outcome]) -> list[Outcome]:
@@ -60,7 +61,7 @@ def _reservations(action_ids: list[int]) -> dict[int, Decimal]:
 
 
 def _cap_key(o: Outcome) -> tuple:
-    return o.action.resident_id, o.action.methodology, shanghai_day(o.action.occurred_at)
+    return o.action.resident_id, o.action.methodology, local_day(o.action.occurred_at)
 
 
 def cap_release(o: Outcome) -> None:
@@ -70,7 +71,7 @@ def cap_release(o: Outcome) -> None:
             action_id=o.action.id,
             resident_id=o.action.resident_id,
             methodology=o.action.methodology,
-            day=shanghai_day(o.action.occurred_at),
+            day=local_day(o.action.occurred_at),
             quantity=o.credited_quantity,
         )
 

@@ -7,12 +7,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
-from zoneinfo import ZoneInfo
 
 from backend.actions.models import Action
 
 logger = logging.getLogger("backend.actions.pipeline")
-SHANGHAI = ZoneInfo("Asia/Shanghai")
 ZERO = Decimal(0)
 # Statuses whose actions count as claimed for double-claim and history rules.
 LIVE_STATUSES = (Action.Status.CREDITED, Action.Status.FLAGGED, Action.Status.PENDING_REVIEW)
@@ -73,10 +71,6 @@ class Outcome:
     @property
     def rules(self) -> dict:
         return (self.version.validity_rules or {}) if self.version is not None else {}
-
-
-def shanghai_day(at: datetime):
-    return at.astimezone(SHANGHAI).date()
 
 
 @contextmanager

@@ -10,7 +10,8 @@ from django.db.models import Q
 
 from backend.actions.models import Action, SubjectBinding
 from backend.actions.pipeline import rules
-from backend.actions.pipeline.common import ActionRow, Outcome, each_isolated, isolated, live, shanghai_day
+from backend.actions.pipeline.common import ActionRow, Outcome, each_isolated, isolated, live
+from backend.core.days import local_day
 
 
 def evaluate(actions: list[ActionRow]) -> list[Outcome]:
@@ -120,7 +121,7 @@ class _PolicyTimeline:
         self._cache: dict = {}
 
     def at(self, at: datetime):
-        day = shanghai_day(at)
+        day = local_day(at)
         cached = self._cache.get(day)
         if day in self._cache and (cached is None or _in_force(cached, at)):
             return cached

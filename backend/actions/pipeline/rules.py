@@ -15,7 +15,8 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from backend.actions.models import Action
-from backend.actions.pipeline.common import LIVE_STATUSES, MAX_TRIP, SHANGHAI, ActionRow, Outcome
+from backend.actions.pipeline.common import LIVE_STATUSES, MAX_TRIP, ActionRow, Outcome
+from backend.core.days import SHANGHAI
 
 
 def weighing_window(o: Outcome) -> timedelta:

@@ -11,8 +11,9 @@ from django.utils import timezone
 
 from backend.actions.models import Action, ActionStatusChange, SubjectKind
 from backend.actions.pipeline.caps import cap_release, creditable
-from backend.actions.pipeline.common import SHANGHAI, ZERO, ActionRow, Outcome, isolated
+from backend.actions.pipeline.common import ZERO, ActionRow, Outcome, isolated
 from backend.core.bulk import BoundCursor, bulk_update_rows
+from backend.core.days import SHANGHAI
 
 UPDATED_FIELDS = [
     "status",

@@ -1,6 +1,6 @@
 """Idempotent seeding of reference data. Running it twice changes nothing.
 
-Domain apps register a seeding function in SEEDERS (backend.core.seeding); each must be idempotent."""
+The seeders are one explicit list, SEEDERS in backend.core.seeding; each must be idempotent."""
 
 from django.core.management.base import BaseCommand
 from django.db import transaction

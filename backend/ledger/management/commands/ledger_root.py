@@ -3,8 +3,8 @@
 from datetime import date, timedelta
 
 from django.core.management.base import BaseCommand, CommandError
-from django.utils import timezone
 
+from backend.core.days import local_today
 from backend.core.errors import ApplicationError
 from backend.ledger import services
 
@@ -16,7 +16,7 @@ class Command(BaseCommand):
         parser.add_argument("--day", type=date.fromisoformat, help="YYYY-MM-DD, a finished day")
 
     def handle(self, *args, day: date | None = None, **options):
-        day = day or timezone.now().astimezone(services.SHANGHAI).date() - timedelta(days=1)
+        day = day or local_today() - timedelta(days=1)
         try:
             root = services.merkle_root_compute(day=day)
         except ApplicationError as exc:
