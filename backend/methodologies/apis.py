@@ -15,6 +15,7 @@ from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from backend.actions import impact
 from backend.core.errors import ApplicationError
 from backend.core.pagination import CursorPagination
 from backend.core.parsers import JSONParser, json_loads
@@ -724,7 +725,7 @@ class AdminImpactPreviewView(APIView):
         version = _version_or_404(code, number)
         serializer = self.PreviewInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        preview = services.impact_preview_request(
+        preview = impact.impact_preview_request(
             version_id=version.id, actor=request.user, days=serializer.validated_data["days"]
         )
         preview = selectors.impact_preview_get(preview_id=preview.id, code=code, number=number)
