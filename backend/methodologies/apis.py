@@ -17,7 +17,7 @@ from rest_framework.views import APIView
 
 from backend.actions import impact
 from backend.core.errors import ApplicationError
-from backend.core.pagination import CursorPagination
+from backend.core.pagination import CursorPagination, paginated_response
 from backend.core.parsers import JSONParser, json_loads
 from backend.core.permissions import IsReviewer
 from backend.methodologies import selectors, services
@@ -357,7 +357,7 @@ class MethodologyListView(ListAPIView):
         operation_id="methodologies_list",
         examples=[
             OpenApiExample(
-                "catalogue", value={"next": None, "previous": None, "results": [BUS_EXAMPLE]}, response_only=True
+                "catalogue", value=BUS_EXAMPLE, response_only=True
             )
         ],
     )
@@ -383,11 +383,7 @@ class MethodologyVersionHistoryView(ListAPIView):
         examples=[
             OpenApiExample(
                 "history",
-                value={
-                    "next": None,
-                    "previous": None,
-                    "results": [HISTORY_VERSION_EXAMPLE],
-                },
+                value=HISTORY_VERSION_EXAMPLE,
                 response_only=True,
             )
         ],
@@ -509,7 +505,7 @@ class PointsPolicyHistoryView(ListAPIView):
         examples=[
             OpenApiExample(
                 "history",
-                value={"next": None, "previous": None, "results": [POINTS_VERSION_EXAMPLE]},
+                value=POINTS_VERSION_EXAMPLE,
                 response_only=True,
             )
         ],
@@ -528,6 +524,7 @@ class NoteInputSerializer(serializers.Serializer):
 
 class AdminMethodologyVersionsView(APIView):
     permission_classes = [IsReviewer]
+    pagination_class = NumberOrderedPagination
 
     class DraftCreateInputSerializer(serializers.Serializer):
         from_version = serializers.IntegerField(
@@ -536,14 +533,14 @@ class AdminMethodologyVersionsView(APIView):
 
     @extend_schema(
         operation_id="admin_methodology_versions_list",
-        examples=[OpenApiExample("versions", value=[ADMIN_VERSION_EXAMPLE], response_only=True)],
+        examples=[OpenApiExample("versions", value=ADMIN_VERSION_EXAMPLE, response_only=True)],
         responses={200: MethodologyAdminVersionSerializer(many=True)},
     )
     def get(self, request, code: str):
         """Every version including drafts, newest first (reviewers)."""
         _methodology_or_404(code)
         versions = selectors.methodology_version_list(code=code, include_drafts=True)
-        return Response(MethodologyAdminVersionSerializer(versions, many=True).data)
+        return paginated_response(self, versions, MethodologyAdminVersionSerializer)
 
     @extend_schema(
         operation_id="admin_methodology_version_create",
@@ -815,17 +812,17 @@ def _points_version_or_404(number: int) -> PointsPolicyVersion:
 
 class AdminPointsPolicyVersionsView(APIView):
     permission_classes = [IsReviewer]
+    pagination_class = NumberOrderedPagination
 
     @extend_schema(
         operation_id="admin_points_policy_versions_list",
-        examples=[OpenApiExample("versions", value=[POINTS_VERSION_EXAMPLE], response_only=True)],
+        examples=[OpenApiExample("versions", value=POINTS_VERSION_EXAMPLE, response_only=True)],
         responses={200: PointsPolicyVersionSerializer(many=True)},
     )
     def get(self, request):
         """Every points-policy version including drafts, newest first."""
-        return Response(
-            PointsPolicyVersionSerializer(selectors.points_policy_version_list(include_drafts=True), many=True).data
-        )
+        versions = selectors.points_policy_version_list(include_drafts=True)
+        return paginated_response(self, versions, PointsPolicyVersionSerializer)
 
     @extend_schema(
         operation_id="admin_points_policy_version_create",
