@@ -65,7 +65,7 @@ PARTNER_AUTH = {
 }
 # The engine's action-data codes (engine.parse_action_data) and validity reasons (engine.check_validity).
 ACTION_DATA_CODES = ["implausible_amount", "invalid_number", "invalid_string", "negative", "required",
-                     "unknown_material"]
+                     "too_many_digits", "unknown_material"]
 VALIDITY_CODES = ["count_out_of_range", "distance_out_of_range", "duration_missing", "duration_too_short",
                   "e_invoice_missing", "energy_label_insufficient", "energy_label_missing", "energy_out_of_range",
                   "mass_out_of_range", "no_reduction", "same_station", "speed_implausible", "steps_out_of_range"]

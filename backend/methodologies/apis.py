@@ -36,6 +36,13 @@ from backend.methodologies.models import (
     VersionStatus,
 )
 from backend.methodologies.serializers import (
+    ACTION_DATA_SCHEMA,
+    DAILY_CAP_SCHEMA,
+    EVIDENCE_SHARES_SCHEMA,
+    PARAMETERS_SCHEMA,
+    SOURCES_SCHEMA,
+    VALIDITY_RULES_SCHEMA,
+    BreakdownField,
     ImpactPreviewSerializer,
     MethodologyAdminVersionSerializer,
     MethodologyPublicSerializer,
@@ -45,6 +52,7 @@ from backend.methodologies.serializers import (
     PointsPolicyRetireRequestedSerializer,
     PointsPolicyVersionSerializer,
     RawJSONField,
+    typed_json,
 )
 
 
@@ -130,7 +138,7 @@ class CalculateView(APIView):
     parser_classes = [DecimalJSONParser]
 
     class CalculateInputSerializer(serializers.Serializer):
-        data = RawJSONField(
+        data = typed_json(ACTION_DATA_SCHEMA, RawJSONField)(
             object_only=True, help_text="The action data keys of the methodology (numbers or decimal strings)."
         )
         version = serializers.IntegerField(
@@ -144,7 +152,7 @@ class CalculateView(APIView):
         grams = serializers.IntegerField(help_text="g CO2e, rounded down once.")
         points = serializers.IntegerField(help_text="Points under the points policy in force now.")
         version = serializers.IntegerField()
-        breakdown = serializers.JSONField(help_text="Inputs, parameters, baseline, project, net, share, cap, rounding.")
+        breakdown = BreakdownField(help_text="Inputs, parameters, baseline, project, net, share, cap, rounding.")
 
     @extend_schema(
         operation_id="methodologies_calculate",
@@ -257,13 +265,13 @@ class AdminMethodologyVersionDetailView(APIView):
     parser_classes = [DecimalJSONParser]
 
     class DraftUpdateInputSerializer(serializers.Serializer):
-        parameters = RawJSONField(required=False)
-        validity_rules = RawJSONField(required=False)
-        daily_cap = RawJSONField(required=False, allow_null=True)
-        evidence_shares = RawJSONField(required=False)
+        parameters = typed_json(PARAMETERS_SCHEMA, RawJSONField)(required=False)
+        validity_rules = typed_json(VALIDITY_RULES_SCHEMA, RawJSONField)(required=False)
+        daily_cap = typed_json(DAILY_CAP_SCHEMA, RawJSONField)(required=False, allow_null=True)
+        evidence_shares = typed_json(EVIDENCE_SHARES_SCHEMA, RawJSONField)(required=False)
         evidence_description = serializers.CharField(required=False, allow_blank=True)
         self_report_allowed = serializers.BooleanField(required=False)
-        sources = RawJSONField(required=False)
+        sources = typed_json(SOURCES_SCHEMA, RawJSONField)(required=False)
         effective_from = serializers.DateTimeField(required=False)
         notes = serializers.CharField(required=False, allow_blank=True)
 
