@@ -13,6 +13,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from backend.core.errors import ApplicationError
+from backend.core.pagination import cursor_pagination, paginated_response
 from backend.core.permissions import IsMerchantStaff
 from rewards import catalogue, qr, selectors, services
 from rewards.models import Category, Reward, Voucher
@@ -349,12 +350,14 @@ class ManagerView(MerchantView):
 
 
 class MerchantStaffView(ManagerView):
+    pagination_class = cursor_pagination("id")
+
     @extend_schema(operation_id="merchant_staff_list", responses={200: StaffSerializer(many=True)})
     def get(self, request):
         """The staff of my merchant."""
         staff = self.staff()
-        members = staff.merchant.staff.select_related("user").order_by("id")
-        return Response(StaffSerializer(members, many=True).data)
+        members = staff.merchant.staff.select_related("user")
+        return paginated_response(self, members, StaffSerializer)
 
     @extend_schema(operation_id="merchant_staff_create", request=StaffInputSerializer, responses={201: StaffSerializer})
     def post(self, request):

@@ -13,6 +13,7 @@ from backend.accounts import selectors, services
 from backend.accounts.auth import InvalidCredentials, login_attempt_register, login_attempt_succeeded
 from backend.accounts.models import Consent, District, User
 from backend.accounts.phones import normalize_phone
+from backend.core.pagination import cursor_pagination, paginated_response
 
 
 class PhoneField(serializers.CharField):
@@ -178,6 +179,8 @@ class ConsentSerializer(serializers.ModelSerializer):
 
 
 class ConsentsView(APIView):
+    pagination_class = cursor_pagination("-granted_at", "-id")
+
     class ConsentsInputSerializer(serializers.Serializer):
         kind = serializers.ChoiceField(choices=Consent.Kind.choices)
         granted = serializers.BooleanField()
@@ -185,7 +188,7 @@ class ConsentsView(APIView):
     @extend_schema(operation_id="me_consents_list", responses={200: ConsentSerializer(many=True)})
     def get(self, request):
         """Every consent I gave or withdrew, newest first."""
-        return Response(ConsentSerializer(selectors.consent_list(user=request.user), many=True).data)
+        return paginated_response(self, selectors.consent_list(user=request.user), ConsentSerializer)
 
     @extend_schema(
         operation_id="me_consents_set",
@@ -194,18 +197,20 @@ class ConsentsView(APIView):
         examples=[OpenApiExample("withdraw", value={"kind": "partner_data", "granted": False}, request_only=True)],
     )
     def post(self, request):
-        """Grant or withdraw a consent. Withdrawing `partner_data` stops crediting from partner data."""
+        """Grant or withdraw a consent. Withdrawing `partner_data` stops crediting from partner data. Answers the
+        first page of my consents, as the list does."""
         serializer = self.ConsentsInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         services.consent_set(user=request.user, **serializer.validated_data)
-        return Response(ConsentSerializer(selectors.consent_list(user=request.user), many=True).data)
+        return paginated_response(self, selectors.consent_list(user=request.user), ConsentSerializer)
 
 
 class DistrictListView(APIView):
     permission_classes = [AllowAny]
     authentication_classes: list = []
+    pagination_class = cursor_pagination("code")
 
     @extend_schema(operation_id="districts_list", responses={200: DistrictSerializer(many=True)})
     def get(self, request):
-        """Qingdao's ten districts with their GB/T 2260 codes and 2025 CO2-intensity targets."""
-        return Response(DistrictSerializer(selectors.district_list(), many=True).data)
+        """Qingdao's ten districts with their GB/T 2260 codes and 2025 CO2-intensity targets (one page of 20)."""
+        return paginated_response(self, selectors.district_list(), DistrictSerializer)

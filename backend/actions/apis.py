@@ -6,7 +6,7 @@ from decimal import Decimal
 from django.core.exceptions import ObjectDoesNotExist
 from django.core.serializers.json import DjangoJSONEncoder
 from django.utils.translation import gettext_lazy as _
-from drf_spectacular.utils import OpenApiExample, extend_schema
+from drf_spectacular.utils import OpenApiExample, extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.exceptions import ParseError
 from rest_framework.generics import ListAPIView
@@ -23,6 +23,12 @@ from backend.core.parsers import JSONParser
 from backend.core.permissions import IsReviewer
 from backend.core.throttling import PartnerRateThrottle
 from backend.core.uploads import FileSizeLimitUploadHandler
+from backend.methodologies.serializers import (
+    ACTION_DATA_SCHEMA,
+    CalculationBreakdownSerializer,
+    DailyCapField,
+    typed_json,
+)
 from backend.partners.auth import PartnerSignatureAuthentication
 from backend.partners.permissions import IsSignedPartner
 from backend.partners.services import partner_nonce_record
@@ -42,7 +48,7 @@ class PartnerActionItemSerializer(serializers.Serializer):
     methodology = serializers.CharField()
     subject = PartnerSubjectSerializer()
     occurred_at = serializers.DateTimeField()
-    data = serializers.DictField(help_text="The methodology's data keys; numbers as JSON numbers or decimal strings.")
+    data = typed_json(ACTION_DATA_SCHEMA, serializers.DictField)()
 
 
 class PartnerBatchSerializer(serializers.Serializer):
@@ -205,8 +211,15 @@ class ActionHistorySerializer(serializers.ModelSerializer):
         fields = ["status", "reason", "note", "at"]
 
 
+class ActionCapSerializer(serializers.Serializer):
+    quantity = serializers.CharField(help_text="How much of the daily cap the action needed (decimal string).")
+    credited_quantity = serializers.CharField(help_text="How much fitted under the cap.")
+    capped_quantity = serializers.CharField(help_text="How much did not.")
+    daily_cap = DailyCapField(allow_null=True)
+
+
 class ActionDetailSerializer(ActionListItemSerializer):
-    inputs = serializers.JSONField(source="data")
+    inputs = typed_json(ACTION_DATA_SCHEMA)(source="data")
     breakdown = serializers.SerializerMethodField(
         help_text="Inputs, parameters with units, baseline, project and net emissions, evidence share, cap and "
         "rounding, recomputed from the stored methodology version and inputs (it always gives the stored grams)."
@@ -229,9 +242,11 @@ class ActionDetailSerializer(ActionListItemSerializer):
             "history",
         ]
 
+    @extend_schema_field(CalculationBreakdownSerializer)
     def get_breakdown(self, obj) -> dict:
         return selectors.action_breakdown(obj)
 
+    @extend_schema_field(ActionCapSerializer)
     def get_cap(self, obj) -> dict:
         return {
             "quantity": str(obj.quantity),
@@ -240,6 +255,7 @@ class ActionDetailSerializer(ActionListItemSerializer):
             "daily_cap": getattr(obj.methodology_version, "daily_cap", None),
         }
 
+    @extend_schema_field(ActionHistorySerializer(many=True))
     def get_history(self, obj) -> list[dict]:
         received = {"status": "received", "reason": "", "note": "", "at": obj.created_at}
         return [ActionHistorySerializer(received).data, *ActionHistorySerializer(obj.history.all(), many=True).data]
@@ -248,7 +264,9 @@ class ActionDetailSerializer(ActionListItemSerializer):
 class SelfReportSerializer(serializers.Serializer):
     methodology = serializers.CharField()
     occurred_at = serializers.DateTimeField()
-    data = SafeJSONField(help_text="The methodology's data keys (a JSON object; in multipart, a JSON string).")
+    data = typed_json(ACTION_DATA_SCHEMA, SafeJSONField)(
+        help_text="The methodology's data keys (a JSON object; in multipart, a JSON string)."
+    )
     evidence = serializers.FileField(help_text="JPEG or PNG photo, at most 5 MB; the type is checked from content.")
 
     def validate_data(self, value):
@@ -353,6 +371,7 @@ class ReviewItemSerializer(ActionDetailSerializer):
     def get_evidence_url(self, obj) -> str | None:
         return obj.evidence.url if obj.evidence else None
 
+    @extend_schema_field(ActionHistorySerializer(many=True))
     def get_history(self, obj) -> list[dict]:
         return []
 

@@ -10,6 +10,7 @@ from rest_framework.views import APIView
 from backend.actions import links, selectors
 from backend.actions.apis import PartnerSubjectSerializer
 from backend.actions.models import SubjectBinding, SubjectKind
+from backend.core.pagination import cursor_pagination, paginated_response
 from backend.core.throttling import PartnerRateThrottle
 from backend.partners.auth import PartnerSignatureAuthentication
 from backend.partners.permissions import IsSignedPartner
@@ -29,11 +30,13 @@ class BindingSerializer(serializers.ModelSerializer):
 
 
 class BindingsView(APIView):
+    pagination_class = cursor_pagination("-id")
+
     @extend_schema(operation_id="me_bindings_list", responses={200: BindingSerializer(many=True)})
     def get(self, request):
         """My linked cards and accounts (identifiers masked). Cards are linked through a partner's app with a
         link code (POST /me/link-codes), never by typing a card number here."""
-        return Response(BindingSerializer(selectors.binding_list(resident=request.user), many=True).data)
+        return paginated_response(self, selectors.binding_list(resident=request.user), BindingSerializer)
 
 
 class BindingDetailView(APIView):

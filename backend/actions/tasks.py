@@ -2,7 +2,8 @@ from datetime import timedelta
 
 from celery import shared_task
 
-from backend.actions import services
+from backend.actions import impact, services
+from backend.celery import TASK_HARD_TIME_LIMIT_S
 
 
 @shared_task(name="actions.process_batch", acks_late=True, soft_time_limit=240, time_limit=300)
@@ -23,3 +24,15 @@ def reconcile(older_than_s: int | None = None) -> int:
 def expire_unclaimed() -> int:
     """Beat: delete unclaimed partner records older than 30 days."""
     return services.unclaimed_expire()
+
+
+@shared_task(
+    name="actions.impact_preview_run",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    soft_time_limit=TASK_HARD_TIME_LIMIT_S - 60,
+    time_limit=TASK_HARD_TIME_LIMIT_S,
+)
+def impact_preview_run_task(preview_id: int) -> int:
+    """Compute one methodology version's impact preview. Safe to run twice: a finished preview is left alone."""
+    return impact.impact_preview_run(preview_id=preview_id).id

@@ -76,7 +76,7 @@ def _camel(operation_id: str) -> str:
 def _generic_statuses(method: str, requires_auth: bool, has_path_params: bool) -> list[int]:
     statuses = []
     if method in ("POST", "PUT", "PATCH"):
-        statuses += [400, 415]
+        statuses += [400, 413, 415]
     if requires_auth:
         statuses += [401, 403]
     if has_path_params:

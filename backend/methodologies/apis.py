@@ -2,314 +2,58 @@
 versions and each methodology's history. Authenticated: the calculator. Reviewers: the version workflow and
 impact previews under /api/v1/admin/..."""
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from decimal import Decimal
 
-from django.utils import timezone
 from django.utils.translation import gettext as _
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiExample, extend_schema, extend_schema_field
+from drf_spectacular.utils import OpenApiExample, extend_schema
 from rest_framework import exceptions, serializers, status
-from rest_framework.exceptions import ErrorDetail
 from rest_framework.generics import ListAPIView
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from backend.core.errors import ApplicationError
-from backend.core.pagination import CursorPagination
+from backend.actions import impact
+from backend.core.pagination import CursorPagination, paginated_response
 from backend.core.parsers import JSONParser, json_loads
 from backend.core.permissions import IsReviewer
-from backend.methodologies import selectors, services
-from backend.methodologies.engine import (
-    EVIDENCE_LEVELS,
-    IMPLAUSIBLE,
-    OUT_OF_RANGE,
-    ActionDataInvalid,
-    calculate,
-    check_validity,
-    parse_action_data,
-    points_for_grams,
+from backend.methodologies import calculator, selectors, services
+from backend.methodologies.engine import EVIDENCE_LEVELS
+from backend.methodologies.examples import (
+    ADMIN_VERSION_EXAMPLE,
+    BUS_EXAMPLE,
+    CALCULATION_EXAMPLE,
+    HISTORY_VERSION_EXAMPLE,
+    POINTS_VERSION_EXAMPLE,
+    PREVIEW_EXAMPLE,
 )
 from backend.methodologies.models import (
-    IN_FORCE_STATUSES,
     ImpactPreview,
     Methodology,
     MethodologyVersion,
     PointsPolicyVersion,
     VersionStatus,
-    VersionTransition,
 )
-
-# --- examples ---------------------------------------------------------------------------------------------
-
-BUS_VERSION_EXAMPLE = {
-    "number": 1,
-    "status": "active",
-    "parameters": {
-        "baseline_g_per_pkm": {"value": "75", "unit": "g CO2e/pkm"},
-        "project_g_per_pkm": {"value": "45", "unit": "g CO2e/pkm"},
-    },
-    "validity_rules": {"min_distance_km": "0.3", "max_distance_km": "60", "max_speed_kmh": "60"},
-    "daily_cap": {"unit": "actions", "limit": "6"},
-    "evidence_shares": {"partner": "1", "merchant_receipt": "1", "self_report": "0.5"},
-    "evidence_description": "Transit operator tap records (琴岛通 card, QR, NFC).",
-    "self_report_allowed": True,
-    "sources": [
-        {"title": "Shenzhen 低碳公共出行 carbon-inclusion methodology (EV bus 26.9 g/pkm, metro 46.7 g/pkm saved)"}
-    ],
-    "effective_from": "2026-01-01T00:00:00+08:00",
-    "effective_to": None,
-}
-BUS_EXAMPLE = {
-    "code": "bus_ride",
-    "name_zh": "公交出行",
-    "name_en": "Bus ride",
-    "formula_type": "per_distance",
-    "data_schema": {
-        "distance_km": {"type": "decimal", "required": True},
-        "duration_s": {"type": "decimal", "required": False},
-    },
-    "active_version": BUS_VERSION_EXAMPLE,
-}
-HISTORY_VERSION_EXAMPLE = {
-    **BUS_VERSION_EXAMPLE,
-    "notes": "Qingdao v1 catalogue.",
-    "submitted_at": None,
-    "decided_at": None,
-    "decision_note": "",
-    "activated_at": "2026-01-01T00:00:00+08:00",
-    "retired_at": None,
-    "transitions": [
-        {
-            "from_status": "",
-            "to_status": "active",
-            "actor_id": None,
-            "actor_name": None,
-            "note": "Seeded from the Qingdao v1 catalogue.",
-            "at": "2026-01-01T00:00:00+08:00",
-        }
-    ],
-}
-ADMIN_VERSION_EXAMPLE = {
-    "id": 1,
-    "methodology": "bus_ride",
-    **HISTORY_VERSION_EXAMPLE,
-    "author_id": None,
-    "decided_by_id": None,
-}
-POINTS_VERSION_EXAMPLE = {
-    "id": 1,
-    "number": 1,
-    "status": "active",
-    "points_per_gram": "1.000000",
-    "lot_expiry_months": 12,
-    "effective_from": "2026-01-01T00:00:00+08:00",
-    "effective_to": None,
-    "notes": "1 point per gram CO2e.",
-    "author_id": None,
-    "submitted_at": None,
-    "decided_by_id": None,
-    "decided_at": None,
-    "decision_note": "",
-    "activated_at": "2026-01-01T00:00:00+08:00",
-    "retired_at": None,
-    "transitions": HISTORY_VERSION_EXAMPLE["transitions"],
-}
-CALCULATION_EXAMPLE = {
-    "grams": 300,
-    "points": 300,
-    "version": 1,
-    "breakdown": {
-        "methodology": "bus_ride",
-        "version": 1,
-        "formula_type": "per_distance",
-        "formula": "distance_km × (baseline_g_per_pkm − project_g_per_pkm)",
-        "inputs": {"distance_km": "10", "duration_s": "1500"},
-        "parameters": {
-            "baseline_g_per_pkm": {"value": "75", "unit": "g CO2e/pkm"},
-            "project_g_per_pkm": {"value": "45", "unit": "g CO2e/pkm"},
-        },
-        "baseline_g": "750",
-        "project_g": "450",
-        "net_g": "300",
-        "evidence_share": "1",
-        "cap": {
-            "unit": "actions",
-            "daily_limit": "6",
-            "quantity": "1",
-            "credited_quantity": "1",
-            "capped_quantity": "0",
-        },
-        "exact_g": "300",
-        "rounding": "floor(300) = 300 g (rounded down once)",
-        "grams": 300,
-    },
-}
-
-
-# --- serializers ------------------------------------------------------------------------------------------
-
-
-@extend_schema_field(OpenApiTypes.ANY)
-class RawJSONField(serializers.Field):
-    """Any JSON value, kept as parsed (numbers with a fraction arrive as Decimal from DecimalJSONParser;
-    DRF's JSONField would re-encode them and refuse Decimals)."""
-
-    def __init__(self, *, object_only: bool = False, **kwargs):
-        self.object_only = object_only
-        super().__init__(**kwargs)
-
-    def to_internal_value(self, data):
-        if self.object_only and not isinstance(data, dict):
-            raise serializers.ValidationError(_("Expected a JSON object."), code="invalid")
-        return data
-
-    def to_representation(self, value):
-        return value
-
-
-class MethodologyTransitionSerializer(serializers.ModelSerializer):
-    actor_id = serializers.IntegerField(allow_null=True, read_only=True, help_text="null = the system (seed, beat).")
-    actor_name = serializers.SerializerMethodField()
-
-    class Meta:
-        model = VersionTransition
-        fields = ["from_status", "to_status", "actor_id", "actor_name", "note", "at"]
-
-    def get_actor_name(self, obj) -> str | None:
-        return obj.actor.display_name if obj.actor_id else None
-
-
-_VERSION_CONTENT = [
-    "number",
-    "status",
-    "parameters",
-    "validity_rules",
-    "daily_cap",
-    "evidence_shares",
-    "evidence_description",
-    "self_report_allowed",
-    "sources",
-    "effective_from",
-    "effective_to",
-]
-
-
-class MethodologyActiveVersionSerializer(serializers.ModelSerializer):
-    status = serializers.CharField(
-        read_only=True, help_text="draft | in_review | approved | rejected | active | retired"
-    )
-    parameters = serializers.JSONField(help_text='{"name": {"value": "75", "unit": "g CO2e/pkm"}} (decimal strings).')
-    daily_cap = serializers.JSONField(allow_null=True, help_text='{"unit": "actions", "limit": "6"} or null.')
-
-    class Meta:
-        model = MethodologyVersion
-        fields = _VERSION_CONTENT
-        read_only_fields = fields
-
-
-class MethodologyVersionHistorySerializer(MethodologyActiveVersionSerializer):
-    transitions = MethodologyTransitionSerializer(many=True, read_only=True)
-
-    class Meta:
-        model = MethodologyVersion
-        fields = [
-            *_VERSION_CONTENT,
-            "notes",
-            "submitted_at",
-            "decided_at",
-            "decision_note",
-            "activated_at",
-            "retired_at",
-            "transitions",
-        ]
-        read_only_fields = fields
-
-
-class MethodologyAdminVersionSerializer(MethodologyVersionHistorySerializer):
-    methodology = serializers.CharField(source="methodology.code", read_only=True)
-    author_id = serializers.IntegerField(allow_null=True, read_only=True)
-    decided_by_id = serializers.IntegerField(allow_null=True, read_only=True)
-
-    class Meta(MethodologyVersionHistorySerializer.Meta):
-        fields = ["id", "methodology", *MethodologyVersionHistorySerializer.Meta.fields, "author_id", "decided_by_id"]
-        read_only_fields = fields
-
-
-class MethodologyPublicSerializer(serializers.ModelSerializer):
-    data_schema = serializers.JSONField(help_text="The action data keys it needs, with type and whether required.")
-    active_version = serializers.SerializerMethodField()
-
-    class Meta:
-        model = Methodology
-        fields = ["code", "name_zh", "name_en", "formula_type", "data_schema", "active_version"]
-
-    @extend_schema_field(MethodologyActiveVersionSerializer(allow_null=True))
-    def get_active_version(self, obj):
-        versions = getattr(obj, "active_versions", [])
-        return MethodologyActiveVersionSerializer(versions[0]).data if versions else None
-
-
-class PointsPolicyVersionSerializer(serializers.ModelSerializer):
-    status = serializers.CharField(
-        read_only=True, help_text="draft | in_review | approved | rejected | active | retired"
-    )
-    transitions = MethodologyTransitionSerializer(many=True, read_only=True)
-    author_id = serializers.IntegerField(allow_null=True, read_only=True)
-    decided_by_id = serializers.IntegerField(allow_null=True, read_only=True)
-
-    class Meta:
-        model = PointsPolicyVersion
-        fields = [
-            "id",
-            "number",
-            "status",
-            "points_per_gram",
-            "lot_expiry_months",
-            "effective_from",
-            "effective_to",
-            "notes",
-            "author_id",
-            "submitted_at",
-            "decided_by_id",
-            "decided_at",
-            "decision_note",
-            "activated_at",
-            "retired_at",
-            "transitions",
-        ]
-        read_only_fields = fields
-
-
-class ImpactPreviewSerializer(serializers.ModelSerializer):
-    status = serializers.CharField(read_only=True, help_text="queued | running | done | failed")
-    methodology = serializers.CharField(source="version.methodology.code", read_only=True)
-    version = serializers.IntegerField(source="version.number", read_only=True)
-    result = serializers.JSONField(
-        allow_null=True,
-        help_text="When done: totals, by_district, by_day, residents_affected, largest_changes (current vs "
-        "preview grams and delta) and the assumptions made (daily caps ignored).",
-    )
-
-    class Meta:
-        model = ImpactPreview
-        fields = [
-            "id",
-            "methodology",
-            "version",
-            "days",
-            "window_start",
-            "window_end",
-            "status",
-            "progress_done",
-            "progress_total",
-            "result",
-            "error",
-            "created_at",
-            "started_at",
-            "finished_at",
-        ]
-        read_only_fields = fields
+from backend.methodologies.serializers import (
+    ACTION_DATA_SCHEMA,
+    DAILY_CAP_SCHEMA,
+    EVIDENCE_SHARES_SCHEMA,
+    PARAMETERS_SCHEMA,
+    SOURCES_SCHEMA,
+    VALIDITY_RULES_SCHEMA,
+    BreakdownField,
+    ImpactPreviewSerializer,
+    MethodologyAdminVersionSerializer,
+    MethodologyPublicSerializer,
+    MethodologyRetireRequestedSerializer,
+    MethodologyVersionHistorySerializer,
+    NoteInputSerializer,
+    PointsPolicyRetireRequestedSerializer,
+    PointsPolicyVersionSerializer,
+    RawJSONField,
+    typed_json,
+)
 
 
 class DecimalJSONParser(JSONParser):
@@ -354,11 +98,7 @@ class MethodologyListView(ListAPIView):
 
     @extend_schema(
         operation_id="methodologies_list",
-        examples=[
-            OpenApiExample(
-                "catalogue", value={"next": None, "previous": None, "results": [BUS_EXAMPLE]}, response_only=True
-            )
-        ],
+        examples=[OpenApiExample("catalogue", value=BUS_EXAMPLE, response_only=True)],
     )
     def get(self, request, *args, **kwargs):
         """Every methodology with its active version: formula type, parameters with units, validity rules,
@@ -382,11 +122,7 @@ class MethodologyVersionHistoryView(ListAPIView):
         examples=[
             OpenApiExample(
                 "history",
-                value={
-                    "next": None,
-                    "previous": None,
-                    "results": [HISTORY_VERSION_EXAMPLE],
-                },
+                value=HISTORY_VERSION_EXAMPLE,
                 response_only=True,
             )
         ],
@@ -402,7 +138,7 @@ class CalculateView(APIView):
     parser_classes = [DecimalJSONParser]
 
     class CalculateInputSerializer(serializers.Serializer):
-        data = RawJSONField(
+        data = typed_json(ACTION_DATA_SCHEMA, RawJSONField)(
             object_only=True, help_text="The action data keys of the methodology (numbers or decimal strings)."
         )
         version = serializers.IntegerField(
@@ -416,7 +152,7 @@ class CalculateView(APIView):
         grams = serializers.IntegerField(help_text="g CO2e, rounded down once.")
         points = serializers.IntegerField(help_text="Points under the points policy in force now.")
         version = serializers.IntegerField()
-        breakdown = serializers.JSONField(help_text="Inputs, parameters, baseline, project, net, share, cap, rounding.")
+        breakdown = BreakdownField(help_text="Inputs, parameters, baseline, project, net, share, cap, rounding.")
 
     @extend_schema(
         operation_id="methodologies_calculate",
@@ -438,60 +174,16 @@ class CalculateView(APIView):
         serializer = self.CalculateInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         payload = serializer.validated_data
-        methodology = _methodology_or_404(code)
-        version = self._version(methodology, payload.get("version"), request)
-        share_raw = version.evidence_shares.get(payload["evidence_level"])
-        if share_raw is None:
-            raise ApplicationError(
-                _("%(code)s v%(number)s does not accept evidence level %(level)s.")
-                % {"code": code, "number": version.number, "level": payload["evidence_level"]},
-                code="evidence_level_not_accepted",
-                attr="evidence_level",
-            )
-        try:
-            data = parse_action_data(methodology, payload["data"])
-        except ActionDataInvalid as error:
-            # Outside the field's bounds is `implausible_amount`, the reason the pipeline would reject it with.
-            code = IMPLAUSIBLE if error.code == OUT_OF_RANGE else error.code
-            raise exceptions.ValidationError({"data": {error.field: [ErrorDetail(error.detail, code=code)]}})
-        reason = check_validity(version, data)
-        if reason:
-            raise ApplicationError(
-                _("The action fails the validity rules: %(reason)s.") % {"reason": reason}, code=reason, attr="data"
-            )
-        try:
-            result = calculate(version, data, evidence_share=Decimal(share_raw))
-        except ActionDataInvalid as error:
-            raise exceptions.ValidationError({"data": {error.field: [ErrorDetail(error.detail, code=error.code)]}})
-        policy = selectors.points_policy_at(timezone.now())
+        result = calculator.calculation_run(
+            code=code,
+            data=payload["data"],
+            number=payload.get("version"),
+            evidence_level=payload["evidence_level"],
+            unreleased_visible=IsReviewer().has_permission(request, None),
+        )
         return Response(
-            {
-                "grams": result.grams,
-                "points": points_for_grams(result.grams, policy),
-                "version": version.number,
-                "breakdown": result.breakdown,
-            }
+            {"grams": result.grams, "points": result.points, "version": result.version, "breakdown": result.breakdown}
         )
-
-    @staticmethod
-    def _version(methodology, number, request) -> MethodologyVersion:
-        if number is None:
-            version = selectors.methodology_version_active(code=methodology.code)
-            if version is None:
-                raise ApplicationError(_("This methodology has no active version."), code="no_active_version")
-            return version
-        version = methodology.versions.filter(number=number).select_related("methodology").first()
-        visible = version is not None and (
-            version.status in IN_FORCE_STATUSES or IsReviewer().has_permission(request, None)
-        )
-        if not visible:
-            raise ApplicationError(
-                _("No version %(number)s.") % {"number": number},
-                code="version_not_found",
-                attr="version",
-                status_code=404,
-            )
-        return version
 
 
 class PointsPolicyHistoryView(ListAPIView):
@@ -508,7 +200,7 @@ class PointsPolicyHistoryView(ListAPIView):
         examples=[
             OpenApiExample(
                 "history",
-                value={"next": None, "previous": None, "results": [POINTS_VERSION_EXAMPLE]},
+                value=POINTS_VERSION_EXAMPLE,
                 response_only=True,
             )
         ],
@@ -521,12 +213,9 @@ class PointsPolicyHistoryView(ListAPIView):
 # --- reviewer views ---------------------------------------------------------------------------------------
 
 
-class NoteInputSerializer(serializers.Serializer):
-    note = serializers.CharField(required=False, allow_blank=True, default="", max_length=4000)
-
-
 class AdminMethodologyVersionsView(APIView):
     permission_classes = [IsReviewer]
+    pagination_class = NumberOrderedPagination
 
     class DraftCreateInputSerializer(serializers.Serializer):
         from_version = serializers.IntegerField(
@@ -535,14 +224,14 @@ class AdminMethodologyVersionsView(APIView):
 
     @extend_schema(
         operation_id="admin_methodology_versions_list",
-        examples=[OpenApiExample("versions", value=[ADMIN_VERSION_EXAMPLE], response_only=True)],
+        examples=[OpenApiExample("versions", value=ADMIN_VERSION_EXAMPLE, response_only=True)],
         responses={200: MethodologyAdminVersionSerializer(many=True)},
     )
     def get(self, request, code: str):
         """Every version including drafts, newest first (reviewers)."""
         _methodology_or_404(code)
         versions = selectors.methodology_version_list(code=code, include_drafts=True)
-        return Response(MethodologyAdminVersionSerializer(versions, many=True).data)
+        return paginated_response(self, versions, MethodologyAdminVersionSerializer)
 
     @extend_schema(
         operation_id="admin_methodology_version_create",
@@ -576,13 +265,13 @@ class AdminMethodologyVersionDetailView(APIView):
     parser_classes = [DecimalJSONParser]
 
     class DraftUpdateInputSerializer(serializers.Serializer):
-        parameters = RawJSONField(required=False)
-        validity_rules = RawJSONField(required=False)
-        daily_cap = RawJSONField(required=False, allow_null=True)
-        evidence_shares = RawJSONField(required=False)
+        parameters = typed_json(PARAMETERS_SCHEMA, RawJSONField)(required=False)
+        validity_rules = typed_json(VALIDITY_RULES_SCHEMA, RawJSONField)(required=False)
+        daily_cap = typed_json(DAILY_CAP_SCHEMA, RawJSONField)(required=False, allow_null=True)
+        evidence_shares = typed_json(EVIDENCE_SHARES_SCHEMA, RawJSONField)(required=False)
         evidence_description = serializers.CharField(required=False, allow_blank=True)
         self_report_allowed = serializers.BooleanField(required=False)
-        sources = RawJSONField(required=False)
+        sources = typed_json(SOURCES_SCHEMA, RawJSONField)(required=False)
         effective_from = serializers.DateTimeField(required=False)
         notes = serializers.CharField(required=False, allow_blank=True)
 
@@ -647,20 +336,6 @@ _TRANSITION_DOCS = {
 }
 
 
-class MethodologyRetireRequestedSerializer(serializers.Serializer):
-    status = serializers.ChoiceField(choices=["retire_requested"])
-    requested_by_id = serializers.IntegerField()
-    requested_at = serializers.DateTimeField()
-    version = MethodologyAdminVersionSerializer(help_text="The version, still in force until a second reviewer.")
-
-
-class PointsPolicyRetireRequestedSerializer(serializers.Serializer):
-    status = serializers.ChoiceField(choices=["retire_requested"])
-    requested_by_id = serializers.IntegerField()
-    requested_at = serializers.DateTimeField()
-    version = PointsPolicyVersionSerializer(help_text="The version, still in force until a second reviewer.")
-
-
 def _transition_response(action: str, version, version_data: dict) -> Response:
     """200 with the version, except a first retirement call: 202 `retire_requested`."""
     if action == "retire" and version.status != VersionStatus.RETIRED:
@@ -674,35 +349,60 @@ def _transition_response(action: str, version, version_data: dict) -> Response:
     return Response(version_data)
 
 
-def _methodology_transition_view(action: str):
-    service = getattr(services, f"methodology_version_{action}")
+@dataclass(frozen=True)
+class Workflow:
+    """One governed-version workflow as the transition views see it."""
+
+    operation_prefix: str  # admin_methodology_version | admin_points_policy_version
+    service_prefix: str  # methodology_version | points_policy_version
+    view_prefix: str
+    version_serializer: type
+    retire_requested_serializer: type
+    example_note: str
+    version_get: Callable[..., object]  # path kwargs -> version (404 when missing)
+    version_data: Callable[..., dict]  # path kwargs -> the version's representation
+
+
+def transition_view(workflow: Workflow, action: str) -> type[APIView]:
+    """POST .../{action} for a workflow: the service `<service_prefix>_<action>` with the note; 200 with the
+    version, or 202 `retire_requested` for a first retirement call."""
+    service = getattr(services, f"{workflow.service_prefix}_{action}")
 
     @extend_schema(
-        operation_id=f"admin_methodology_version_{action}",
+        operation_id=f"{workflow.operation_prefix}_{action}",
         request=NoteInputSerializer,
         responses={
-            200: MethodologyAdminVersionSerializer,
-            **({202: MethodologyRetireRequestedSerializer} if action == "retire" else {}),
+            200: workflow.version_serializer,
+            **({202: workflow.retire_requested_serializer} if action == "retire" else {}),
         },
-        examples=[OpenApiExample(action, value={"note": "Checked against DESNZ 2024."}, request_only=True)],
+        examples=[OpenApiExample(action, value={"note": workflow.example_note}, request_only=True)],
         description=_TRANSITION_DOCS[action],
     )
-    def post(self, request, code: str, number: int):
-        version = _version_or_404(code, number)
+    def post(self, request, **path):
+        version = workflow.version_get(**path)
         serializer = NoteInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         version = service(version_id=version.id, actor=request.user, note=serializer.validated_data["note"])
-        return _transition_response(action, version, _admin_version(code, number))
+        return _transition_response(action, version, workflow.version_data(**path))
 
-    return type(
-        f"AdminMethodologyVersion{action.title()}View", (APIView,), {"permission_classes": [IsReviewer], "post": post}
-    )
+    name = f"{workflow.view_prefix}{action.title()}View"
+    return type(name, (APIView,), {"permission_classes": [IsReviewer], "post": post})
 
 
-AdminMethodologyVersionSubmitView = _methodology_transition_view("submit")
-AdminMethodologyVersionApproveView = _methodology_transition_view("approve")
-AdminMethodologyVersionRejectView = _methodology_transition_view("reject")
-AdminMethodologyVersionRetireView = _methodology_transition_view("retire")
+METHODOLOGY_WORKFLOW = Workflow(
+    operation_prefix="admin_methodology_version",
+    service_prefix="methodology_version",
+    view_prefix="AdminMethodologyVersion",
+    version_serializer=MethodologyAdminVersionSerializer,
+    retire_requested_serializer=MethodologyRetireRequestedSerializer,
+    example_note="Checked against DESNZ 2024.",
+    version_get=lambda code, number: _version_or_404(code, number),
+    version_data=lambda code, number: _admin_version(code, number),
+)
+AdminMethodologyVersionSubmitView = transition_view(METHODOLOGY_WORKFLOW, "submit")
+AdminMethodologyVersionApproveView = transition_view(METHODOLOGY_WORKFLOW, "approve")
+AdminMethodologyVersionRejectView = transition_view(METHODOLOGY_WORKFLOW, "reject")
+AdminMethodologyVersionRetireView = transition_view(METHODOLOGY_WORKFLOW, "retire")
 
 
 class AdminImpactPreviewView(APIView):
@@ -724,7 +424,7 @@ class AdminImpactPreviewView(APIView):
         version = _version_or_404(code, number)
         serializer = self.PreviewInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        preview = services.impact_preview_request(
+        preview = impact.impact_preview_request(
             version_id=version.id, actor=request.user, days=serializer.validated_data["days"]
         )
         preview = selectors.impact_preview_get(preview_id=preview.id, code=code, number=number)
@@ -737,61 +437,7 @@ class AdminImpactPreviewDetailView(APIView):
     @extend_schema(
         operation_id="admin_methodology_version_preview_retrieve",
         responses={200: ImpactPreviewSerializer},
-        examples=[
-            OpenApiExample(
-                "done",
-                value={
-                    "id": 7,
-                    "methodology": "bus_ride",
-                    "version": 2,
-                    "days": 30,
-                    "window_start": "2026-10-26T08:00:00Z",
-                    "window_end": "2026-11-25T08:00:00Z",
-                    "status": "done",
-                    "progress_done": 2,
-                    "progress_total": 2,
-                    "result": {
-                        "totals": {"actions": 2, "current_grams": 600, "preview_grams": 700, "delta_grams": 100},
-                        "by_district": [
-                            {
-                                "district": "370202",
-                                "actions": 2,
-                                "current_grams": 600,
-                                "preview_grams": 700,
-                                "delta_grams": 100,
-                            }
-                        ],
-                        "by_day": [
-                            {
-                                "day": "2026-11-20",
-                                "actions": 2,
-                                "current_grams": 600,
-                                "preview_grams": 700,
-                                "delta_grams": 100,
-                            }
-                        ],
-                        "residents_affected": 1,
-                        "largest_changes": [
-                            {
-                                "resident_id": 5,
-                                "district": "370202",
-                                "current_grams": 600,
-                                "preview_grams": 700,
-                                "delta_grams": 100,
-                            }
-                        ],
-                        "assumptions": [
-                            "Daily caps are ignored: each action is priced in full under the candidate version."
-                        ],
-                    },
-                    "error": "",
-                    "created_at": "2026-11-25T08:00:00Z",
-                    "started_at": "2026-11-25T08:00:01Z",
-                    "finished_at": "2026-11-25T08:00:02Z",
-                },
-                response_only=True,
-            )
-        ],
+        examples=[OpenApiExample("done", value=PREVIEW_EXAMPLE, response_only=True)],
     )
     def get(self, request, code: str, number: int, preview_id: int):
         """An impact preview: status, progress (done/total actions) and, when done, its result."""
@@ -814,17 +460,17 @@ def _points_version_or_404(number: int) -> PointsPolicyVersion:
 
 class AdminPointsPolicyVersionsView(APIView):
     permission_classes = [IsReviewer]
+    pagination_class = NumberOrderedPagination
 
     @extend_schema(
         operation_id="admin_points_policy_versions_list",
-        examples=[OpenApiExample("versions", value=[POINTS_VERSION_EXAMPLE], response_only=True)],
+        examples=[OpenApiExample("versions", value=POINTS_VERSION_EXAMPLE, response_only=True)],
         responses={200: PointsPolicyVersionSerializer(many=True)},
     )
     def get(self, request):
         """Every points-policy version including drafts, newest first."""
-        return Response(
-            PointsPolicyVersionSerializer(selectors.points_policy_version_list(include_drafts=True), many=True).data
-        )
+        versions = selectors.points_policy_version_list(include_drafts=True)
+        return paginated_response(self, versions, PointsPolicyVersionSerializer)
 
     @extend_schema(
         operation_id="admin_points_policy_version_create",
@@ -888,33 +534,17 @@ class AdminPointsPolicyVersionDetailView(APIView):
         return Response(PointsPolicyVersionSerializer(_points_version_or_404(number)).data)
 
 
-def _points_transition_view(action: str):
-    service = getattr(services, f"points_policy_version_{action}")
-
-    @extend_schema(
-        operation_id=f"admin_points_policy_version_{action}",
-        request=NoteInputSerializer,
-        responses={
-            200: PointsPolicyVersionSerializer,
-            **({202: PointsPolicyRetireRequestedSerializer} if action == "retire" else {}),
-        },
-        examples=[OpenApiExample(action, value={"note": "Matches the city's budget."}, request_only=True)],
-        description=_TRANSITION_DOCS[action],
-    )
-    def post(self, request, number: int):
-        version = _points_version_or_404(number)
-        serializer = NoteInputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        version = service(version_id=version.id, actor=request.user, note=serializer.validated_data["note"])
-        data = PointsPolicyVersionSerializer(_points_version_or_404(number)).data
-        return _transition_response(action, version, data)
-
-    return type(
-        f"AdminPointsPolicyVersion{action.title()}View", (APIView,), {"permission_classes": [IsReviewer], "post": post}
-    )
-
-
-AdminPointsPolicyVersionSubmitView = _points_transition_view("submit")
-AdminPointsPolicyVersionApproveView = _points_transition_view("approve")
-AdminPointsPolicyVersionRejectView = _points_transition_view("reject")
-AdminPointsPolicyVersionRetireView = _points_transition_view("retire")
+POINTS_WORKFLOW = Workflow(
+    operation_prefix="admin_points_policy_version",
+    service_prefix="points_policy_version",
+    view_prefix="AdminPointsPolicyVersion",
+    version_serializer=PointsPolicyVersionSerializer,
+    retire_requested_serializer=PointsPolicyRetireRequestedSerializer,
+    example_note="Matches the city's budget.",
+    version_get=lambda number: _points_version_or_404(number),
+    version_data=lambda number: PointsPolicyVersionSerializer(_points_version_or_404(number)).data,
+)
+AdminPointsPolicyVersionSubmitView = transition_view(POINTS_WORKFLOW, "submit")
+AdminPointsPolicyVersionApproveView = transition_view(POINTS_WORKFLOW, "approve")
+AdminPointsPolicyVersionRejectView = transition_view(POINTS_WORKFLOW, "reject")
+AdminPointsPolicyVersionRetireView = transition_view(POINTS_WORKFLOW, "retire")

@@ -35,13 +35,14 @@ class FormulaTypeSpec:
     data_keys: tuple[str, ...]  # numeric inputs the formula reads (others may be on the data for validity)
     formula: str
     compute: Callable[[dict, dict], Outcome]
-    # (SQL expression of the net grams over actions_action alias "a", its parameters) for the impact preview.
-    sql_net: Callable[[dict], tuple[str, list]]
+    # sql_net(parameters, data_expr) -> (SQL expression of the net grams, its parameters), where data_expr is the
+    # caller's SQL expression of the action's JSONB data (the impact preview passes "a.data").
+    sql_net: Callable[[dict, str], tuple[str, list]]
 
 
-def _num(key: str) -> str:
+def _num(data_expr: str, key: str) -> str:
     # JSONB ->> gives the number or decimal string as text; numeric keeps it exact (no float on the way).
-    return f"(a.data->>'{key}')::numeric"
+    return f"({data_expr}->>'{key}')::numeric"
 
 
 def _per_distance(data, p):
@@ -102,15 +103,15 @@ def _appliance(data, p):
     )
 
 
-def _sql_mass(p):
+def _sql_mass(p, d):
     factor = p["g_per_kg"]
     if isinstance(factor, dict):
         cases = " ".join("WHEN %s THEN %s::numeric" for _ in factor)
         args: list = []
         for material, value in factor.items():
             args += [material, value]
-        return f"{_num('mass_kg')} * (CASE a.data->>'material' {cases} ELSE 0 END)", args
-    return f"{_num('mass_kg')} * %s::numeric", [factor]
+        return f"{_num(d, 'mass_kg')} * (CASE {d}->>'material' {cases} ELSE 0 END)", args
+    return f"{_num(d, 'mass_kg')} * %s::numeric", [factor]
 
 
 FORMULA_TYPES: dict[str, FormulaTypeSpec] = {
@@ -122,8 +123,8 @@ FORMULA_TYPES: dict[str, FormulaTypeSpec] = {
             ("distance_km",),
             "distance_km × (baseline_g_per_pkm − project_g_per_pkm)",
             _per_distance,
-            lambda p: (
-                f"{_num('distance_km')} * (%s::numeric - %s::numeric)",
+            lambda p, d: (
+                f"{_num(d, 'distance_km')} * (%s::numeric - %s::numeric)",
                 [p["baseline_g_per_pkm"], p["project_g_per_pkm"]],
             ),
         ),
@@ -133,7 +134,7 @@ FORMULA_TYPES: dict[str, FormulaTypeSpec] = {
             (),
             "g_per_trip",
             _per_trip,
-            lambda p: ("%s::numeric", [p["g_per_trip"]]),
+            lambda p, d: ("%s::numeric", [p["g_per_trip"]]),
         ),
         FormulaTypeSpec(
             "per_step",
@@ -141,7 +142,7 @@ FORMULA_TYPES: dict[str, FormulaTypeSpec] = {
             ("steps",),
             "steps × g_per_step",
             _per_step,
-            lambda p: (f"{_num('steps')} * %s::numeric", [p["g_per_step"]]),
+            lambda p, d: (f"{_num(d, 'steps')} * %s::numeric", [p["g_per_step"]]),
         ),
         FormulaTypeSpec(
             "per_mass",
@@ -157,7 +158,7 @@ FORMULA_TYPES: dict[str, FormulaTypeSpec] = {
             ("energy_kwh",),
             "energy_kwh × g_per_kwh",
             _per_energy,
-            lambda p: (f"{_num('energy_kwh')} * %s::numeric", [p["g_per_kwh"]]),
+            lambda p, d: (f"{_num(d, 'energy_kwh')} * %s::numeric", [p["g_per_kwh"]]),
         ),
         FormulaTypeSpec(
             "per_item",
@@ -165,7 +166,7 @@ FORMULA_TYPES: dict[str, FormulaTypeSpec] = {
             ("count",),
             "count × g_per_item",
             _per_item,
-            lambda p: (f"{_num('count')} * %s::numeric", [p["g_per_item"]]),
+            lambda p, d: (f"{_num(d, 'count')} * %s::numeric", [p["g_per_item"]]),
         ),
         FormulaTypeSpec(
             "appliance",
@@ -173,8 +174,8 @@ FORMULA_TYPES: dict[str, FormulaTypeSpec] = {
             ("annual_kwh_baseline", "annual_kwh_product"),
             "(annual_kwh_baseline − annual_kwh_product) × grid_g_per_kwh × credited_years",
             _appliance,
-            lambda p: (
-                f"({_num('annual_kwh_baseline')} - {_num('annual_kwh_product')}) * %s::numeric * %s::numeric",
+            lambda p, d: (
+                f"({_num(d, 'annual_kwh_baseline')} - {_num(d, 'annual_kwh_product')}) * %s::numeric * %s::numeric",
                 [p["grid_g_per_kwh"], p["credited_years"]],
             ),
         ),

@@ -6,7 +6,7 @@ reviewers acting on one methodology are serialised; the partial unique index "on
 methodology" is the database backstop."""
 
 import logging
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 
 from django.db import transaction
@@ -19,7 +19,6 @@ from backend.core.errors import ApplicationError, ConflictError
 from backend.methodologies.catalogue import CATALOGUE, V1_EFFECTIVE_FROM
 from backend.methodologies.engine import VersionContentInvalid, validate_version_content
 from backend.methodologies.models import (
-    ImpactPreview,
     Methodology,
     MethodologyVersion,
     PointsPolicy,
@@ -42,7 +41,6 @@ METHODOLOGY_EDITABLE_FIELDS = (
     "notes",
 )
 POINTS_POLICY_EDITABLE_FIELDS = ("points_per_gram", "lot_expiry_months", "effective_from", "notes")
-DEFAULT_PREVIEW_DAYS = 30
 
 
 # --- generic governance -----------------------------------------------------------------------------------
@@ -391,61 +389,19 @@ def points_policy_version_retire(*, version_id: int, actor, note: str = "") -> P
     return _retire(PointsPolicyVersion, version_id=version_id, actor=actor, note=note)
 
 
-# --- impact preview ---------------------------------------------------------------------------------------
+# --- impact preview (lives downstream, in backend/actions/impact.py) ----------------------------------------
 
 
-@transaction.atomic
-def impact_preview_request(*, version_id: int, actor, days: int = DEFAULT_PREVIEW_DAYS) -> ImpactPreview:
-    """Queue an impact preview of a draft or in-review version over the last `days` days of credited actions."""
-    from backend.methodologies.tasks import impact_preview_run_task
-
-    version = MethodologyVersion.objects.filter(pk=version_id).first()
-    if version is None:
-        raise exceptions.NotFound()
-    if version.status not in (VersionStatus.DRAFT, VersionStatus.IN_REVIEW):
-        raise ConflictError(_("Previews are for drafts and versions in review."), code="version_not_previewable")
-    if not 1 <= days <= 366:
-        raise ApplicationError(_("days must be between 1 and 366."), code="invalid_days", attr="days")
-    try:
-        _validate_content(version, for_submit=False)
-    except exceptions.ValidationError:
-        raise ApplicationError(_("Fix the draft's parameters before previewing."), code="version_invalid")
-    end = timezone.now()
-    preview = ImpactPreview.objects.create(
-        version=version, days=days, window_start=end - timedelta(days=days), window_end=end, requested_by=actor
-    )
-    transaction.on_commit(lambda: impact_preview_run_task.delay(preview_id=preview.id))
-    return preview
+def version_content_check(version) -> None:
+    """Raise ValidationError when a draft's content is not valid (the impact preview checks before pricing)."""
+    _validate_content(version, for_submit=False)
 
 
-def impact_preview_run(*, preview_id: int) -> ImpactPreview:
-    """Compute and store a preview. Not one transaction on purpose: progress (done/total) is committed as it
-    goes so the API can show it. Safe to run twice: a finished preview is returned as is, an interrupted one
-    is recomputed from scratch (the result is a pure function of the window's actions)."""
-    from backend.methodologies.preview import compute_impact
+def impact_preview_request(**kwargs):
+    """Kept for the admin's bulk action: the preview itself is `backend.actions.impact.impact_preview_request`."""
+    from backend.actions.impact import impact_preview_request
 
-    preview = ImpactPreview.objects.select_related("version__methodology").get(pk=preview_id)
-    if preview.status == ImpactPreview.Status.DONE:
-        return preview
-    ImpactPreview.objects.filter(pk=preview_id).update(
-        status=ImpactPreview.Status.RUNNING, started_at=timezone.now(), progress_done=0, error=""
-    )
-
-    def progress(done: int, total: int) -> None:
-        ImpactPreview.objects.filter(pk=preview_id).update(progress_done=done, progress_total=total)
-
-    try:
-        result = compute_impact(preview.version, preview.window_start, preview.window_end, progress=progress)
-    except Exception as error:
-        ImpactPreview.objects.filter(pk=preview_id).update(
-            status=ImpactPreview.Status.FAILED, error=str(error)[:2000], finished_at=timezone.now()
-        )
-        raise
-    ImpactPreview.objects.filter(pk=preview_id).update(
-        status=ImpactPreview.Status.DONE, result=result, finished_at=timezone.now()
-    )
-    preview.refresh_from_db()
-    return preview
+    return impact_preview_request(**kwargs)
 
 
 # --- seed -------------------------------------------------------------------------------------------------

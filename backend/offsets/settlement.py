@@ -21,7 +21,6 @@ Lock order: MerchantPayable rows (id order) -> Settlement -> ledger accounts (th
 
 import logging
 from datetime import date, datetime, time, timedelta
-from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -29,6 +28,7 @@ from django.db.models import Sum
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from backend.core.days import SHANGHAI
 from backend.core.errors import ApplicationError, ConflictError
 from backend.ledger.models import LedgerTransaction
 from backend.ledger.services import Leg, ledger_post
@@ -37,7 +37,6 @@ from backend.offsets.payouts import PayoutError, PayoutProvider, Transfer, payou
 
 logger = logging.getLogger(__name__)
 
-SHANGHAI = ZoneInfo("Asia/Shanghai")
 PayableStatus = MerchantPayable.Status
 SettlementStatus = Settlement.Status
 

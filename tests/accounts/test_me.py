@@ -26,17 +26,17 @@ def test_patch_me_unknown_district(resident_client):
 
 @pytest.mark.django_db
 def test_consents_list_and_withdraw(resident_client, resident):
-    listed = resident_client.get("/api/v1/me/consents").json()
+    listed = resident_client.get("/api/v1/me/consents").json()["results"]
     assert {c["kind"] for c in listed if c["active"]} == {"privacy_policy", "partner_data"}
 
     response = resident_client.post("/api/v1/me/consents", {"kind": "partner_data", "granted": False}, format="json")
     assert response.status_code == 200
     assert not Consent.objects.filter(user=resident, kind="partner_data", withdrawn_at__isnull=True).exists()
     # History kept: the withdrawn row is still listed.
-    assert any(c["kind"] == "partner_data" and not c["active"] for c in response.json())
+    assert any(c["kind"] == "partner_data" and not c["active"] for c in response.json()["results"])
 
     again = resident_client.post("/api/v1/me/consents", {"kind": "partner_data", "granted": True}, format="json")
-    assert sum(1 for c in again.json() if c["kind"] == "partner_data") == 2
+    assert sum(1 for c in again.json()["results"] if c["kind"] == "partner_data") == 2
 
 
 @pytest.mark.django_db
@@ -82,7 +82,8 @@ def test_districts_public_and_match_shared_reference(api, reference_data):
 
     response = api.get("/api/v1/districts")
     assert response.status_code == 200
-    districts = {d["code"]: d for d in response.json()}
+    assert response.json()["next"] is None  # ten districts fit one cursor page
+    districts = {d["code"]: d for d in response.json()["results"]}
     assert len(districts) == 10
     reference = Path(__file__).resolve().parents[2].parent / "shared" / "qingdao.md"
     if reference.exists():

@@ -131,7 +131,7 @@ def test_moving_a_card_ends_the_old_binding_and_keeps_its_credits(api, transit, 
     assert (new.resident_id, new.ended_at) == (owner.id, None)
     earned.refresh_from_db()
     assert (earned.status, earned.resident_id) == ("credited", thief.id)
-    assert client_for(thief).get("/api/v1/me/bindings").json() == []
+    assert client_for(thief).get("/api/v1/me/bindings").json()["results"] == []
 
     signed_post(api, transit.pk, transit.secret, {"actions": [ride("t-2", identifier="CARD-MOVE", minutes_ago=30)]})
     assert Action.objects.get(external_id="t-2").resident_id == owner.id

@@ -129,7 +129,7 @@ def test_unbound_then_linked_then_credited(api, partner, resident):
     response = link_card(resident, partner, identifier="new-card-9")
     assert response.status_code == 201, response.content
     assert response.json()["claimed"] == {"credited": 1}
-    assert client_for(resident).get("/api/v1/me/bindings").json()[0]["identifier"] == "****RD-9"
+    assert client_for(resident).get("/api/v1/me/bindings").json()["results"][0]["identifier"] == "****RD-9"
     action.refresh_from_db()
     assert action.status == "credited"
     assert action.resident_id == resident.id
@@ -141,10 +141,10 @@ def test_bindings_store_no_identifier_and_unlink_by_id(resident, partner):
     link_card(resident, partner, identifier="3100999988887777")
     binding = resident.bindings.get()
     assert "3100999988887777" not in (binding.identifier_hash + binding.identifier_last4)
-    listed = client_for(resident).get("/api/v1/me/bindings").json()
+    listed = client_for(resident).get("/api/v1/me/bindings").json()["results"]
     assert listed[0]["identifier"] == "****7777"
     assert client_for(resident).delete(f"/api/v1/me/bindings/{binding.id}").status_code == 204
-    assert client_for(resident).get("/api/v1/me/bindings").json() == []
+    assert client_for(resident).get("/api/v1/me/bindings").json()["results"] == []
     binding.refresh_from_db()
     assert (binding.ended_at is not None, binding.end_reason) == (True, "resident_unlinked")
 

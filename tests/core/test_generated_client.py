@@ -35,6 +35,7 @@ def test_generated_client_registers_logs_in_reads_wallet_and_calculates(qingdao_
         AuthRegisterError409,
         AuthRegisterError409ItemCodeEnum,
         CalculateInputRequest,
+        CalculateInputRequestData,
         CalculateOutput,
         Me,
         RegisterInputRequest,
@@ -64,7 +65,9 @@ def test_generated_client_registers_logs_in_reads_wallet_and_calculates(qingdao_
     assert isinstance(wallet, Wallet) and wallet.points_balance == 0 and wallet.points_expiring == []
 
     calculation = methodologies_calculate.sync(
-        "bus_ride", client=resident, body=CalculateInputRequest(data={"distance_km": "10"})
+        "bus_ride",
+        client=resident,
+        body=CalculateInputRequest(data=CalculateInputRequestData.from_dict({"distance_km": "10"})),
     )
     assert isinstance(calculation, CalculateOutput)
     assert (calculation.grams, calculation.points) == (300, 300)

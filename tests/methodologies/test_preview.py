@@ -7,10 +7,11 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
+from backend.actions import impact
+from backend.actions.impact import compute_impact
 from backend.actions.models import Action
 from backend.methodologies import services
 from backend.methodologies.models import ImpactPreview
-from backend.methodologies.preview import compute_impact
 from tests.conftest import client_for, requires_postgres
 
 pytestmark = pytest.mark.django_db
@@ -74,14 +75,14 @@ def test_preview_matches_hand_calculation(bus_world, reviewer, django_capture_on
     assert sum(day["preview_grams"] for day in result["by_day"]) == 481 and len(result["by_day"]) in (2, 3)
     assert result["residents_affected"] == 2
     assert [(c["resident_id"], c["delta_grams"]) for c in result["largest_changes"]] == [(r1.id, 52), (r2.id, 16)]
-    assert any("caps are ignored" in a for a in result["assumptions"])
+    assert any("Daily caps as they were" in a for a in result["assumptions"])
 
 
 def test_preview_task_is_safe_to_run_twice(bus_world, reviewer):
     version = bus_candidate(reviewer)
-    preview = services.impact_preview_request(version_id=version.id, actor=reviewer)
-    first = services.impact_preview_run(preview_id=preview.id)
-    second = services.impact_preview_run(preview_id=preview.id)
+    preview = impact.impact_preview_request(version_id=version.id, actor=reviewer)
+    first = impact.impact_preview_run(preview_id=preview.id)
+    second = impact.impact_preview_run(preview_id=preview.id)
     assert first.result == second.result and second.finished_at == first.finished_at
     assert ImpactPreview.objects.filter(version=version).count() == 1
 
@@ -136,3 +137,29 @@ def test_preview_runs_on_a_real_worker_with_progress(bus_world, reviewer, celery
     assert body["status"] == "done", body
     assert (body["progress_done"], body["progress_total"]) == (3, 3)
     assert body["result"]["totals"] == {"actions": 3, "current_grams": 413, "preview_grams": 481, "delta_grams": 68}
+
+
+@pytest.mark.parametrize("engine", ["python", pytest.param("sql", marks=requires_postgres)])
+def test_unchanged_draft_shows_zero_change_for_partly_capped_actions(make_user, reviewer, engine):
+    """Observed: the preview compared against grams after caps but priced without them, so a draft identical to
+    the active version showed deltas for every partly capped action. An unchanged draft shows zero change."""
+    from backend.methodologies.engine import calculate, parse_action_data
+    from backend.methodologies.models import Methodology
+
+    resident = make_user(district="370202")
+    active = Methodology.objects.get(code="walk_steps").versions.get(status="active")
+    for steps, credited in (("12000", "12000"), ("9000", "3000"), ("7777", "1")):  # cap 15,000 steps a day
+        data = {"steps": steps}
+        priced = calculate(
+            active, parse_action_data(active.methodology, data), credited_quantity=Decimal(credited)
+        )
+        row = action(resident, "walk_steps", data, priced.grams)
+        quantity, credited = Decimal(steps), Decimal(credited)
+        Action.objects.filter(pk=row.pk).update(
+            quantity=quantity, credited_quantity=credited, capped_quantity=quantity - credited
+        )
+    draft = services.methodology_version_create_draft(code="walk_steps", author=reviewer)
+    result = compute_impact(draft, timezone.now() - timedelta(days=30), timezone.now(), engine=engine)
+    assert result["totals"]["actions"] == 3
+    assert result["totals"]["delta_grams"] == 0, result["totals"]
+    assert result["residents_affected"] == 0 and result["largest_changes"] == []

@@ -150,7 +150,7 @@ def test_manager_adds_and_removes_staff(shop):
     assert forbidden.status_code == 403 and codes(forbidden) == ["manager_required"]
     assert manager.client.delete(f"/api/v1/merchant/staff/{member.user_id}").status_code == 204
     assert client_for(member.user).get("/api/v1/merchant/rewards").status_code in (401, 403)
-    assert len(manager.client.get("/api/v1/merchant/staff").json()) == 1
+    assert len(manager.client.get("/api/v1/merchant/staff").json()["results"]) == 1
 
 
 def test_admin_screens_render_and_act_through_services(make_user, shop, reward_factory, resident, resident_client):
