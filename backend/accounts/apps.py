@@ -11,4 +11,6 @@ class AccountsConfig(AppConfig):
         from backend.accounts.reference import districts_upsert
         from backend.core.seeding import register_seeder
 
-        register_seeder("districts")(lambda: districts_upsert(District))
+        register_seeder("districts", present=lambda: f"{District.objects.count()} districts")(
+            lambda: districts_upsert(District)
+        )

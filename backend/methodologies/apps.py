@@ -11,6 +11,6 @@ class MethodologiesConfig(AppConfig):
         from backend.core.seeding import register_seeder
         from backend.methodologies import services
 
-        register_seeder("methodologies")(services.methodologies_seed)
-        register_seeder("points_policy")(services.points_policy_seed)
+        register_seeder("methodologies", present=services.methodologies_present)(services.methodologies_seed)
+        register_seeder("points_policy", present=services.points_policy_present)(services.points_policy_seed)
         add_beat_entry("methodologies-activate-due", "methodologies.activate_due_versions", 60.0)

@@ -473,6 +473,16 @@ def methodologies_seed() -> int:
     return changed
 
 
+def methodologies_present() -> str:
+    active = MethodologyVersion.objects.filter(status=VersionStatus.ACTIVE).count()
+    return f"{Methodology.objects.count()} methodologies, {active} active versions"
+
+
+def points_policy_present() -> str:
+    active = PointsPolicyVersion.objects.filter(status=VersionStatus.ACTIVE).values_list("number", flat=True).first()
+    return f"points policy active version {active}" if active else "no active points policy"
+
+
 def _content(fields: dict) -> dict:
     return {k: fields[k] for k in MethodologyVersion.CONTENT_FIELDS}
 
