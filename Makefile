@@ -91,9 +91,10 @@ client: ## Generate a typed Python client from the committed schema into .local/
 	  if [ $$status -ne 0 ] || grep -qi warning client.log; then echo "client generation failed or warned"; exit 1; fi
 	@echo "client generated in $(LOCAL)/qingdao-client"
 
-test: venv ## Install what is needed, start PostgreSQL + Redis, run lint, schema check and the whole suite
+test: venv ## Install what is needed (PostgreSQL, Redis, headless Chromium), start them, run lint, schema check and the whole suite
 	@mkdir -p $(LOCAL)
 	infra/services.sh start
+	@infra/browser.sh
 	@trap 'infra/services.sh stop' EXIT; \
 	  $(MAKE) --no-print-directory lint schema-check client && \
 	  $(SERVICES_ENV) $(MAKE) --no-print-directory test-only
