@@ -274,11 +274,11 @@ def impact_preview_html(preview):
         return format_html("{}<p>{}</p>", head, preview.error or "")
     totals = result.get("totals") or {}
     summary = format_html(
-        "<p><strong>Total change: {:+,} g CO2e</strong> over {} actions ({:,} → {:,} g); {} residents affected.</p>",
-        int(totals.get("delta_grams", 0)),
+        "<p><strong>Total change: {} g CO2e</strong> over {} actions ({} → {} g); {} residents affected.</p>",
+        f"{int(totals.get('delta_grams', 0)):+,}",
         totals.get("actions", 0),
-        int(totals.get("current_grams", 0)),
-        int(totals.get("preview_grams", 0)),
+        f"{int(totals.get('current_grams', 0)):,}",
+        f"{int(totals.get('preview_grams', 0)):,}",
         result.get("residents_affected", 0),
     )
     districts = [(row["district"], int(row["delta_grams"])) for row in result.get("by_district", [])]

@@ -12,7 +12,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from backend.methodologies import services
-from backend.methodologies.models import MethodologyVersion, VersionTransition
+from backend.methodologies.models import ImpactPreview, MethodologyVersion, VersionTransition
 from tests.conftest import PASSWORD
 
 webdriver = pytest.importorskip(
@@ -58,7 +58,30 @@ def submitted(make_user):
     services.methodology_version_update_draft(
         version_id=draft.id, actor=author, parameters=parameters, effective_from=timezone.now() + timedelta(days=3)
     )
-    return services.methodology_version_submit(version_id=draft.id, actor=author, note="Newer survey")
+    version = services.methodology_version_submit(version_id=draft.id, actor=author, note="Newer survey")
+    # A finished impact preview as the preview task stores it (its computation is tested in tests/methodologies).
+    districts = [("370202", 5200), ("370203", 3100), ("370211", -800), ("370212", 2500)]
+    ImpactPreview.objects.create(
+        version=version,
+        window_start=timezone.now() - timedelta(days=30),
+        window_end=timezone.now(),
+        status=ImpactPreview.Status.DONE,
+        progress_done=420,
+        progress_total=420,
+        result={
+            "totals": {"actions": 420, "current_grams": 90_000, "preview_grams": 100_000, "delta_grams": 10_000},
+            "by_district": [
+                {"district": d, "actions": 100, "current_grams": 0, "preview_grams": g, "delta_grams": g}
+                for d, g in districts
+            ],
+            "residents_affected": 57,
+            "largest_changes": [
+                {"resident_id": 100 + i, "district": "370202", "current_grams": 0, "preview_grams": 0, "delta_grams": g}
+                for i, g in enumerate([640, 590, -420, 380, 300])
+            ],
+        },
+    )
+    return version
 
 
 def shot(driver, name: str) -> Path:
@@ -92,6 +115,7 @@ def test_reviewer_approves_a_submitted_version_on_its_page_in_a_real_browser(
     changed = browser.find_element(By.CSS_SELECTOR, "table.version-diff tr.changed")
     assert "parameters.baseline_g_per_pkm" in changed.text
     assert browser.execute_script("return document.documentElement.scrollWidth") <= WIDTH
+    assert len(browser.find_elements(By.CSS_SELECTOR, "svg.impact-chart rect")) == 4 + 5  # districts, largest
     shot(browser, "admin-version-in-review.png")
 
     # And approves it with a note on the version's own page
