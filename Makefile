@@ -29,7 +29,9 @@ venv: $(VENV)/.installed ## Create .venv and install the pinned dependencies
 run: venv ## Serve the API on the embedded default (SQLite, in-process tasks, beat beside it) at http://127.0.0.1:$(PORT)
 	@mkdir -p $(LOCAL)/logs
 	$(PY) manage.py migrate --noinput
-	$(PY) manage.py seed
+	@# The quick-start demo (partner + secret, residents with linked cards and a week of credited rides, a
+	@# reviewer, an admin; logins printed and in the README). Idempotent; SEED_DEMO=0 leaves it out.
+	$(PY) manage.py seed $(if $(filter 0,$(SEED_DEMO)),,--demo)
 	@# The beat schedule runs beside the server: with the embedded default's in-process tasks, each due task
 	@# runs inside the beat process itself (version activation, reconciler, Merkle roots, expiries). Without a
 	@# STRIPE_SECRET_KEY, localstripe runs beside them on loopback and delivers its webhooks to this server.
@@ -89,9 +91,10 @@ client: ## Generate a typed Python client from the committed schema into .local/
 	  if [ $$status -ne 0 ] || grep -qi warning client.log; then echo "client generation failed or warned"; exit 1; fi
 	@echo "client generated in $(LOCAL)/qingdao-client"
 
-test: venv ## Install what is needed, start PostgreSQL + Redis, run lint, schema check and the whole suite
+test: venv ## Install what is needed (PostgreSQL, Redis, headless Chromium), start them, run lint, schema check and the whole suite
 	@mkdir -p $(LOCAL)
 	infra/services.sh start
+	@infra/browser.sh
 	@trap 'infra/services.sh stop' EXIT; \
 	  $(MAKE) --no-print-directory lint schema-check client && \
 	  $(SERVICES_ENV) $(MAKE) --no-print-directory test-only

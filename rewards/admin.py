@@ -4,20 +4,16 @@ vouchers) are read-only here, and nothing that carries value can be deleted."""
 from django import forms
 from django.contrib import admin, messages
 
+from backend.core.admin import ReadOnlyInline
 from backend.core.errors import ApplicationError
 from backend.offsets import settlement
 from rewards import catalogue, services
 from rewards.models import Merchant, MerchantStaff, Reward, Voucher
 
 
-class StaffInline(admin.TabularInline):
+class StaffInline(ReadOnlyInline):
     model = MerchantStaff
-    extra = 0
-    can_delete = False
-    readonly_fields = ["user", "is_manager", "created_at"]
-
-    def has_add_permission(self, request, obj=None):
-        return False
+    fields = readonly_fields = ["user", "is_manager", "created_at"]
 
 
 class MerchantForm(forms.ModelForm):

@@ -24,6 +24,17 @@ class LockoutAdminAuthenticationForm(AdminAuthenticationForm):
         "login_unavailable": LoginUnavailable.default_detail,
     }
 
+    def __init__(self, request=None, *args, **kwargs):
+        super().__init__(request, *args, **kwargs)
+        # The username field is the phone *hash* in the model; people type their phone number.
+        self.fields["username"].label = _("Phone")
+        self.fields["username"].widget.attrs["autocomplete"] = "tel"
+
+    def get_invalid_login_error(self):
+        return ValidationError(
+            _("Please enter the correct phone number and password for a staff account."), code="invalid_login"
+        )
+
     def clean(self):
         try:
             e164 = login_attempt_register(self.cleaned_data.get("username") or "")

@@ -5,4 +5,3 @@ class AccountsConfig(AppConfig):
     name = "backend.accounts"
     label = "accounts"
     verbose_name = "Accounts"
-

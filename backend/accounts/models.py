@@ -85,6 +85,13 @@ class User(AbstractBaseUser, PermissionsMixin):
     def __str__(self) -> str:
         return f"{self.display_name or 'user'} ({self.phone_masked or self.pk})"
 
+    def get_full_name(self) -> str:
+        """What the admin greets: the display name, else the masked number, never the 64-character hash."""
+        return self.display_name or self.phone_masked or f"#{self.pk}"
+
+    def get_short_name(self) -> str:
+        return self.get_full_name()
+
     @property
     def is_staff(self) -> bool:
         """Reviewers and admins use the Django admin; what they may do there is set by permissions."""

@@ -8,7 +8,13 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.template.response import TemplateResponse
+from django.utils.translation import gettext_lazy as _
 from rest_framework.exceptions import APIException
+
+# The site's identity, in the reviewer's language (locale/zh_Hans): 青碳行管理后台 / 青碳行 administration.
+admin.site.site_header = _("青碳行 administration")
+admin.site.site_title = _("青碳行 admin")
+admin.site.index_title = _("Reviews, partners and the ledger")
 
 
 class NoteForm(forms.Form):

@@ -2,29 +2,14 @@
 
 from django.contrib import admin
 
+from backend.core.admin import ReadOnlyAdmin, ReadOnlyInline
 from backend.ledger.models import Account, LedgerTransaction, MerkleRoot, PointsLot, Posting, ReconciliationRun
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-
-class PostingInline(admin.TabularInline):
+class PostingInline(ReadOnlyInline):
     model = Posting
-    extra = 0
     fields = ["account", "unit", "currency", "amount"]
     readonly_fields = fields
-    can_delete = False
-
-    def has_add_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(Account)

@@ -5,4 +5,3 @@ class MethodologiesConfig(AppConfig):
     name = "backend.methodologies"
     label = "methodologies"
     verbose_name = "Methodologies"
-

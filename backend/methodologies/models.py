@@ -110,6 +110,8 @@ class MethodologyVersion(GovernedVersion):
     sources = models.JSONField(default=list)
 
     PARENT_FIELD = "methodology"
+    # The one list of a version's content: what is validated, compared (diff, admin side by side) and seeded.
+    CONTENT_FIELDS = ("parameters", "validity_rules", "daily_cap", "evidence_shares", "self_report_allowed", "sources")
 
     class Meta:
         ordering = ["methodology_id", "number"]

@@ -119,8 +119,7 @@ def impact_preview_get(*, preview_id: int, code: str, number: int) -> ImpactPrev
 def version_diff(old: MethodologyVersion | None, new: MethodologyVersion) -> dict[str, tuple]:
     """Changed content between two versions: {"parameters.baseline_g_per_pkm": (old, new), ...}."""
     changes: dict[str, tuple] = {}
-    fields = ("parameters", "validity_rules", "daily_cap", "evidence_shares", "self_report_allowed", "sources")
-    for name in fields:
+    for name in MethodologyVersion.CONTENT_FIELDS:
         before = getattr(old, name) if old is not None else None
         after = getattr(new, name)
         if isinstance(before, dict) and isinstance(after, dict):

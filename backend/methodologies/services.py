@@ -29,17 +29,7 @@ from backend.methodologies.models import (
 
 logger = logging.getLogger(__name__)
 
-METHODOLOGY_EDITABLE_FIELDS = (
-    "parameters",
-    "validity_rules",
-    "daily_cap",
-    "evidence_shares",
-    "evidence_description",
-    "self_report_allowed",
-    "sources",
-    "effective_from",
-    "notes",
-)
+METHODOLOGY_EDITABLE_FIELDS = (*MethodologyVersion.CONTENT_FIELDS, "evidence_description", "effective_from", "notes")
 POINTS_POLICY_EDITABLE_FIELDS = ("points_per_gram", "lot_expiry_months", "effective_from", "notes")
 
 
@@ -89,13 +79,8 @@ def _validate_content(version, *, for_submit: bool) -> None:
             validate_version_content(
                 formula_type=version.methodology.formula_type,
                 data_schema=version.methodology.data_schema,
-                parameters=version.parameters,
-                validity_rules=version.validity_rules,
-                daily_cap=version.daily_cap,
-                evidence_shares=version.evidence_shares,
-                self_report_allowed=version.self_report_allowed,
-                sources=version.sources,
                 require_sources=for_submit,
+                **{name: getattr(version, name) for name in MethodologyVersion.CONTENT_FIELDS},
             )
         except VersionContentInvalid as error:
             raise _content_errors_to_validation(error)
@@ -397,12 +382,6 @@ def version_content_check(version) -> None:
     _validate_content(version, for_submit=False)
 
 
-def impact_preview_request(**kwargs):
-    """Kept for the admin's bulk action: the preview itself is `backend.actions.impact.impact_preview_request`."""
-    from backend.actions.impact import impact_preview_request
-
-    return impact_preview_request(**kwargs)
-
 
 # --- seed -------------------------------------------------------------------------------------------------
 
@@ -444,9 +423,18 @@ def methodologies_seed() -> int:
     return changed
 
 
+def methodologies_present() -> str:
+    active = MethodologyVersion.objects.filter(status=VersionStatus.ACTIVE).count()
+    return f"{Methodology.objects.count()} methodologies, {active} active versions"
+
+
+def points_policy_present() -> str:
+    active = PointsPolicyVersion.objects.filter(status=VersionStatus.ACTIVE).values_list("number", flat=True).first()
+    return f"points policy active version {active}" if active else "no active points policy"
+
+
 def _content(fields: dict) -> dict:
-    keys = ("parameters", "validity_rules", "daily_cap", "evidence_shares", "self_report_allowed", "sources")
-    return {k: fields[k] for k in keys}
+    return {k: fields[k] for k in MethodologyVersion.CONTENT_FIELDS}
 
 
 def points_policy_seed() -> int:

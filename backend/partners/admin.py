@@ -32,6 +32,21 @@ class SubjectKindsForm(NoteForm):
     )
 
 
+def _methodology_choices():
+    from backend.methodologies.models import Methodology
+
+    return [(m.code, f"{m.code} — {m.name_en}") for m in Methodology.objects.order_by("code")]
+
+
+class MethodologiesForm(NoteForm):
+    methodologies = forms.MultipleChoiceField(
+        choices=_methodology_choices,
+        widget=forms.CheckboxSelectMultiple,
+        required=False,
+        help_text="Methodologies the selected partners may push actions for (POST /api/v1/partner/actions).",
+    )
+
+
 @admin.register(Partner)
 class PartnerAdmin(ReadOnlyAdmin):
     list_display = ["id", "name", "status", "signature_v1_allowed", "methodologies", "subject_kinds", "created_at"]
@@ -45,6 +60,7 @@ class PartnerAdmin(ReadOnlyAdmin):
         "suspend",
         "reactivate",
         "set_subject_kinds",
+        "set_methodologies",
         "refuse_signature_v1",
         "allow_signature_v1",
     ]
@@ -102,6 +118,19 @@ class PartnerAdmin(ReadOnlyAdmin):
             form_class=SubjectKindsForm,
             perform=lambda p, note, subject_kinds: services.partner_subject_kinds_set(
                 partner_id=p.pk, subject_kinds=subject_kinds
+            ),
+        )
+
+    @admin.action(description="Set the methodologies it may push…", permissions=["manage"])
+    def set_methodologies(self, request, queryset):
+        return confirmed_action(
+            self,
+            request,
+            queryset,
+            title="Set methodologies",
+            form_class=MethodologiesForm,
+            perform=lambda p, note, methodologies: services.partner_methodologies_set(
+                partner_id=p.pk, methodologies=methodologies
             ),
         )
 

@@ -58,11 +58,7 @@ def partner_subject_kinds_set(*, partner_id: int, subject_kinds: list[str]) -> P
     return partner
 
 
-@transaction.atomic
-def partner_create(*, name: str, methodologies: list[str], subject_kinds: list[str] = ()) -> tuple[Partner, str]:
-    """Create a partner with its first secret. Returns the partner and the secret in clear (shown once).
-    `subject_kinds`: the card/account kinds it may attest links for (none: it cannot link cards)."""
-    kinds = _subject_kinds_clean(subject_kinds)
+def _methodologies_clean(methodologies) -> list[str]:
     codes = sorted({c.strip() for c in methodologies if c.strip()})
     known = _known_methodology_codes()
     unknown = [c for c in codes if known is not None and c not in known]
@@ -70,6 +66,24 @@ def partner_create(*, name: str, methodologies: list[str], subject_kinds: list[s
         raise ApplicationError(
             _("Unknown methodologies: %s") % ", ".join(unknown), code="unknown_methodology", attr="methodologies"
         )
+    return codes
+
+
+@transaction.atomic
+def partner_methodologies_set(*, partner_id: int, methodologies: list[str]) -> Partner:
+    """Which methodologies this partner may push actions for (others are refused per item)."""
+    partner = Partner.objects.select_for_update().get(pk=partner_id)
+    partner.methodologies = _methodologies_clean(methodologies)
+    partner.save(update_fields=["methodologies"])
+    return partner
+
+
+@transaction.atomic
+def partner_create(*, name: str, methodologies: list[str], subject_kinds: list[str] = ()) -> tuple[Partner, str]:
+    """Create a partner with its first secret. Returns the partner and the secret in clear (shown once).
+    `subject_kinds`: the card/account kinds it may attest links for (none: it cannot link cards)."""
+    kinds = _subject_kinds_clean(subject_kinds)
+    codes = _methodologies_clean(methodologies)
     try:
         with transaction.atomic():
             partner = Partner.objects.create(name=name, methodologies=codes, subject_kinds=kinds)
