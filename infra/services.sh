@@ -38,10 +38,13 @@ start_pg() {
   fi
   if ! as_pg "$PG_BIN/pg_ctl" -D "$PGDATA" status >/dev/null 2>&1; then
     # Tuned for a disposable test/dev cluster: durability off is fine here, never in production.
+    # PG_DURABLE=1 (the benchmarks) starts it the way production runs: fsync, synchronous_commit and
+    # full_page_writes on.
+    local durability="-c fsync=${PG_FSYNC:-off} -c synchronous_commit=off -c full_page_writes=off"
+    if [ "${PG_DURABLE:-0}" = 1 ]; then durability="-c fsync=on -c synchronous_commit=on -c full_page_writes=on"; fi
     as_pg "$PG_BIN/pg_ctl" -D "$PGDATA" -l "$LOCAL/pg/postgres.log" -w -t 60 start -o \
-      "-p $PG_PORT -k $PGSOCK -c listen_addresses=127.0.0.1 -c max_connections=300 -c fsync=${PG_FSYNC:-off} \
-       -c synchronous_commit=off -c full_page_writes=off -c shared_buffers=512MB -c max_wal_size=4GB \
-       ${PG_EXTRA_OPTS:-}" >/dev/null
+      "-p $PG_PORT -k $PGSOCK -c listen_addresses=127.0.0.1 -c max_connections=300 $durability \
+       -c shared_buffers=512MB -c max_wal_size=4GB ${PG_EXTRA_OPTS:-}" >/dev/null
   fi
   as_pg "$PG_BIN/psql" -h 127.0.0.1 -p "$PG_PORT" -U postgres -tAc \
     "SELECT 1 FROM pg_database WHERE datname='$PG_DB'" | grep -q 1 \
