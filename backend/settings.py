@@ -297,6 +297,8 @@ STRIPE_SECRET_KEY = STRIPE_SECRET_KEY or ("" if PRODUCTION else "sk_test_localst
 # pm_card_visa) may be attached when the PaymentIntent is created, so a script can confirm it server-side.
 STRIPE_TEST_PAYMENT_METHOD = "" if PRODUCTION else os.environ.get("STRIPE_TEST_PAYMENT_METHOD", "pm_card_visa")
 STRIPE_WEBHOOK_TOLERANCE_S = env_int("STRIPE_WEBHOOK_TOLERANCE_S", 300)
+# A webhook event whose processing raised this many times ends `failed` (admin) instead of being retried forever.
+STRIPE_EVENT_MAX_ATTEMPTS = env_int("STRIPE_EVENT_MAX_ATTEMPTS", 10)
 OFFSET_PRICE_CNY_PER_T = os.environ.get("OFFSET_PRICE_CNY_PER_T", "43.50")
 OFFSET_CURRENCY = "CNY"
 OFFSET_RESERVATION_MINUTES = env_int("OFFSET_RESERVATION_MINUTES", 30)

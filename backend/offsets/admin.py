@@ -12,7 +12,7 @@ from django.urls import path
 from django.utils.html import format_html
 from rest_framework.exceptions import APIException
 
-from backend.offsets import inventory, selectors, settlement
+from backend.offsets import inventory, selectors, services, settlement
 from backend.offsets.chart import fund_chart_svg
 from backend.offsets.models import (
     Buyer,
@@ -103,7 +103,17 @@ class CertificationBatchAdmin(ReadOnlyAdmin):
 
 @admin.register(OffsetOrder)
 class OffsetOrderAdmin(ReadOnlyAdmin):
-    list_display = ("id", "buyer", "quantity_kg", "amount_fen", "currency", "status", "created_at", "paid_at")
+    list_display = (
+        "id",
+        "buyer",
+        "quantity_kg",
+        "amount_fen",
+        "currency",
+        "status",
+        "created_at",
+        "paid_at",
+        "refund_shortfall_fen",
+    )
     list_filter = ("status",)
     list_select_related = ("buyer",)
     exclude = ("client_secret",)
@@ -124,10 +134,53 @@ class CertificateAdmin(ReadOnlyAdmin):
         return format_html('<a href="/api/v1/offsets/certificates/verify/{}">verify</a>', obj.code)
 
 
+class FailedEventFilter(admin.SimpleListFilter):
+    title = "failed"
+    parameter_name = "failed"
+
+    def lookups(self, request, model_admin):
+        return (("yes", "failed (no more automatic attempts)"), ("retrying", "failing, still retried"))
+
+    def queryset(self, request, queryset):
+        if self.value() == "yes":
+            return queryset.filter(failed_at__isnull=False)
+        if self.value() == "retrying":
+            return queryset.filter(failed_at__isnull=True, processed_at__isnull=True, failed_attempts__gt=0)
+        return queryset
+
+
 @admin.register(StripeEvent)
 class StripeEventAdmin(ReadOnlyAdmin):
-    list_display = ("event_id", "type", "received_at", "processed_at", "outcome")
-    list_filter = ("type", "outcome")
+    """Events as received and what became of them. An event whose processing kept raising is `failed` after
+    STRIPE_EVENT_MAX_ATTEMPTS attempts; once its cause is fixed, "Retry" queues it again (through the service)."""
+
+    actions = ["retry_failed"]
+    list_display = (
+        "event_id",
+        "type",
+        "received_at",
+        "processed_at",
+        "outcome",
+        "failed_attempts",
+        "failed_at",
+        "last_error",
+    )
+    list_filter = (FailedEventFilter, "type", "outcome")
+
+    @admin.action(description="Retry the selected failed events (each applied once, whatever is clicked)")
+    def retry_failed(self, request, queryset):
+        for event_id in queryset.filter(failed_at__isnull=False).values_list("event_id", flat=True):
+            queued = services.stripe_event_retry_failed(event_id=event_id)
+            messages.info(request, f"{event_id}: {'queued again' if queued else 'not failed'}")
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        if not request.user.is_superuser:  # re-applying a payment event moves money: the admin role's
+            actions.pop("retry_failed", None)
+        return actions
+
+    def has_change_permission(self, request, obj=None):
+        return obj is None and request.user.is_staff  # the changelist (actions), never a row form
 
 
 @admin.register(Buyer)
@@ -243,6 +296,11 @@ class SettlementAdmin(ReadOnlyAdmin):
 
 
 def _fund_context() -> dict:
-    balance = selectors.reward_fund_balance()
+    statement = selectors.reward_fund_statement()
     payables = selectors.outstanding_payables()
-    return {"fund_balance": balance, "fund_payables": payables, "fund_chart": fund_chart_svg(balance, payables)}
+    return {
+        "fund_balance": statement["fund_balance"],
+        "fund_payables": payables,
+        "fund_statement": statement,
+        "fund_chart": fund_chart_svg(statement["fund_balance"], payables, statement["deficit"]),
+    }

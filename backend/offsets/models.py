@@ -174,6 +174,8 @@ class OffsetOrder(models.Model):
     refund_seen_at = models.DateTimeField(null=True, blank=True)
     refunded_at = models.DateTimeField(null=True, blank=True)
     payment_txn_id = models.BigIntegerField(null=True, blank=True)
+    # The part of a refund the reward fund could not cover, booked to system:reward_fund_deficit (fund.py).
+    refund_shortfall_fen = models.BigIntegerField(default=0)
 
     class Meta:
         ordering = ["-id"]
@@ -183,6 +185,10 @@ class OffsetOrder(models.Model):
         ]
         constraints = [
             models.CheckConstraint(condition=Q(quantity_kg__gt=0) & Q(amount_fen__gt=0), name="offsets_order_positive"),
+            models.CheckConstraint(
+                condition=Q(refund_shortfall_fen__gte=0) & Q(refund_shortfall_fen__lte=F("amount_fen")),
+                name="offsets_order_shortfall_in_range",
+            ),
             models.UniqueConstraint(
                 fields=["buyer", "idempotency_key"], condition=~Q(idempotency_key=""), name="offsets_order_idem"
             ),
@@ -222,7 +228,9 @@ class Certificate(models.Model):
 
 class StripeEvent(models.Model):
     """A verified Stripe event, recorded when received and applied once by a Celery task; `processed_at` is set
-    in the same database transaction as the event's effect."""
+    in the same database transaction as the event's effect. An attempt that raises is counted (in a transaction
+    of its own, after the rollback); after STRIPE_EVENT_MAX_ATTEMPTS the event is `failed` (`failed_at`): no
+    longer retried automatically, listed in the admin, retried from there by hand."""
 
     event_id = models.CharField(max_length=255, primary_key=True)
     type = models.CharField(max_length=64)
@@ -230,11 +238,24 @@ class StripeEvent(models.Model):
     received_at = models.DateTimeField(default=timezone.now)
     processed_at = models.DateTimeField(null=True, blank=True)
     outcome = models.CharField(max_length=32, blank=True, default="")
+    failed_attempts = models.PositiveIntegerField(default=0)
+    last_error = models.CharField(max_length=500, blank=True, default="")
+    failed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-received_at"]
         indexes = [
-            models.Index(fields=["received_at"], condition=Q(processed_at__isnull=True), name="offsets_event_todo")
+            models.Index(
+                fields=["received_at"],
+                condition=Q(processed_at__isnull=True, failed_at__isnull=True),
+                name="offsets_event_todo",
+            ),
+            models.Index(fields=["failed_at"], condition=Q(failed_at__isnull=False), name="offsets_event_failed"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(processed_at__isnull=True) | Q(failed_at__isnull=True), name="offsets_event_done_or_failed"
+            )
         ]
 
     def __str__(self) -> str:

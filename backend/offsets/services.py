@@ -1,10 +1,13 @@
 """Every write of the offsets domain: buyers, orders, Stripe events, certificates, reservation expiry.
 
 Lock order (the one order every path uses, so nothing deadlocks): StripeEvent -> OffsetOrder ->
-CertificationBatch by id (inventory.batches_lock) -> SerialRange -> ledger accounts (ledger services).
+CertificationBatch by id (inventory.batches_lock) -> SerialRange -> reward fund and deficit accounts (fund.py)
+-> ledger accounts (ledger services).
 Money: integer fen; `offset_amount_fen` is the one place a price is rounded (down).
-Ledger: a payment posts payment clearing -> reward fund (`system:payment_clearing:CNY` -> `system:reward_fund:CNY`);
-a refund posts the exact reversal.
+Ledger (fund.py): a payment posts payment clearing -> reward fund (`system:payment_clearing:CNY` ->
+`system:reward_fund:CNY`), repaying the reward fund deficit first; a refund always completes, out of the fund as
+far as it goes and the rest to the deficit (`system:reward_fund_deficit:CNY`, the order's `refund_shortfall_fen`).
+Events: an attempt that raises is counted; after STRIPE_EVENT_MAX_ATTEMPTS the event is `failed` (admin).
 """
 
 import logging
@@ -21,8 +24,7 @@ from django.utils.translation import gettext as _
 from rest_framework.exceptions import ValidationError
 
 from backend.core.errors import ApplicationError, ConflictError
-from backend.ledger.services import Leg, ledger_post, transaction_reverse
-from backend.offsets import gateway, inventory
+from backend.offsets import fund, gateway, inventory
 from backend.offsets.models import Buyer, Certificate, OffsetOrder, StripeEvent
 from backend.offsets.settlement import payables_fund_soon
 
@@ -35,12 +37,8 @@ HANDLED_EVENTS = frozenset(
 )
 
 
-def clearing_key(currency: str) -> str:
-    return f"system:payment_clearing:{currency}"
-
-
-def reward_fund_key(currency: str) -> str:
-    return f"system:reward_fund:{currency}"
+clearing_key = fund.clearing_key
+reward_fund_key = fund.reward_fund_key
 
 
 # ------------------------------------------------------------------------------------------------ buyers
@@ -227,7 +225,7 @@ def stripe_event_record(*, event: dict) -> tuple[StripeEvent | None, bool]:
         row, created = StripeEvent.objects.get_or_create(
             event_id=event["id"], defaults={"type": event["type"], "payload": event}
         )
-        if row.processed_at is None:
+        if row.processed_at is None and row.failed_at is None:  # a failed event is retried from the admin only
             transaction.on_commit(lambda: _enqueue(task, row.event_id))
     return row, created
 
@@ -240,11 +238,14 @@ def _enqueue(task, event_id: str) -> None:
 
 
 def stripe_events_retry(*, older_than=timedelta(minutes=2)) -> int:
-    """Enqueue events recorded but still unprocessed after a while (an enqueue lost to a crash)."""
+    """Enqueue events recorded but still unprocessed after a while (an enqueue lost to a crash, an attempt that
+    failed). Events that failed STRIPE_EVENT_MAX_ATTEMPTS times are left to the admin."""
     from backend.offsets.tasks import stripe_event_process as task
 
     ids = list(
-        StripeEvent.objects.filter(processed_at__isnull=True, received_at__lte=timezone.now() - older_than)
+        StripeEvent.objects.filter(
+            processed_at__isnull=True, failed_at__isnull=True, received_at__lte=timezone.now() - older_than
+        )
         .order_by("received_at")
         .values_list("event_id", flat=True)[:500]
     )
@@ -253,14 +254,68 @@ def stripe_events_retry(*, older_than=timedelta(minutes=2)) -> int:
     return len(ids)
 
 
-@transaction.atomic
 def stripe_event_process(*, event_id: str) -> str:
     """Apply one recorded event, once: the event row is locked and marked processed in the same transaction as
-    its effect. Events may arrive twice, in parallel or out of order; the final state is the same."""
+    its effect. Events may arrive twice, in parallel or out of order; the final state is the same. An attempt
+    that raises rolls back, is counted in a transaction of its own and is raised again; the event ends `failed`
+    after STRIPE_EVENT_MAX_ATTEMPTS of them (never retried silently forever)."""
+    try:
+        return _event_apply(event_id)
+    except Exception as exc:
+        try:
+            _event_failure_record(event_id, exc)
+        except Exception:  # the database is gone too: the event stays unprocessed, the sweep retries it
+            logger.exception("could not record the failure of Stripe event %s", event_id)
+        raise
+
+
+@transaction.atomic
+def _event_failure_record(event_id: str, exc: Exception) -> None:
+    event = StripeEvent.objects.select_for_update().filter(event_id=event_id).first()
+    if event is None or event.processed_at is not None or event.failed_at is not None:
+        return
+    event.failed_attempts += 1
+    event.last_error = f"{type(exc).__name__}: {exc}"[:500]
+    fields = ["failed_attempts", "last_error"]
+    if event.failed_attempts >= settings.STRIPE_EVENT_MAX_ATTEMPTS:
+        event.failed_at = timezone.now()
+        event.outcome = "failed"
+        fields += ["failed_at", "outcome"]
+        logger.error(
+            "Stripe event %s (%s) failed %d times, left to the admin: %s",
+            event_id,
+            event.type,
+            event.failed_attempts,
+            event.last_error,
+        )
+    else:
+        logger.warning("Stripe event %s attempt %d failed: %s", event_id, event.failed_attempts, event.last_error)
+    event.save(update_fields=fields)
+
+
+def stripe_event_retry_failed(*, event_id: str) -> bool:
+    """The admin retries a `failed` event (its cause fixed): attempts start again from zero and it is enqueued
+    after the commit. True when the event was failed and is now queued; anything else is left alone."""
+    from backend.offsets.tasks import stripe_event_process as task
+
+    with transaction.atomic():
+        event = StripeEvent.objects.select_for_update().filter(event_id=event_id).first()
+        if event is None or event.failed_at is None or event.processed_at is not None:
+            return False
+        event.failed_at = None
+        event.failed_attempts = 0
+        event.outcome = ""
+        event.save(update_fields=["failed_at", "failed_attempts", "outcome"])
+        transaction.on_commit(lambda: _enqueue(task, event_id))
+    return True
+
+
+@transaction.atomic
+def _event_apply(event_id: str) -> str:
     event = StripeEvent.objects.select_for_update().filter(event_id=event_id).first()
     if event is None:
         return "unknown_event"
-    if event.processed_at is not None:
+    if event.processed_at is not None or event.failed_at is not None:
         return event.outcome
     obj = (event.payload.get("data") or {}).get("object") or {}
     outcome = _apply(event.type, obj if isinstance(obj, dict) else {})
@@ -325,16 +380,11 @@ def _on_paid(order: OffsetOrder) -> str:
             logger.error("order %s paid after release and no inventory left: refund it in Stripe", order.id)
             return "paid_unfulfilled"
     ranges = inventory.sell(order=order)
-    order.payment_txn_id = ledger_post(
-        kind="transfer",
+    order.payment_txn_id = fund.payment_post(
+        order_id=order.id,
+        amount=order.amount_fen,
+        currency=order.currency,
         reason=f"Offset order {order.id}: {order.quantity_kg} kg CO2e",
-        source_type="offset_order",
-        source_id=order.id,
-        idempotency_key=f"offset-order:{order.id}:payment",
-        postings=[
-            Leg(clearing_key(order.currency), -order.amount_fen),
-            Leg(reward_fund_key(order.currency), order.amount_fen),
-        ],
     )
     order.status = Status.PAID
     order.paid_at = timezone.now()
@@ -382,8 +432,7 @@ def _on_refund(order: OffsetOrder, charge: dict) -> str:
     if order.status == Status.REFUNDED:
         return "duplicate_refunded"
     if order.status == Status.PAID:
-        _refund_paid(order)
-        return "refunded"
+        return "refunded_shortfall" if _refund_paid(order) else "refunded"
     if order.status == Status.PAID_UNFULFILLED:
         order.status = Status.REFUNDED
         order.refunded_at = timezone.now()
@@ -396,17 +445,24 @@ def _on_refund(order: OffsetOrder, charge: dict) -> str:
     return "refund_before_payment"
 
 
-def _refund_paid(order: OffsetOrder) -> None:
+def _refund_paid(order: OffsetOrder) -> int:
+    """Revoke, put the serials back and return the money (fund.refund_post never fails for want of money: what
+    the fund cannot cover goes to the deficit). Returns that shortfall."""
     certificate = Certificate.objects.select_for_update().get(order=order)
     certificate.status = Certificate.Status.REVOKED
     certificate.revoked_at = timezone.now()
     certificate.save(update_fields=["status", "revoked_at"])
     inventory.unsell(order=order)
-    transaction_reverse(
-        transaction_id=order.payment_txn_id,
+    _, shortfall = fund.refund_post(
+        order_id=order.id,
+        amount=order.amount_fen,
+        currency=order.currency,
         reason=f"Offset order {order.id} refunded",
-        idempotency_key=f"offset-order:{order.id}:refund",
     )
+    if shortfall:
+        logger.warning("order %s refunded: %s fen booked to the reward fund deficit", order.id, shortfall)
     order.status = Status.REFUNDED
     order.refunded_at = timezone.now()
-    order.save(update_fields=["status", "refunded_at"])
+    order.refund_shortfall_fen = shortfall
+    order.save(update_fields=["status", "refunded_at", "refund_shortfall_fen"])
+    return shortfall

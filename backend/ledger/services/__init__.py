@@ -6,6 +6,7 @@ Accounts are addressed by key (created on first use):
     system:carbon_issuance:<methodology> | points_issuance | points_expired | redemption_hold | reward_fund
     system:payment_clearing:<ISO currency> | revenue:<ISO currency>
     system:reward_fund:<ISO currency>   (money paid by offset buyers that funds rewards; floored)
+    system:reward_fund_deficit:<ISO currency>   (refunds the floored fund could not cover; a debit balance)
 Floored accounts (all resident points/pending accounts, all merchant accounts, the money reward fund) keep a
 cached balance with CHECK (balance >= 0); other system accounts never do (they are touched by every credit).
 

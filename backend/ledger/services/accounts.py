@@ -27,6 +27,9 @@ SYSTEM_ACCOUNTS = {
     "reward_fund": Unit.POINTS,
     "payment_clearing": Unit.MONEY,
     "revenue": Unit.MONEY,
+    # What the money reward fund owes after refunds it could not cover (a debit balance, repaid first by the
+    # next payments): unfloored, so it may go below zero while the floored fund never does.
+    "reward_fund_deficit": Unit.MONEY,
 }
 # System money accounts that must never go below zero: a cached balance with CHECK (balance >= 0). The money
 # reward fund (`system:reward_fund:CNY`) is paid into by offset sales and pays merchants' settlements; it is
