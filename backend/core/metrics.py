@@ -42,7 +42,14 @@ def metrics_registry() -> prometheus_client.CollectorRegistry:
         registry = prometheus_client.CollectorRegistry()
         registry.register(_DefaultRegistryCollector())
     registry.register(LedgerDriftCollector())
+    registry.register(_offsets_collector())
     return registry
+
+
+def _offsets_collector():
+    from backend.offsets.metrics import OffsetsCollector  # the reward fund's deficit, failed Stripe events
+
+    return OffsetsCollector()
 
 
 class _DefaultRegistryCollector:

@@ -11,6 +11,7 @@ import pytest
 from django.core.management import call_command
 from django.db import connection
 from django.db.models import Sum
+from django.test import override_settings
 from django.utils import timezone
 
 from backend.ledger.models import Account, LedgerTransaction, Posting
@@ -52,6 +53,17 @@ def assert_fund_reconciles():
     assert deficit() >= 0
     assert fund_balance() == 0 or deficit() == 0  # money in the fund with a deficit open: it was not repaid first
     assert fund_balance() - deficit() == paid_in - refunded - funded
+
+
+def scraped(name: str, **labels) -> float:
+    from rest_framework.test import APIClient
+
+    from tests.core.test_metrics import sample
+
+    with override_settings(METRICS_TOKEN="scrape-token"):
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION="Bearer scrape-token")
+        return sample(client.get("/metrics").content.decode(), name, **labels)
 
 
 @pytest.fixture
@@ -149,6 +161,7 @@ def test_refund_after_settlement_spent_the_fund_completes_and_books_the_shortfal
     legs = dict(refund.postings.values_list("account__key", "amount"))
     assert legs == {"system:payment_clearing:CNY": 435, "system:reward_fund:CNY": -35, DEFICIT: -400}
     assert provider.paid_total == 400  # the merchant keeps what it was paid
+    assert scraped("offsets_reward_fund_deficit_minor", currency="CNY") == 400
     call_command("ledger_verify", verbosity=0)
     assert_offsets_invariants()
     assert_fund_reconciles()
@@ -280,7 +293,7 @@ def test_fund_deficit_is_shown_in_the_admin(api, spent, make_user):
 
 @pytest.mark.django_db(transaction=True)
 def test_an_event_that_keeps_failing_ends_failed_after_bounded_attempts(api, pay, monkeypatch, settings, make_user):
-    from backend.offsets import services
+    from backend.offsets import events
 
     settings.STRIPE_EVENT_MAX_ATTEMPTS = 3
     order = pay(100)
@@ -289,7 +302,7 @@ def test_an_event_that_keeps_failing_ends_failed_after_bounded_attempts(api, pay
     def broken(kind, obj):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(services, "_apply", broken)
+    monkeypatch.setattr(events, "_apply", broken)
     StripeEvent.objects.create(event_id=evt["id"], type=evt["type"], payload=evt, received_at=timezone.now())
     for attempt in range(1, 4):
         with pytest.raises(RuntimeError):
@@ -297,6 +310,7 @@ def test_an_event_that_keeps_failing_ends_failed_after_bounded_attempts(api, pay
         row = StripeEvent.objects.get(event_id=evt["id"])
         assert row.failed_attempts == attempt and "boom" in row.last_error
     assert row.failed_at is not None and row.processed_at is None and row.outcome == "failed"
+    assert scraped("offsets_stripe_events_failed") == 1
     # No more automatic attempts: not by the beat sweep, not by the task, not by Stripe redelivering it.
     StripeEvent.objects.filter(event_id=evt["id"]).update(received_at=timezone.now() - timedelta(hours=1))
     assert stripe_events_retry() == 0
@@ -325,12 +339,12 @@ def test_an_event_that_keeps_failing_ends_failed_after_bounded_attempts(api, pay
 
 @pytest.mark.django_db(transaction=True)
 def test_failures_below_the_limit_are_retried_by_the_sweep(pay, monkeypatch, settings):
-    from backend.offsets import services
+    from backend.offsets import events
 
     settings.STRIPE_EVENT_MAX_ATTEMPTS = 5
     order = pay(100)
     evt = refund_event(order)
-    monkeypatch.setattr(services, "_apply", lambda kind, obj: (_ for _ in ()).throw(RuntimeError("transient")))
+    monkeypatch.setattr(events, "_apply", lambda kind, obj: (_ for _ in ()).throw(RuntimeError("transient")))
     StripeEvent.objects.create(event_id=evt["id"], type=evt["type"], payload=evt)
     with pytest.raises(RuntimeError):
         stripe_event_process(event_id=evt["id"])
