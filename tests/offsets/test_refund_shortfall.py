@@ -214,6 +214,47 @@ def test_refund_events_processed_in_parallel_reach_the_same_state(spent, repeat)
 
 
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("repeat", range(2))
+def test_refunds_payments_and_funding_at_once_keep_the_fund_reconciled(api, spent, pay, shop, capture, repeat):
+    """A refund with a shortfall, two payments and a funding sweep race: no deadlock, the deficit is never
+    repaid twice or below zero, and the fund reconciles with the orders and payables whatever the order."""
+    order, merchant, _ = spent
+    capture(merchant, shop[1], 300)  # waits: 35 fen in the fund
+    payments = [pay(100, deliver_success=False), pay(100, deliver_success=False)]
+    events = [refund_event(order)] + [intent_event("payment_intent.succeeded", o) for o in payments]
+    for evt in events:
+        StripeEvent.objects.create(event_id=evt["id"], type=evt["type"], payload=evt)
+    barrier = threading.Barrier(len(events) + 1)
+    errors = []
+
+    def work(job):
+        try:
+            barrier.wait()
+            job()
+        except Exception as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    jobs = [lambda e=e: stripe_event_process(event_id=e["id"]) for e in events] + [settlement.payables_fund]
+    threads = [threading.Thread(target=work, args=(job,)) for job in jobs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    settlement.payables_fund()  # whatever the race left waiting that the fund can now cover
+
+    assert errors == []
+    assert sorted(StripeEvent.objects.values_list("outcome", flat=True))[-1] in ("refunded", "refunded_shortfall")
+    # 3 x 435 paid in, 435 refunded, 400 + 300 funded: 170 left and nothing owed, in any order.
+    assert (fund_balance(), deficit()) == (170, 0)
+    assert MerchantPayable.objects.filter(status="waiting_funds").count() == 0
+    call_command("ledger_verify", verbosity=0)
+    assert_offsets_invariants()
+    assert_fund_reconciles()
+
+
+@pytest.mark.django_db(transaction=True)
 def test_refund_before_payment_with_a_spent_fund_ends_the_same(api, spent, pay):
     """Out of order: with the deficit open, a second order refunded in order and a third whose refund arrives
     before its payment end the same way (the payment repays the deficit, the refund books it again)."""
