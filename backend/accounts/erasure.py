@@ -255,6 +255,7 @@ ERASURE_LEAVES: dict[str, dict] = {
                         "refund_seen_at",
                         "refunded_at",
                         "payment_txn_id",
+                        "refund_shortfall_fen",
                     )
                 },
                 "status": Leaves("released_if_reserved"),
