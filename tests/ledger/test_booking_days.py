@@ -84,6 +84,27 @@ def test_a_sealed_day_takes_no_more_transactions_and_its_root_never_changes(make
 
 
 @pytest.mark.django_db
+def test_a_root_published_after_the_services_check_still_refuses_the_booking(make_user, monkeypatch):
+    """The race the trigger closes: the day looked open to `_booking_day`, its root was published before the
+    insert. The poster gets a clear 409 `ledger_day_sealed` (a retry books today), nothing is written."""
+    from backend.ledger.services import posting
+
+    resident = make_user()
+    yesterday = local_today() - timedelta(days=1)
+    merkle_root_compute(day=yesterday)
+    monkeypatch.setattr(posting, "_booking_day", lambda effective_at: yesterday)  # the check ran before the root
+    with ledger_backfill(), pytest.raises(ApplicationError) as refused:
+        action_credits_post_bulk(credits=[credit(resident.id, key="raced", effective_at=noon(1))])
+    assert refused.value.get_codes() == "ledger_day_sealed" and refused.value.status_code == 409
+    assert not LedgerTransaction.objects.filter(idempotency_key="raced").exists()
+    monkeypatch.undo()
+    with ledger_backfill():
+        action_credits_post_bulk(credits=[credit(resident.id, key="raced", effective_at=noon(1))])
+    assert booked("raced") == local_today()
+    assert_ledger_invariants()
+
+
+@pytest.mark.django_db
 def test_no_root_for_a_day_that_is_not_over_even_behind_the_services_back():
     with pytest.raises(ApplicationError) as refused:
         merkle_root_compute(day=local_today())

@@ -87,6 +87,11 @@ def ledger_backfill() -> Iterator[None]:
         _backfilling.reset(token)
 
 
+def _violated_constraint(exc: IntegrityError) -> str:
+    diag = getattr(exc.__cause__, "diag", None)
+    return getattr(diag, "constraint_name", None) or ""
+
+
 def _booking_day(effective_at: datetime) -> date | None:
     """The past day a backfilled transaction is booked on, or None for today (the column's default)."""
     if not _backfilling.get():
@@ -160,7 +165,12 @@ def _post_one(
                     lot_expiry_months=lot_expiry_months,
                     **({"booked_on": booked_on} if booked_on else {}),
                 )
-        except IntegrityError:
+        except IntegrityError as exc:
+            if _violated_constraint(exc) == "ledger_transaction_booking_day":
+                # The day's root was published between `_booking_day` and this insert (PostgreSQL's trigger);
+                # a retry books the transaction today.
+                sealed = _("That day's Merkle root was just published; try again.")
+                raise ConflictError(sealed, code="ledger_day_sealed")
             existing = _existing(idempotency_key, content_hash)
             if existing is not None:
                 return existing
