@@ -10,6 +10,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 
+from django.db import transaction
 from django.utils import timezone
 
 from backend.accounts.models import User
@@ -153,6 +154,7 @@ def _ride_items(resident: User, card: tuple, now: datetime) -> list[dict]:
 def _rides(partner, people, report: DemoReport) -> None:
     from backend.actions import services as actions
     from backend.actions.models import Action, IngestBatch
+    from backend.ledger.services import ledger_backfill
 
     now = timezone.now()
     items = [item for user, card in people if card for item in _ride_items(user, card, now)]
@@ -164,14 +166,17 @@ def _rides(partner, people, report: DemoReport) -> None:
     fresh = [item for item in items if item["external_id"] not in known]
     if fresh:
         nonce = uuid.uuid4().hex
-        results = actions.actions_ingest(partner=partner, nonce=nonce, items=fresh)
-        report.rides_accepted = sum(1 for r in results if r["status"] == "accepted")
-        rejected = [r for r in results if r["status"] == "rejected"]
-        if rejected:  # the demo's own data is wrong: say so rather than seed a half demo
-            raise ValueError(f"demo rides rejected: {rejected[:3]}")
-        # Process now (the enqueued task does the same and finds nothing left): the demo is credited at once.
-        batch = IngestBatch.objects.get(partner=partner, nonce=nonce)
-        actions.batch_process(batch_id=batch.pk)
+        # Imported history: each ride is booked on its own (past, still open) day, so that `_roots` can seal those
+        # days at once and a proof works on the first try; today's rides are booked today and prove after
+        # tonight's root. One transaction: the batch task the ingestion enqueues on commit (run in-process on the
+        # embedded default, by a worker otherwise) finds every ride already credited here, in the backfill.
+        with ledger_backfill(), transaction.atomic():
+            results = actions.actions_ingest(partner=partner, nonce=nonce, items=fresh)
+            report.rides_accepted = sum(1 for r in results if r["status"] == "accepted")
+            rejected = [r for r in results if r["status"] == "rejected"]
+            if rejected:  # the demo's own data is wrong: say so rather than seed a half demo
+                raise ValueError(f"demo rides rejected: {rejected[:3]}")
+            actions.batch_process(batch_id=IngestBatch.objects.get(partner=partner, nonce=nonce).pk)
         report.created.append(f"{report.rides_accepted} rides")
     report.rides_credited = Action.objects.filter(
         partner=partner, external_id__startswith="demo-", status=Action.Status.CREDITED
@@ -179,7 +184,8 @@ def _rides(partner, people, report: DemoReport) -> None:
 
 
 def _roots(report: DemoReport) -> None:
-    """Roots of the demo week's finished days (the nightly beat task computes them from then on)."""
+    """Roots of the demo week's finished days, which hold its backfilled rides (the nightly beat task computes
+    the roots from then on)."""
     from backend.core.days import SHANGHAI
     from backend.ledger import services as ledger
     from backend.ledger.models import MerkleRoot

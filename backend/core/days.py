@@ -6,6 +6,8 @@ Every app takes its zone and day bounds from here rather than keeping its own `Z
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+from django.db.models import DateField, Func
+
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 
@@ -37,3 +39,15 @@ def day_bounds(day: date) -> tuple[datetime, datetime]:
 def days_bounds(first: date, last: date) -> tuple[datetime, datetime]:
     """[start of `first`, end of `last`) in Asia/Shanghai: an inclusive range of days as aware datetimes."""
     return day_start(first), day_start(last + timedelta(days=1))
+
+
+class LocalToday(Func):
+    """Today in Asia/Shanghai by the database's clock (start of the database transaction): a column default.
+    Asia/Shanghai has kept UTC+8 without daylight saving since 1991, which the SQLite form relies on."""
+
+    output_field = DateField()
+    allowed_default = True
+    template = "((now() AT TIME ZONE 'Asia/Shanghai')::date)"
+
+    def as_sqlite(self, compiler, connection, **extra_context):
+        return "(date('now', '+8 hours'))", []

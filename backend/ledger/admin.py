@@ -21,7 +21,7 @@ class AccountAdmin(ReadOnlyAdmin):
 
 @admin.register(LedgerTransaction)
 class LedgerTransactionAdmin(ReadOnlyAdmin):
-    list_display = ["id", "kind", "reason", "source_type", "source_id", "created_at", "effective_at"]
+    list_display = ["id", "kind", "reason", "source_type", "source_id", "created_at", "effective_at", "booked_on"]
     list_filter = ["kind"]
     search_fields = ["idempotency_key"]
     inlines = [PostingInline]

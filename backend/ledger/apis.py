@@ -11,9 +11,10 @@ from backend.ledger import selectors
 from backend.ledger.models import LedgerTransaction
 
 LEAF_FORMAT = """
-**Verifying offline.** Leaves are the day's ledger transactions (Asia/Shanghai calendar day of `created_at`),
-ordered by transaction id. `leaf` is the exact leaf serialisation: JSON with keys sorted, no whitespace
-(separators `,` and `:`), non-ASCII escaped as `\\uXXXX`:
+**Verifying offline.** Leaves are the day's ledger transactions (those with `booked_on` that Asia/Shanghai day:
+the day a transaction was posted, or for imported history the past day it happened), ordered by transaction id.
+`leaf` is the exact leaf serialisation: JSON with keys sorted, no whitespace (separators `,` and `:`),
+non-ASCII escaped as `\\uXXXX`:
 `{"effective_at":"2026-11-24T02:00:00.000000Z","id":123,"idempotency_key":"action:1","postings":[[account_id,"unit","currency",amount],...]}`
 with `effective_at` in UTC with microseconds and postings sorted (by account id, unit, currency, amount;
 currency is "" except for money).
@@ -58,6 +59,7 @@ class LedgerEntrySerializer(serializers.Serializer):
     reason = serializers.CharField()
     created_at = serializers.DateTimeField()
     effective_at = serializers.DateTimeField()
+    booked_on = serializers.DateField(help_text="The Asia/Shanghai day whose Merkle root holds this transaction.")
     amounts = serializers.SerializerMethodField()
     source = serializers.SerializerMethodField()
     reverses = serializers.IntegerField(source="reverses_id", allow_null=True)

@@ -9,6 +9,8 @@ from django.db import models
 from django.db.models import Q
 from django.db.models.functions import Now
 
+from backend.core.days import LocalToday
+
 
 class Unit(models.TextChoices):
     CARBON = "carbon", "carbon (g CO2e)"
@@ -75,6 +77,10 @@ class LedgerTransaction(models.Model):
     content_hash = models.CharField(max_length=64)
     created_at = models.DateTimeField(db_default=Now())
     effective_at = models.DateTimeField()
+    # The Asia/Shanghai day whose Merkle tree holds this transaction: the day it was posted (the database's clock),
+    # or, for history imported under `ledger_backfill()`, the still-open day it happened. A day with a published
+    # root takes no more transactions (PostgreSQL trigger, migration 0005), so each is in exactly one day's tree.
+    booked_on = models.DateField(db_default=LocalToday())
     reverses = models.OneToOneField("self", null=True, blank=True, on_delete=models.PROTECT, related_name="reversed_by")
     releases = models.OneToOneField("self", null=True, blank=True, on_delete=models.PROTECT, related_name="released_by")
     # Pending credits only: the points policy in force when the action was credited, applied on release.
@@ -156,7 +162,8 @@ class LotConsumption(models.Model):
 
 
 class MerkleRoot(models.Model):
-    """The published Merkle root of one Asia/Shanghai day's ledger transactions (by creation time)."""
+    """The published Merkle root of one Asia/Shanghai day's ledger transactions (by `booked_on`). Computed once
+    the day is over; immutable, and it seals the day: no transaction is booked on it afterwards (migration 0005)."""
 
     day = models.DateField(unique=True)
     root = models.CharField(max_length=64)

@@ -8,7 +8,6 @@ from django.db.models import Prefetch, Q, QuerySet, Sum
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from backend.core.days import SHANGHAI, day_bounds
 from backend.core.errors import ApplicationError
 from backend.ledger import merkle
 from backend.ledger.expiry import lot_last_valid_day
@@ -107,14 +106,14 @@ def amounts_for(postings: list[Posting]) -> dict[str, int]:
 
 
 def transaction_day(txn: LedgerTransaction) -> date:
-    return txn.created_at.astimezone(SHANGHAI).date()
+    """The day whose tree holds the transaction: its booking day (the day it was posted, or an imported one's)."""
+    return txn.booked_on
 
 
 def day_leaves(*, day: date) -> tuple[list[int], list[bytes]]:
-    """Transaction ids and leaf hashes of one Asia/Shanghai day (by creation time), ordered by id."""
-    start, end = day_bounds(day)
+    """Transaction ids and leaf hashes of one Asia/Shanghai day (by booking day), ordered by id."""
     txns = list(
-        LedgerTransaction.objects.filter(created_at__gte=start, created_at__lt=end)
+        LedgerTransaction.objects.filter(booked_on=day)
         .order_by("id")
         .values_list("id", "idempotency_key", "effective_at")
     )

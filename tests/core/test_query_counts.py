@@ -10,6 +10,7 @@ from backend.ledger.services import action_credits_post_bulk
 from backend.methodologies import services as methodology_services
 from tests.conftest import client_for
 from tests.ledger.helpers import credit
+from tests.rewards.conftest import merchant_factory  # noqa: F401 (the fixture, shared with the rewards tests)
 
 pytestmark = pytest.mark.django_db
 
@@ -63,3 +64,76 @@ def test_list_query_counts_are_exact_and_do_not_grow_with_rows(make_user, seeded
     assert queries(client, url) == expected
     grow(reviewer, author)
     assert queries(client, url) == expected
+
+
+# --- lists paginated in the API-contract round, and the reviewers' version lists in the admin -------------------
+
+_grown = iter(range(1, 1_000_000))
+
+
+def test_districts_list_is_one_query_however_many_districts(api):
+    from backend.accounts.models import District
+
+    for _round in range(2):
+        for _ in range(2):
+            n = next(_grown)
+            District.objects.create(code=f"39{n:04d}", name_zh=f"区{n}", name_en=f"D{n}", co2_intensity_target_pct=1)
+        assert queries(api, "/api/v1/districts") == 1
+
+
+def test_my_bindings_list_is_exact_with_cards_from_several_partners(make_user, partner_factory):
+    from backend.actions import links
+
+    resident = make_user()
+    client = client_for(resident)
+    for _round in range(2):
+        for kind in ("transit_card", "bike_account"):  # two more cards, each from a partner of its own
+            card = f"QC-{next(_grown):06d}"
+            links.binding_create(resident=resident, kind=kind, identifier=card, partner=partner_factory())
+        assert queries(client, "/api/v1/me/bindings") == 2  # user, the page of bindings
+
+
+def test_merchant_staff_list_is_exact_with_several_members(merchant_factory):  # noqa: F811
+    from rewards import catalogue
+    from tests.conftest import PASSWORD, next_phone
+
+    merchant, manager = merchant_factory()
+    for _round in range(2):
+        for is_manager in (False, True):
+            catalogue.staff_add(merchant=merchant, phone=next_phone(), password=PASSWORD, is_manager=is_manager)
+        # user, the caller's staff link with its merchant, the page of members with their users
+        assert queries(manager.client, "/api/v1/merchant/staff") == 3
+
+
+def admin_client(user):
+    from django.test import Client
+
+    from tests.conftest import PASSWORD
+
+    client = Client(headers={"accept-language": "en"})
+    client.post("/admin/login/", {"username": user.raw_phone, "password": PASSWORD})
+    assert "_auth_user_id" in client.session
+    return client
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("/admin/methodologies/methodologyversion/", 8),
+        ("/admin/methodologies/pointspolicyversion/", 7),
+    ],
+)
+def test_admin_version_changelists_are_exact_with_several_versions(make_user, seeded, url, expected):
+    """Each round adds a methodology and a points-policy version by an author of its own, submitted, and the
+    methodology version approved by the signed-in reviewer (so authors and deciders are several users): the
+    changelist's queries stay the same (session, user, two permission queries, the methodology filter's
+    choices, Django's filtered and total counts, the page with methodology, author and decider joined)."""
+    from backend.methodologies.models import MethodologyVersion, VersionStatus
+
+    reviewer = make_user(role="reviewer")
+    client = admin_client(reviewer)
+    for _round in range(2):
+        grow(reviewer, make_user(role="reviewer"))
+        submitted = MethodologyVersion.objects.filter(status=VersionStatus.IN_REVIEW).latest("id")
+        methodology_services.methodology_version_approve(version_id=submitted.id, actor=reviewer, note="ok")
+        assert queries(client, url) == expected

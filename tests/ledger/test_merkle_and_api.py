@@ -36,7 +36,7 @@ def yesterday():
 
 
 def post_yesterday(resident_id: int, n: int) -> list[int]:
-    """Transactions created yesterday (raw SQL: created_at is otherwise always now())."""
+    """Transactions created and booked yesterday (raw SQL: created_at is otherwise always now())."""
     # Carbon: no cached balance or lots to keep in step with these hand-written postings.
     accts = accounts_ensure(keys=[f"resident:{resident_id}:carbon", "system:carbon_issuance:bus_ride"])
     created = datetime.combine(yesterday(), datetime.min.time(), tzinfo=SHANGHAI) + timedelta(hours=12)
@@ -45,9 +45,9 @@ def post_yesterday(resident_id: int, n: int) -> list[int]:
         for i in range(n):
             cur.execute(
                 "INSERT INTO ledger_ledgertransaction (kind, reason, source_type, source_id, idempotency_key,"
-                " content_hash, created_at, effective_at) VALUES ('action_credit', 'Bus ride', 'action', %s, %s,"
-                " '', %s, %s) RETURNING id",
-                [i, f"y:{resident_id}:{i}", created, created - timedelta(hours=1)],
+                " content_hash, created_at, effective_at, booked_on) VALUES ('action_credit', 'Bus ride', 'action',"
+                " %s, %s, '', %s, %s, %s) RETURNING id",
+                [i, f"y:{resident_id}:{i}", created, created - timedelta(hours=1), yesterday()],
             )
             txn = cur.fetchone()[0]
             cur.execute(

@@ -28,7 +28,8 @@ accounts by id, then lots by (expires_at, id).
 The package, along the flow of a posting (each module imports only the ones above it):
     accounts.py    account keys (`account_spec`), creating accounts on first use (`accounts_ensure`)
     lots.py        consuming points lots soonest expiry first; the default lot handler of a posting
-    posting.py     `_post_one` (the one write path), `ledger_post`, `ledger_post_bulk`, `action_credits_post_bulk`
+    posting.py     `_post_one` (the one write path), `ledger_post`, `ledger_post_bulk`, `action_credits_post_bulk`,
+                   `ledger_backfill` (importing history: book on the past day a transaction happened)
     verbs.py       release / reject a pending credit, spend points, reverse a transaction, expire due lots
     integrity.py   reconciliation of cached balances, daily Merkle roots (reads through the selectors)
 Lot expiry dates are pure functions in `backend.ledger.expiry`, shared with the selectors, which never import
@@ -63,6 +64,7 @@ from backend.ledger.services.posting import (
     Leg,
     LotHandler,
     action_credits_post_bulk,
+    ledger_backfill,
     ledger_post,
     ledger_post_bulk,
 )
@@ -98,6 +100,7 @@ __all__ = [
     "accounts_ensure",
     "action_credits_post_bulk",
     "balances_reconcile",
+    "ledger_backfill",
     "ledger_post",
     "ledger_post_bulk",
     "lot_expires_at",

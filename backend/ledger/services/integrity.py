@@ -5,17 +5,19 @@ import hashlib
 import logging
 from datetime import date
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from backend.core.days import local_today
+from backend.core.days import day_bounds, local_today
 from backend.core.errors import ApplicationError
 from backend.ledger.merkle import merkle_levels
 from backend.ledger.models import MerkleNode, MerkleRoot, ReconciliationRun
 from backend.ledger.selectors import balance_drift, day_leaves
 
 logger = logging.getLogger(__name__)
+DAY_LOCK = 1279541593  # the advisory lock class of ledger days ("LDAY"), with the day's number since EPOCH
+EPOCH = date(1970, 1, 1)
 
 
 def balances_reconcile() -> ReconciliationRun:
@@ -34,15 +36,20 @@ def balances_reconcile() -> ReconciliationRun:
 
 
 def merkle_root_compute(*, day: date) -> MerkleRoot:
-    """Compute and store the Merkle root of one Asia/Shanghai day's transactions, with every level of its tree
-    (so a proof reads one hash per level). Safe to run twice: an existing root is recomputed and compared; a
-    mismatch is logged as tampering and the stored root kept."""
+    """Compute and store the Merkle root of one Asia/Shanghai day's transactions (by `booked_on`), with every
+    level of its tree (so a proof reads one hash per level). Only a finished day, and on PostgreSQL only once no
+    database transaction begun on that day is still open (`day_not_settled` otherwise; retry later): then no
+    transaction can join the day any more, since a backfill onto it waits for the day's lock taken here and is
+    refused once the root exists. Safe to run twice: an existing root is recomputed and compared; a mismatch is
+    logged as tampering and the stored root kept (roots are immutable in the database)."""
     if day >= local_today():
         raise ApplicationError(_("Only finished days get a root."), code="day_not_finished")
-    ids, leaves = day_leaves(day=day)
-    levels = merkle_levels(leaves)
-    root = (levels[-1][0] if leaves else hashlib.sha256(b"").digest()).hex()
     with transaction.atomic():
+        if connection.vendor == "postgresql":
+            _day_seal(day)
+        ids, leaves = day_leaves(day=day)
+        levels = merkle_levels(leaves)
+        root = (levels[-1][0] if leaves else hashlib.sha256(b"").digest()).hex()
         stored, created = MerkleRoot.objects.get_or_create(day=day, defaults={"root": root, "leaf_count": len(leaves)})
         if not created and stored.root != root:
             logger.error("Merkle root of %s no longer reproducible: stored %s, now %s", day, stored.root, root)
@@ -50,6 +57,33 @@ def merkle_root_compute(*, day: date) -> MerkleRoot:
         if created or not MerkleNode.objects.filter(root=stored).exists():  # roots stored before levels were
             _merkle_nodes_store(stored, ids, levels if leaves else [])
     return stored
+
+
+def _day_seal(day: date) -> None:
+    """Take the day's advisory lock exclusively (held to commit; backfills onto the day hold it shared, see
+    migration 0005) and make sure no database transaction begun on the day is still open: its transactions are
+    booked on the day (the column defaults to the database transaction's start) and it could commit after the
+    leaves are read, falling in no tree. Only sessions of this database, and only those whose start is visible
+    to this role (all of the application's own)."""
+    with connection.cursor() as cur:
+        cur.execute("SELECT pg_advisory_xact_lock(%s, %s)", [DAY_LOCK, (day - EPOCH).days])
+        if open_transactions_begun_before(day_bounds(day)[1]):
+            raise ApplicationError(
+                _("A database transaction begun on that day is still open; try again once it ends."),
+                code="day_not_settled",
+                status_code=409,
+            )
+
+
+def open_transactions_begun_before(moment) -> int:
+    """How many other sessions of this database are in a transaction begun before `moment` (PostgreSQL)."""
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+            " AND pid <> pg_backend_pid() AND xact_start < %s",
+            [moment],
+        )
+        return cur.fetchone()[0]
 
 
 def _merkle_nodes_store(root: MerkleRoot, transaction_ids: list[int], levels: list[list[bytes]]) -> None:

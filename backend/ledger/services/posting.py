@@ -5,9 +5,11 @@ zero sum per unit, floored accounts locked in id order, lots kept in step), gene
 import hashlib
 import json
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F
@@ -15,11 +17,13 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from backend.core.bulk import BoundCursor
+from backend.core.days import local_day, local_today
 from backend.core.errors import ApplicationError, ConflictError
 from backend.ledger.expiry import lot_expires_at
 from backend.ledger.models import (
     Account,
     LedgerTransaction,
+    MerkleRoot,
     Posting,
     Unit,
 )
@@ -66,6 +70,37 @@ def _existing(idempotency_key: str, content_hash: str) -> int | None:
 
 LotHandler = Callable[[LedgerTransaction, AccountRow, int, datetime, int], None]
 
+_backfilling: ContextVar[bool] = ContextVar("ledger_backfilling", default=False)
+
+
+@contextmanager
+def ledger_backfill() -> Iterator[None]:
+    """Import history: every transaction posted inside is booked on the Asia/Shanghai day of its `effective_at`
+    while that day is still open (over, but without a published Merkle root), so its root can be computed at
+    once (`merkle_root_compute`); on today, or on a sealed day, it is booked today like any other. Used by the
+    quick-start demo for its week of rides. Postings stay append-only and each transaction is in exactly one
+    day's tree: PostgreSQL refuses a booking on a sealed day even when a root is computed concurrently."""
+    token = _backfilling.set(True)
+    try:
+        yield
+    finally:
+        _backfilling.reset(token)
+
+
+def _violated_constraint(exc: IntegrityError) -> str:
+    diag = getattr(exc.__cause__, "diag", None)
+    return getattr(diag, "constraint_name", None) or ""
+
+
+def _booking_day(effective_at: datetime) -> date | None:
+    """The past day a backfilled transaction is booked on, or None for today (the column's default)."""
+    if not _backfilling.get():
+        return None
+    day = local_day(effective_at)
+    if day >= local_today() or MerkleRoot.objects.filter(day=day).exists():
+        return None
+    return day
+
 
 def _post_one(
     *,
@@ -101,6 +136,7 @@ def _post_one(
     if existing is not None:
         return existing
     now = timezone.now()
+    booked_on = _booking_day(effective_at or now)
     with transaction.atomic():
         accounts = accounts_ensure(keys=[leg.account for leg in legs])
         sums: dict[tuple[str, str], int] = defaultdict(int)
@@ -127,8 +163,14 @@ def _post_one(
                     reverses_id=reverses_id,
                     releases_id=releases_id,
                     lot_expiry_months=lot_expiry_months,
+                    **({"booked_on": booked_on} if booked_on else {}),
                 )
-        except IntegrityError:
+        except IntegrityError as exc:
+            if _violated_constraint(exc) == "ledger_transaction_booking_day":
+                # The day's root was published between `_booking_day` and this insert (PostgreSQL's trigger);
+                # a retry books the transaction today.
+                sealed = _("That day's Merkle root was just published; try again.")
+                raise ConflictError(sealed, code="ledger_day_sealed")
             existing = _existing(idempotency_key, content_hash)
             if existing is not None:
                 return existing
@@ -303,7 +345,7 @@ def action_credits_post_bulk(*, credits: list[ActionCredit]) -> dict[str, int]:
         plans[c.idempotency_key] = plan
     if not plans:
         return {}
-    if connection.vendor != "postgresql":  # the embedded SQLite quick start: one by one
+    if connection.vendor != "postgresql" or _backfilling.get():  # the SQLite quick start, or history: one by one
         with transaction.atomic():
             return {key: _action_credit_post_one(p) for key, p in plans.items()}
     with transaction.atomic():
