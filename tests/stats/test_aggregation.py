@@ -12,6 +12,7 @@ from django.db import connection, transaction
 from django.db.models import Sum
 from django.utils import timezone
 
+from backend.core.days import day_start, local_day
 from backend.ledger.models import Posting
 from backend.ledger.services import pending_credit_release, pending_credit_reverse, points_spend, transaction_reverse
 from backend.stats.aggregation import shanghai_day, stats_aggregate, stats_rebuild
@@ -132,12 +133,14 @@ def test_aggregates_equal_direct_computation_from_actions_and_ledger(make_reside
 
 def test_aggregate_is_idempotent_and_incremental(make_resident):
     resident = make_resident(district="370202")
-    now = timezone.now()
-    credit(resident, at=now - timedelta(hours=1), grams=100, run_hooks=False)
+    first = timezone.now() - timedelta(hours=1)
+    # The second credit is on the same Asia/Shanghai day as the first, whatever the time of day the suite runs.
+    second = max(first - timedelta(hours=1), day_start(local_day(first)))
+    credit(resident, at=first, grams=100, run_hooks=False)
     stats_aggregate()
     stats_aggregate()  # nothing new: nothing counted twice
     assert DailyStat.objects.aggregate(s=Sum("grams"))["s"] == 100
-    credit(resident, at=now - timedelta(hours=2), grams=50, run_hooks=False)
+    credit(resident, at=second, grams=50, run_hooks=False)
     stats_aggregate()
     assert DailyStat.objects.aggregate(s=Sum("grams"))["s"] == 150
     row = DailyStat.objects.get(methodology="bus_ride")
