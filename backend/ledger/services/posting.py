@@ -9,8 +9,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from django.db import IntegrityError, connection, transaction
-from django.db.models import F
+from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -18,13 +17,12 @@ from backend.core.bulk import BoundCursor
 from backend.core.errors import ApplicationError, ConflictError
 from backend.ledger.expiry import lot_expires_at
 from backend.ledger.models import (
-    Account,
     LedgerTransaction,
-    Posting,
     Unit,
 )
 from backend.ledger.services.accounts import AccountRow, accounts_ensure, resident_account_key
 from backend.ledger.services.lots import _default_lots
+from backend.ledger.services.single import PostingRow, balance_apply, transaction_insert
 
 Kind = LedgerTransaction.Kind
 
@@ -82,7 +80,12 @@ def _post_one(
     lot_expiry_months: int | None = None,
     points_expiry_months: int = 12,
     lot_handler: LotHandler | None = None,
+    savepoint: bool = True,
 ) -> int:
+    """The one write path of a single transaction, in four round trips on PostgreSQL: accounts, the transaction
+    with its postings (its idempotency key's unique index is the check), one guarded UPDATE per floored account
+    (in id order: the lock order of every poster) and, for a resident's points, the lots. `savepoint=False`
+    when the caller's own transaction rolls back as a whole on any error (saves two round trips)."""
     if len(legs) < 2:
         raise ApplicationError(_("A transaction needs at least two postings."), code="ledger_unbalanced")
     content_hash = _content_hash(
@@ -97,11 +100,8 @@ def _post_one(
             "releases": releases_id,
         }
     )
-    existing = _existing(idempotency_key, content_hash)
-    if existing is not None:
-        return existing
     now = timezone.now()
-    with transaction.atomic():
+    with transaction.atomic(savepoint=savepoint):
         accounts = accounts_ensure(keys=[leg.account for leg in legs])
         sums: dict[tuple[str, str], int] = defaultdict(int)
         delta: dict[int, int] = defaultdict(int)
@@ -113,54 +113,38 @@ def _post_one(
             delta[acct.id] += leg.amount
         if any(sums.values()):
             raise ApplicationError(_("Postings must sum to zero per unit."), code="ledger_unbalanced")
-        try:
-            # A savepoint: a concurrent poster of the same key makes this wait for its commit, then fail here.
-            with transaction.atomic():
-                txn = LedgerTransaction.objects.create(
-                    kind=kind,
-                    reason=reason[:255],
-                    source_type=source_type,
-                    source_id=source_id,
-                    idempotency_key=idempotency_key,
-                    content_hash=content_hash,
-                    effective_at=effective_at or now,
-                    reverses_id=reverses_id,
-                    releases_id=releases_id,
-                    lot_expiry_months=lot_expiry_months,
-                )
-        except IntegrityError:
+        txn = LedgerTransaction(
+            kind=kind,
+            reason=reason[:255],
+            source_type=source_type,
+            source_id=source_id,
+            idempotency_key=idempotency_key,
+            content_hash=content_hash,
+            effective_at=effective_at or now,
+            reverses_id=reverses_id,
+            releases_id=releases_id,
+            lot_expiry_months=lot_expiry_months,
+        )
+        postings = [
+            PostingRow(accounts[leg.account].id, accounts[leg.account].unit, accounts[leg.account].currency, leg.amount)
+            for leg in legs
+        ]
+        # A concurrent poster of the same key makes this wait for its commit, then find its transaction here.
+        if transaction_insert(txn=txn, postings=postings) is None:
             existing = _existing(idempotency_key, content_hash)
             if existing is not None:
                 return existing
             raise ConflictError(_("The transaction was already reversed or released."), code="already_reversed")
         by_id = {a.id: a for a in accounts.values()}
-        floored = sorted(i for i in delta if by_id[i].floored)
-        # Lock floored accounts in id order (the same order every poster uses: no deadlocks).
-        balances = dict(
-            Account.objects.select_for_update().filter(id__in=floored).order_by("id").values_list("id", "balance")
-        )
+        floored = sorted(i for i in delta if by_id[i].floored and delta[i])
+        # Floored balances in id order (the order every poster uses: no deadlocks), each one guarded UPDATE.
         for account_id in floored:
-            if balances[account_id] + delta[account_id] < 0:
+            if not balance_apply(account_id=account_id, delta=delta[account_id]):
                 code = "insufficient_points" if by_id[account_id].unit == Unit.POINTS else "insufficient_funds"
                 raise ApplicationError(_("Not enough balance."), code=code)
-        Posting.objects.bulk_create(
-            [
-                Posting(
-                    transaction=txn,
-                    account_id=accounts[leg.account].id,
-                    unit=accounts[leg.account].unit,
-                    currency=accounts[leg.account].currency,
-                    amount=leg.amount,
-                )
-                for leg in legs
-            ]
-        )
-        for account_id in floored:
-            acct = by_id[account_id]
-            if acct.holds_lots and delta[account_id]:
-                (lot_handler or _default_lots)(txn, acct, delta[account_id], now, points_expiry_months)
-            if delta[account_id]:
-                Account.objects.filter(id=account_id).update(balance=F("balance") + delta[account_id])
+        for account_id in floored:  # then lots: the lock order is accounts by id, then lots
+            if by_id[account_id].holds_lots:
+                (lot_handler or _default_lots)(txn, by_id[account_id], delta[account_id], now, points_expiry_months)
     return txn.id
 
 
@@ -174,9 +158,11 @@ def ledger_post(
     postings: Sequence[Leg],
     effective_at: datetime | None = None,
     points_expiry_months: int = 12,
+    savepoint: bool = True,
 ) -> int:
     """Post one balanced transaction (any units, money with ISO currency) and return its id. Idempotent per
-    key; raises `ledger_unbalanced`, `insufficient_points` / `insufficient_funds`, `idempotency_conflict`."""
+    key; raises `ledger_unbalanced`, `insufficient_points` / `insufficient_funds`, `idempotency_conflict`.
+    `savepoint=False` inside a transaction that is rolled back as a whole on any error: no partial rollback."""
     return _post_one(
         kind=kind,
         reason=reason,
@@ -186,6 +172,7 @@ def ledger_post(
         legs=postings,
         effective_at=effective_at,
         points_expiry_months=points_expiry_months,
+        savepoint=savepoint,
     )
 
 
