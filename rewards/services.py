@@ -31,6 +31,7 @@ from backend.offsets.settlement import payable_create
 from rewards import locking
 from rewards.cache import catalogue_changed
 from rewards.models import Merchant, MerchantStaff, Reward, Voucher
+from rewards.selectors import reward_for_redemption
 
 logger = logging.getLogger(__name__)
 
@@ -108,7 +109,7 @@ def reward_redeem(*, resident, reward_id: int, idempotency_key: str | None, body
     # rare case and pays for it below). A refusal before that INSERT looks for a replay first, so the same key
     # still answers the same voucher after the reward ran out or was paused.
     try:
-        reward = Reward.objects.select_related("merchant").filter(pk=min(int(reward_id), 2**63 - 1)).first()
+        reward = reward_for_redemption(reward_id=reward_id)
         if reward is None:
             raise ApplicationError(_("No such reward."), code="not_found", status_code=404)
         now = timezone.now()
@@ -137,7 +138,7 @@ def _authorise(*, resident, reward: Reward, key: str, rhash: str, now: datetime)
     period_key = locking.limit_period_key(reward.limit_period, now) if reward.limit_count else ""
     # (1) The idempotency claim. A concurrent request with the same key waits here on the unique index until
     # the first commits (then fails with IntegrityError and replays) or rolls back (then goes on).
-    voucher = Voucher.objects.create(
+    voucher = Voucher(
         code=voucher_code_new(),
         reward=reward,
         merchant=reward.merchant,  # already loaded: the response needs no further query
@@ -152,6 +153,7 @@ def _authorise(*, resident, reward: Reward, key: str, rhash: str, now: datetime)
         issued_at=now,
         expires_at=now + timedelta(days=reward.voucher_validity_days),
     )
+    locking.voucher_claim(voucher)
     # (2) The per-resident limit: one guarded upsert is the claim.
     if reward.limit_count and not locking.limit_claim(
         reward_id=reward.pk, resident_id=resident.pk, period_key=period_key, limit=reward.limit_count

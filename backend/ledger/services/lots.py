@@ -38,7 +38,7 @@ def _lots_consume(
     its own lot), then soonest expiry first among lots not yet due. Caller holds the account row lock, which
     serialises every change to its lots (spend, expiry, reversal)."""
     if first_from_txn is None and connection.vendor == "postgresql":  # a spend: one round trip
-        with BoundCursor() as cur:
+        with connection.wrap_database_errors, BoundCursor() as cur:
             cur.execute(LOTS_CONSUME, [account_id, now, points, points, txn_id, str(kind)])
             taken = sum(row[0] for row in cur.fetchall())
         if taken != points:

@@ -39,7 +39,7 @@ def transaction_insert(*, txn: LedgerTransaction, postings: Sequence[PostingRow]
     its rollback (then this one inserts)."""
     if connection.vendor != "postgresql":
         return _transaction_insert_orm(txn=txn, postings=postings)
-    with BoundCursor() as cur:
+    with connection.wrap_database_errors, BoundCursor() as cur:
         cur.execute(
             TXN_POST,
             [
@@ -87,6 +87,6 @@ def balance_apply(*, account_id: int, delta: int) -> bool:
     (nothing changed). The row lock this takes is held until commit: callers go in account-id order."""
     if connection.vendor != "postgresql":
         return bool(Account.objects.filter(id=account_id, balance__gte=-delta).update(balance=F("balance") + delta))
-    with BoundCursor() as cur:
+    with connection.wrap_database_errors, BoundCursor() as cur:
         cur.execute(BALANCE_APPLY, [delta, account_id, delta])
         return cur.cursor.fetchone() is not None
