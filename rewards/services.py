@@ -123,12 +123,12 @@ def reward_redeem(*, resident, reward_id: int, idempotency_key: str | None, body
         try:
             return _authorise(resident=resident, reward=reward, key=idempotency_key, rhash=rhash, now=now), True
         except IntegrityError as exc:
-            if "voucher_resident_idem_key" in str(exc):
-                # The key was used before (a replay), or a concurrent request with it committed first.
-                replay = _replay(resident_id=resident.pk, idempotency_key=idempotency_key, rhash=rhash)
-                if replay is not None:
-                    return replay, False
-            elif "code" not in str(exc):
+            # The key was used before (a replay), or a concurrent request with it committed first: answer with
+            # its voucher. (Asked of the table, not of the message: SQLite does not name the constraint.)
+            replay = _replay(resident_id=resident.pk, idempotency_key=idempotency_key, rhash=rhash)
+            if replay is not None:
+                return replay, False
+            if "code" not in str(exc):  # else a voucher code collision: again with a new code
                 raise
     raise ApplicationError(_("Please try again."), code="retry", status_code=503)
 
