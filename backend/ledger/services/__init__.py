@@ -27,6 +27,8 @@ accounts by id, then lots by (expires_at, id).
 The package, along the flow of a posting (each module imports only the ones above it):
     accounts.py    account keys (`account_spec`), creating accounts on first use (`accounts_ensure`)
     lots.py        consuming points lots soonest expiry first; the default lot handler of a posting
+    single.py      the statements of one posting, one round trip each: the transaction with its postings
+                   (INSERT ... ON CONFLICT DO NOTHING on the idempotency key), a floored balance (guarded UPDATE)
     posting.py     `_post_one` (the one write path), `ledger_post`, `ledger_post_bulk`, `action_credits_post_bulk`
     verbs.py       release / reject a pending credit, spend points, reverse a transaction, expire due lots
     integrity.py   reconciliation of cached balances, daily Merkle roots (reads through the selectors)
