@@ -46,8 +46,8 @@ fi
 # Redemption end to end (50 residents over HTTP -> gunicorn -> PostgreSQL on one reward with 10,000 items),
 # beside ../shared/bench/redeem_floor.py measured in the same run. Needs the stack of `make up` (started here if
 # it is not running, and stopped again afterwards). BENCH_REDEEM=0 skips it; BENCH_REDEEM_ARGS passes options.
-# A redemption waits on ~20 database round trips, so gunicorn gets more threads than CPUs (4 workers x 16 threads
-# by default here; WEB_CONCURRENCY / GUNICORN_THREADS override).
+# gunicorn: 4 workers x 16 threads by default here; WEB_CONCURRENCY / GUNICORN_THREADS override. A redemption is
+# now 10 short round trips and ~7 ms of Python CPU: threads beyond a few per worker only queue on the GIL.
 if [ "${BENCH_REDEEM:-1}" = 1 ]; then
   eval "$(infra/services.sh env | sed 's/^/export /')"
   stack_started=0

@@ -12,7 +12,9 @@ Against the running stack (`make up`: gunicorn on the private PostgreSQL/Redis) 
 
     DATABASE_URL=... REDIS_URL=... python locust/bench_redeem.py --host http://127.0.0.1:8000 [--stock 10000]
 
-Prints JSON lines; the last one is the summary (also written to .local/bench/redeem.json).
+Prints JSON lines; the detailed result is also written to .local/bench/redeem.json and the last line is the
+summary line of /work/notes/BENCH_FORMAT.md (bench "redeem", floor "redeem_floor.py", target 0.8, the
+PostgreSQL durability settings of the run).
 """
 
 import argparse
@@ -29,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "backend.settings")
 COST = 10
+TARGET_RATIO = 0.8  # issue 14: at least 0.8 of redeem_floor.py
 
 
 def prepare(stock: int, clients: int) -> tuple[int, list[str]]:
@@ -91,17 +94,19 @@ def prepare(stock: int, clients: int) -> tuple[int, list[str]]:
     return reward.pk, tokens
 
 
-def client(host: str, reward_id: int, token: str, barrier, counts: list, errors: list, i: int) -> None:
+def client(host: str, reward_id: int, token: str, barrier, counts: list, errors: list, latencies: list, i: int) -> None:
     import requests
 
     session = requests.Session()
     session.headers["Authorization"] = f"Bearer {token}"
     url = f"{host}/api/v1/rewards/{reward_id}/redeem"
-    done = 0
+    done, mine = 0, []
     barrier.wait()
     while True:
+        started = time.perf_counter()
         response = session.post(url, json={}, headers={"Idempotency-Key": uuid.uuid4().hex}, timeout=60)
         if response.status_code == 201:
+            mine.append(time.perf_counter() - started)
             done += 1
             continue
         code = response.json()["errors"][0]["code"] if response.content[:1] == b"{" else response.status_code
@@ -111,6 +116,7 @@ def client(host: str, reward_id: int, token: str, barrier, counts: list, errors:
         if len(errors) > 100:  # something is wrong: stop every client rather than hammer on
             break
     counts[i] = done
+    latencies.extend(mine)
 
 
 def check(reward_id: int) -> dict:
@@ -153,7 +159,16 @@ def fsync_setting() -> str:
         cur.execute("SHOW fsync")
         fsync = cur.fetchone()[0]
         cur.execute("SHOW synchronous_commit")
-        return f"fsync={fsync}, synchronous_commit={cur.fetchone()[0]}"
+        sync = cur.fetchone()[0]
+        cur.execute("SHOW full_page_writes")
+        return f"fsync={fsync}, synchronous_commit={sync}, full_page_writes={cur.fetchone()[0]}"
+
+
+def p99_ms(latencies: list[float]) -> float | None:
+    if not latencies:
+        return None
+    ordered = sorted(latencies)
+    return round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000, 1)
 
 
 def main() -> None:
@@ -166,9 +181,9 @@ def main() -> None:
     reward_id, tokens = prepare(a.stock, a.clients)
     print(json.dumps({"prepared": {"reward": reward_id, "stock": a.stock, "residents": a.clients}}), flush=True)
     barrier = threading.Barrier(a.clients + 1)
-    counts, errors = [0] * a.clients, []
+    counts, errors, latencies = [0] * a.clients, [], []
     threads = [
-        threading.Thread(target=client, args=(a.host, reward_id, tokens[i], barrier, counts, errors, i))
+        threading.Thread(target=client, args=(a.host, reward_id, tokens[i], barrier, counts, errors, latencies, i))
         for i in range(a.clients)
     ]
     for t in threads:
@@ -186,7 +201,9 @@ def main() -> None:
         "redemptions": redeemed,
         "seconds": round(wall, 2),
         "redemptions_per_s": round(redeemed / wall, 1),
+        "p99_ms": p99_ms(latencies),
         "errors": len(errors),
+        "web": {k: os.environ[k] for k in ("WEB_CONCURRENCY", "GUNICORN_THREADS") if k in os.environ},
         "postgres": fsync_setting(),
         "check": check(reward_id),
     }
@@ -204,6 +221,28 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "redeem.json").write_text(json.dumps(summary, indent=2))
     print(json.dumps(summary), flush=True)
+    floor_per_s = (summary.get("redeem_floor") or {}).get("redemptions_per_s")
+    # The one summary line of issue 17 (/work/notes/BENCH_FORMAT.md): infra/bench.sh collects it.
+    print(
+        json.dumps(
+            {
+                "summary": True,
+                "bench": "redeem",
+                "product_per_s": summary["redemptions_per_s"],
+                "floor_name": "redeem_floor.py",
+                "floor_per_s": floor_per_s,
+                "ratio": summary.get("ratio_to_floor"),
+                "target": TARGET_RATIO,
+                "p99_ms": summary["p99_ms"],
+                "p99_target_ms": None,
+                "errors": len(errors),
+                "postgres": summary["postgres"],
+                "stock": a.stock,
+                "clients": a.clients,
+            }
+        ),
+        flush=True,
+    )
     ok = (
         redeemed == a.stock
         and summary["check"]["stock_left"] == 0

@@ -12,12 +12,14 @@ WHERE clause is the check, and CHECK constraints (stock >= 0, count >= 0, balanc
 """
 
 from datetime import datetime
+from functools import cache
 
 from django.db import connection
 from django.db.models import F
 
+from backend.core.bulk import BoundCursor
 from backend.core.days import SHANGHAI
-from rewards.models import Reward, RewardLimitUsage
+from rewards.models import Reward, RewardLimitUsage, Voucher
 
 
 def limit_period_key(period: str, at: datetime) -> str:
@@ -57,12 +59,42 @@ def limit_release(*, reward_id: int, resident_id: int, period_key: str) -> None:
     ).update(count=F("count") - 1)
 
 
+@cache
+def _voucher_insert_sql() -> tuple[str, tuple]:
+    fields = tuple(f for f in Voucher._meta.concrete_fields if not f.primary_key)
+    columns = ", ".join(f'"{f.column}"' for f in fields)  # identifiers from model metadata, never from input
+    placeholders = ", ".join(["%s"] * len(fields))
+    return f"INSERT INTO rewards_voucher ({columns}) VALUES ({placeholders}) RETURNING id", fields  # noqa: S608
+
+
+def voucher_claim(voucher: Voucher) -> None:
+    """(1) Insert a new (unsaved) voucher: the idempotency claim. A second request with the same (resident,
+    Idempotency-Key) fails here with IntegrityError `voucher_resident_idem_key`, after waiting for the first to
+    commit or roll back. One prepared statement on PostgreSQL (this is the hot path of a popular reward)."""
+    if connection.vendor != "postgresql":
+        voucher.save(force_insert=True)
+        return
+    sql, fields = _voucher_insert_sql()
+    params = [f.get_db_prep_save(getattr(voucher, f.attname), connection) for f in fields]
+    with connection.wrap_database_errors, BoundCursor() as cur:  # IntegrityError as Django raises it
+        cur.execute(sql, params)
+        voucher.pk = cur.cursor.fetchone()[0]
+    voucher._state.adding, voucher._state.db = False, connection.alias
+
+
+STOCK_TAKE = "UPDATE rewards_reward SET stock = stock - 1 WHERE id = %s AND stock > 0 AND status = %s RETURNING stock"
+
+
 def stock_take(*, reward_id: int) -> bool:
     """(4) Take one item from a limited stock: `UPDATE ... SET stock = stock - 1 WHERE stock > 0 AND active`.
     False when none is left (or the reward stopped being active meanwhile)."""
-    return bool(
-        Reward.objects.filter(id=reward_id, stock__gt=0, status=Reward.Status.ACTIVE).update(stock=F("stock") - 1)
-    )
+    if connection.vendor != "postgresql":
+        return bool(
+            Reward.objects.filter(id=reward_id, stock__gt=0, status=Reward.Status.ACTIVE).update(stock=F("stock") - 1)
+        )
+    with connection.wrap_database_errors, BoundCursor() as cur:
+        cur.execute(STOCK_TAKE, [reward_id, str(Reward.Status.ACTIVE)])
+        return cur.cursor.fetchone() is not None
 
 
 def stock_return(*, reward_id: int) -> None:

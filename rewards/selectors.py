@@ -1,12 +1,15 @@
 """Every read the rewards API needs, with its query shape (select_related) fixed here."""
 
 from datetime import date
+from functools import cache
 
+from django.db import connection
 from django.db.models import Count, Q, QuerySet, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from backend.core.bulk import BoundCursor
 from backend.core.days import SHANGHAI, day_bounds, days_bounds
 from backend.core.errors import ApplicationError
 from rewards.models import Merchant, MerchantStaff, Reward, Voucher
@@ -114,3 +117,33 @@ def merchant_summary(*, merchant_id: int, date_from: date, date_to: date) -> lis
         }
         for r in rows
     ]
+
+
+@cache
+def _reward_with_merchant_sql() -> tuple[str, list[str], list[str]]:
+    reward_fields = [f.attname for f in Reward._meta.concrete_fields]
+    merchant_fields = [f.attname for f in Merchant._meta.concrete_fields]
+    columns = [f'r."{Reward._meta.get_field(n).column}"' for n in reward_fields]
+    columns += [f'm."{Merchant._meta.get_field(n).column}"' for n in merchant_fields]
+    sql = (  # identifiers from model metadata, never from input
+        f"SELECT {', '.join(columns)} FROM rewards_reward r JOIN rewards_merchant m ON m.id = r.merchant_id"  # noqa: S608
+        " WHERE r.id = %s"
+    )
+    return sql, reward_fields, merchant_fields
+
+
+def reward_for_redemption(*, reward_id: int) -> Reward | None:
+    """The reward with its merchant, for the redemption path (what `select_related("merchant")` loads, in one
+    prepared statement: the ORM's query compilation was a fifth of a redemption's Python work)."""
+    reward_id = min(int(reward_id), MAX_ID)
+    if connection.vendor != "postgresql":
+        return Reward.objects.select_related("merchant").filter(pk=reward_id).first()
+    sql, reward_fields, merchant_fields = _reward_with_merchant_sql()
+    with connection.wrap_database_errors, BoundCursor() as cur:
+        cur.execute(sql, [reward_id])
+        row = cur.cursor.fetchone()
+    if row is None:
+        return None
+    reward = Reward.from_db(connection.alias, reward_fields, row[: len(reward_fields)])
+    reward.merchant = Merchant.from_db(connection.alias, merchant_fields, row[len(reward_fields) :])
+    return reward

@@ -31,6 +31,7 @@ from backend.offsets.settlement import payable_create
 from rewards import locking
 from rewards.cache import catalogue_changed
 from rewards.models import Merchant, MerchantStaff, Reward, Voucher
+from rewards.selectors import reward_for_redemption
 
 logger = logging.getLogger(__name__)
 
@@ -104,24 +105,30 @@ def reward_redeem(*, resident, reward_id: int, idempotency_key: str | None, body
             _("Idempotency-Key: 1 to 100 letters, digits or _ . : -"), code="idempotency_key_invalid"
         )
     rhash = request_hash(reward_id=reward_id, body=body or {})
-    replay = _replay(resident_id=resident.pk, idempotency_key=idempotency_key, rhash=rhash)
-    if replay is not None:
-        return replay, False
-    reward = Reward.objects.select_related("merchant").filter(pk=min(int(reward_id), 2**63 - 1)).first()
-    if reward is None:
-        raise ApplicationError(_("No such reward."), code="not_found", status_code=404)
-    now = timezone.now()
-    _check_available(reward, resident, now)
+    # No look-up of the key first: the voucher INSERT's unique index is the idempotency check (a replay is the
+    # rare case and pays for it below). A refusal before that INSERT looks for a replay first, so the same key
+    # still answers the same voucher after the reward ran out or was paused.
+    try:
+        reward = reward_for_redemption(reward_id=reward_id)
+        if reward is None:
+            raise ApplicationError(_("No such reward."), code="not_found", status_code=404)
+        now = timezone.now()
+        _check_available(reward, resident, now)
+    except ApplicationError:
+        replay = _replay(resident_id=resident.pk, idempotency_key=idempotency_key, rhash=rhash)
+        if replay is not None:
+            return replay, False
+        raise
     for _attempt in range(3):
         try:
             return _authorise(resident=resident, reward=reward, key=idempotency_key, rhash=rhash, now=now), True
         except IntegrityError as exc:
-            if "voucher_resident_idem_key" in str(exc):
-                # A concurrent request with the same key committed first: answer with its voucher.
-                replay = _replay(resident_id=resident.pk, idempotency_key=idempotency_key, rhash=rhash)
-                if replay is not None:
-                    return replay, False
-            elif "code" not in str(exc):
+            # The key was used before (a replay), or a concurrent request with it committed first: answer with
+            # its voucher. (Asked of the table, not of the message: SQLite does not name the constraint.)
+            replay = _replay(resident_id=resident.pk, idempotency_key=idempotency_key, rhash=rhash)
+            if replay is not None:
+                return replay, False
+            if "code" not in str(exc):  # else a voucher code collision: again with a new code
                 raise
     raise ApplicationError(_("Please try again."), code="retry", status_code=503)
 
@@ -131,7 +138,7 @@ def _authorise(*, resident, reward: Reward, key: str, rhash: str, now: datetime)
     period_key = locking.limit_period_key(reward.limit_period, now) if reward.limit_count else ""
     # (1) The idempotency claim. A concurrent request with the same key waits here on the unique index until
     # the first commits (then fails with IntegrityError and replays) or rolls back (then goes on).
-    voucher = Voucher.objects.create(
+    voucher = Voucher(
         code=voucher_code_new(),
         reward=reward,
         merchant=reward.merchant,  # already loaded: the response needs no further query
@@ -146,6 +153,7 @@ def _authorise(*, resident, reward: Reward, key: str, rhash: str, now: datetime)
         issued_at=now,
         expires_at=now + timedelta(days=reward.voucher_validity_days),
     )
+    locking.voucher_claim(voucher)
     # (2) The per-resident limit: one guarded upsert is the claim.
     if reward.limit_count and not locking.limit_claim(
         reward_id=reward.pk, resident_id=resident.pk, period_key=period_key, limit=reward.limit_count
@@ -162,6 +170,7 @@ def _authorise(*, resident, reward: Reward, key: str, rhash: str, now: datetime)
             reason=f"Reward: {reward.title_zh}"[:255],
             source_type="voucher",
             source_id=voucher.pk,
+            savepoint=False,  # any refusal rolls back the whole redemption: no partial rollback needed
         )
     except ApplicationError as exc:
         if exc.get_codes() == "insufficient_points":
@@ -218,6 +227,7 @@ def voucher_capture(*, staff: MerchantStaff, code: str) -> Voucher:
             Leg(HOLD_ACCOUNT, -voucher.points_cost),
             Leg(f"merchant:{voucher.merchant_id}:points", voucher.points_cost),
         ],
+        savepoint=False,
     )
     voucher.status = Voucher.Status.REDEEMED
     voucher.redeemed_at = now

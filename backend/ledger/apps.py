@@ -5,4 +5,3 @@ class LedgerConfig(AppConfig):
     name = "backend.ledger"
     label = "ledger"
     verbose_name = "Ledger"
-

@@ -6,7 +6,6 @@ Accounts are addressed by key (created on first use):
     system:carbon_issuance:<methodology> | points_issuance | points_expired | redemption_hold | reward_fund
     system:payment_clearing:<ISO currency> | revenue:<ISO currency>
     system:reward_fund:<ISO currency>   (money paid by offset buyers that funds rewards; floored)
-    system:reward_fund_deficit:<ISO currency>   (refunds the floored fund could not cover; a debit balance)
 Floored accounts (all resident points/pending accounts, all merchant accounts, the money reward fund) keep a
 cached balance with CHECK (balance >= 0); other system accounts never do (they are touched by every credit).
 
@@ -28,6 +27,8 @@ accounts by id, then lots by (expires_at, id).
 The package, along the flow of a posting (each module imports only the ones above it):
     accounts.py    account keys (`account_spec`), creating accounts on first use (`accounts_ensure`)
     lots.py        consuming points lots soonest expiry first; the default lot handler of a posting
+    single.py      the statements of one posting, one round trip each: the transaction with its postings
+                   (INSERT ... ON CONFLICT DO NOTHING on the idempotency key), a floored balance (guarded UPDATE)
     posting.py     `_post_one` (the one write path), `ledger_post`, `ledger_post_bulk`, `action_credits_post_bulk`,
                    `ledger_backfill` (importing history: book on the past day a transaction happened)
     verbs.py       release / reject a pending credit, spend points, reverse a transaction, expire due lots

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -21,14 +20,19 @@ from backend.core.days import local_day, local_today
 from backend.core.errors import ApplicationError, ConflictError
 from backend.ledger.expiry import lot_expires_at
 from backend.ledger.models import (
-    Account,
     LedgerTransaction,
     MerkleRoot,
-    Posting,
     Unit,
 )
 from backend.ledger.services.accounts import AccountRow, accounts_ensure, resident_account_key
 from backend.ledger.services.lots import _default_lots
+from backend.ledger.services.single import (
+    BOOKING_DAY_CONSTRAINT,
+    PostingRow,
+    balance_apply,
+    transaction_insert,
+    violated_constraint,
+)
 
 Kind = LedgerTransaction.Kind
 
@@ -70,6 +74,7 @@ def _existing(idempotency_key: str, content_hash: str) -> int | None:
 
 LotHandler = Callable[[LedgerTransaction, AccountRow, int, datetime, int], None]
 
+
 _backfilling: ContextVar[bool] = ContextVar("ledger_backfilling", default=False)
 
 
@@ -85,11 +90,6 @@ def ledger_backfill() -> Iterator[None]:
         yield
     finally:
         _backfilling.reset(token)
-
-
-def _violated_constraint(exc: IntegrityError) -> str:
-    diag = getattr(exc.__cause__, "diag", None)
-    return getattr(diag, "constraint_name", None) or ""
 
 
 def _booking_day(effective_at: datetime) -> date | None:
@@ -117,7 +117,12 @@ def _post_one(
     lot_expiry_months: int | None = None,
     points_expiry_months: int = 12,
     lot_handler: LotHandler | None = None,
+    savepoint: bool = True,
 ) -> int:
+    """The one write path of a single transaction, in four round trips on PostgreSQL: accounts, the transaction
+    with its postings (its idempotency key's unique index is the check), one guarded UPDATE per floored account
+    (in id order: the lock order of every poster) and, for a resident's points, the lots. `savepoint=False`
+    when the caller's own transaction rolls back as a whole on any error (saves two round trips)."""
     if len(legs) < 2:
         raise ApplicationError(_("A transaction needs at least two postings."), code="ledger_unbalanced")
     content_hash = _content_hash(
@@ -132,12 +137,9 @@ def _post_one(
             "releases": releases_id,
         }
     )
-    existing = _existing(idempotency_key, content_hash)
-    if existing is not None:
-        return existing
     now = timezone.now()
     booked_on = _booking_day(effective_at or now)
-    with transaction.atomic():
+    with transaction.atomic(savepoint=savepoint):
         accounts = accounts_ensure(keys=[leg.account for leg in legs])
         sums: dict[tuple[str, str], int] = defaultdict(int)
         delta: dict[int, int] = defaultdict(int)
@@ -149,60 +151,47 @@ def _post_one(
             delta[acct.id] += leg.amount
         if any(sums.values()):
             raise ApplicationError(_("Postings must sum to zero per unit."), code="ledger_unbalanced")
+        txn = LedgerTransaction(
+            kind=kind,
+            reason=reason[:255],
+            source_type=source_type,
+            source_id=source_id,
+            idempotency_key=idempotency_key,
+            content_hash=content_hash,
+            effective_at=effective_at or now,
+            reverses_id=reverses_id,
+            releases_id=releases_id,
+            lot_expiry_months=lot_expiry_months,
+        )
+        postings = [
+            PostingRow(accounts[leg.account].id, accounts[leg.account].unit, accounts[leg.account].currency, leg.amount)
+            for leg in legs
+        ]
+        # A concurrent poster of the same key makes this wait for its commit, then find its transaction here.
         try:
-            # A savepoint: a concurrent poster of the same key makes this wait for its commit, then fail here.
-            with transaction.atomic():
-                txn = LedgerTransaction.objects.create(
-                    kind=kind,
-                    reason=reason[:255],
-                    source_type=source_type,
-                    source_id=source_id,
-                    idempotency_key=idempotency_key,
-                    content_hash=content_hash,
-                    effective_at=effective_at or now,
-                    reverses_id=reverses_id,
-                    releases_id=releases_id,
-                    lot_expiry_months=lot_expiry_months,
-                    **({"booked_on": booked_on} if booked_on else {}),
-                )
+            inserted = transaction_insert(txn=txn, postings=postings, booked_on=booked_on)
         except IntegrityError as exc:
-            if _violated_constraint(exc) == "ledger_transaction_booking_day":
+            if violated_constraint(exc) == BOOKING_DAY_CONSTRAINT:
                 # The day's root was published between `_booking_day` and this insert (PostgreSQL's trigger);
                 # a retry books the transaction today.
                 sealed = _("That day's Merkle root was just published; try again.")
                 raise ConflictError(sealed, code="ledger_day_sealed")
+            raise
+        if inserted is None:
             existing = _existing(idempotency_key, content_hash)
             if existing is not None:
                 return existing
             raise ConflictError(_("The transaction was already reversed or released."), code="already_reversed")
         by_id = {a.id: a for a in accounts.values()}
-        floored = sorted(i for i in delta if by_id[i].floored)
-        # Lock floored accounts in id order (the same order every poster uses: no deadlocks).
-        balances = dict(
-            Account.objects.select_for_update().filter(id__in=floored).order_by("id").values_list("id", "balance")
-        )
+        floored = sorted(i for i in delta if by_id[i].floored and delta[i])
+        # Floored balances in id order (the order every poster uses: no deadlocks), each one guarded UPDATE.
         for account_id in floored:
-            if balances[account_id] + delta[account_id] < 0:
+            if not balance_apply(account_id=account_id, delta=delta[account_id]):
                 code = "insufficient_points" if by_id[account_id].unit == Unit.POINTS else "insufficient_funds"
                 raise ApplicationError(_("Not enough balance."), code=code)
-        Posting.objects.bulk_create(
-            [
-                Posting(
-                    transaction=txn,
-                    account_id=accounts[leg.account].id,
-                    unit=accounts[leg.account].unit,
-                    currency=accounts[leg.account].currency,
-                    amount=leg.amount,
-                )
-                for leg in legs
-            ]
-        )
-        for account_id in floored:
-            acct = by_id[account_id]
-            if acct.holds_lots and delta[account_id]:
-                (lot_handler or _default_lots)(txn, acct, delta[account_id], now, points_expiry_months)
-            if delta[account_id]:
-                Account.objects.filter(id=account_id).update(balance=F("balance") + delta[account_id])
+        for account_id in floored:  # then lots: the lock order is accounts by id, then lots
+            if by_id[account_id].holds_lots:
+                (lot_handler or _default_lots)(txn, by_id[account_id], delta[account_id], now, points_expiry_months)
     return txn.id
 
 
@@ -216,9 +205,11 @@ def ledger_post(
     postings: Sequence[Leg],
     effective_at: datetime | None = None,
     points_expiry_months: int = 12,
+    savepoint: bool = True,
 ) -> int:
     """Post one balanced transaction (any units, money with ISO currency) and return its id. Idempotent per
-    key; raises `ledger_unbalanced`, `insufficient_points` / `insufficient_funds`, `idempotency_conflict`."""
+    key; raises `ledger_unbalanced`, `insufficient_points` / `insufficient_funds`, `idempotency_conflict`.
+    `savepoint=False` inside a transaction that is rolled back as a whole on any error: no partial rollback."""
     return _post_one(
         kind=kind,
         reason=reason,
@@ -228,6 +219,7 @@ def ledger_post(
         legs=postings,
         effective_at=effective_at,
         points_expiry_months=points_expiry_months,
+        savepoint=savepoint,
     )
 
 

@@ -76,7 +76,6 @@ def pending_credit_reverse(*, idempotency_key: str, reason: str) -> int:
     return transaction_reverse(transaction_id=original.id, reason=reason, idempotency_key=f"reverse:{idempotency_key}")
 
 
-@transaction.atomic
 def points_spend(
     *,
     resident_id: int,
@@ -86,9 +85,11 @@ def points_spend(
     source_type: str,
     source_id: int,
     to_account: str = "redemption_hold",
+    savepoint: bool = True,
 ) -> int:
     """Spend a resident's points, consuming lots soonest expiry first (lots already due are not spendable).
-    `to_account` is a system account name or a full account key. Raises `insufficient_points` when short."""
+    `to_account` is a system account name or a full account key. Raises `insufficient_points` when short.
+    `savepoint=False` inside a transaction that is rolled back as a whole on any error (as `ledger_post`)."""
     if points <= 0:
         raise ApplicationError(_("Spend a positive number of points."), code="ledger_invalid_amount")
     target = to_account if ":" in to_account else f"system:{to_account}"
@@ -99,6 +100,7 @@ def points_spend(
         source_id=source_id,
         idempotency_key=idempotency_key,
         legs=[Leg(resident_account_key(resident_id, "points"), -points), Leg(target, points)],
+        savepoint=savepoint,
     )
 
 
