@@ -51,5 +51,5 @@ def test_exit_code_follows_the_thresholds_alone_and_personas_are_fast_http_users
     assert result["one_error_within_thresholds"] == 0
     assert result["error_rate_missed"] == 1
     assert result["p95_missed"] == 1
-    assert result["personas"] == ["Cashier", "Partner", "PublicReader", "Resident", "RewardShopper"]
+    assert result["personas"] == ["Cashier", "Partner", "PublicReader", "Resident", "Reviewer", "RewardShopper"]
     assert result["not_fast"] == []
