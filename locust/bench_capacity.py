@@ -7,6 +7,7 @@ Against the running stack (`make up`; `make bench` starts it on the durable clus
 partner-linked cards, points and JWTs, a partner and a reward (ORM and services, not measured), then for each
 workload takes the CPU time of each tier's whole process tree before and after (utime + stime of every live
 process, plus the reaped children's cutime + cstime: PostgreSQL backends that ended are counted too):
+Each worker is warmed up first (a few seconds of reads and a few redemptions, not measured).
 - read: --read-clients threads reading wallet, ledger, actions, rewards and methodologies for --read-seconds;
 - ingest: --actions bus rides in signed batches of 1,000 from 2 clients, until every one is processed; also
   database bytes and WAL bytes per action;
@@ -300,15 +301,18 @@ def main() -> None:
     ap.add_argument("--pg-pid-file", required=True, help="postmaster.pid of the cluster behind DATABASE_URL")
     ap.add_argument("--residents", type=int, default=5000)
     ap.add_argument("--read-clients", type=int, default=8)
-    ap.add_argument("--read-seconds", type=float, default=15)
-    ap.add_argument("--actions", type=int, default=20_000)
-    ap.add_argument("--redemptions", type=int, default=2000)
+    ap.add_argument("--read-seconds", type=float, default=10)
+    ap.add_argument("--actions", type=int, default=10_000)
+    ap.add_argument("--redemptions", type=int, default=600)
     ap.add_argument("--redeem-clients", type=int, default=16)
     a = ap.parse_args()
     tiers = Tiers(a)
     partner_id, secret, cards, tokens, reward_id = prepare(a.residents, max(a.read_clients, a.redeem_clients), 10**6)
     print(json.dumps({"prepared": {"residents": a.residents, "tokens": len(tokens)}}), flush=True)
 
+    # Warm-up, not measured: each gunicorn worker's first requests import and compile what it serves.
+    probe_reads(a.host, tokens, a.read_clients, 3)
+    probe_redeem(a.host, tokens, reward_id, a.redeem_clients, 4 * a.redeem_clients)
     before = tiers.snapshot()
     result = probe_reads(a.host, tokens, a.read_clients, a.read_seconds)
     print(json.dumps({"capacity_probe": "read", **result, **tiers.delta(before, tiers.snapshot())}), flush=True)

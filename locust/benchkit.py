@@ -133,11 +133,11 @@ def table(lines: list[dict]) -> str:
     return "\n".join([fmt.format(*head), fmt.format(*("-" * w for w in widths)), *(fmt.format(*r) for r in rows)])
 
 
-def svg_chart(lines: list[dict], title: str = "Product / floor, measured in one run") -> str:
+def svg_chart(lines: list[dict], title: str = "Product / floor, measured in one run", note: str = "") -> str:
     """One horizontal bar per ratio (green: at or above target, orange: short) with its target as a black tick."""
     rated = [line for line in lines if line.get("ratio") is not None]
     width, left, right, bar, gap, top = 820, 250, 150, 18, 10, 44
-    height = top + len(rated) * (bar + gap) + 40
+    height = top + len(rated) * (bar + gap) + 50
     scale_max = max([1.0, *(line["ratio"] for line in rated), *(line.get("target") or 0 for line in rated)]) * 1.05
     span = width - left - right
 
@@ -147,8 +147,8 @@ def svg_chart(lines: list[dict], title: str = "Product / floor, measured in one 
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" '
         'font-size="12"><rect width="100%" height="100%" fill="white"/>',
-        f'<text x="{left}" y="20" font-size="14">{escape(title)}</text>',
-        f'<text x="{left}" y="36" fill="#555">bar: ratio (green at or above target, orange short); '
+        f'<text x="10" y="20" font-size="14">{escape(title)}</text>',
+        '<text x="10" y="36" fill="#555">bar: ratio (green at or above target, orange short); '
         "black tick: target</text>",
     ]
     for i, line in enumerate(rated):
@@ -167,11 +167,14 @@ def svg_chart(lines: list[dict], title: str = "Product / floor, measured in one 
                 f'<line x1="{tx:.1f}" x2="{tx:.1f}" y1="{y - 3}" y2="{y + bar + 3}" stroke="black" stroke-width="2"/>'
             )
         label = f"{line['ratio']:.2f}  ({_num(line.get('product_per_s'))} / {_num(line.get('floor_per_s'))})"
-        parts.append(f'<text x="{x(line["ratio"]) + 6:.1f}" y="{y + bar - 5}">{escape(label)}</text>')
+        label_x = x(max(line["ratio"], line.get("target") or 0)) + 6
+        parts.append(f'<text x="{label_x:.1f}" y="{y + bar - 5}">{escape(label)}</text>')
     axis_y = top + len(rated) * (bar + gap)
     parts.append(f'<line x1="{left}" x2="{left + span}" y1="{axis_y}" y2="{axis_y}" stroke="#999"/>')
     for tick in [t / 4 for t in range(0, int(scale_max * 4) + 1)]:
         parts.append(f'<text x="{x(tick):.1f}" y="{axis_y + 16}" text-anchor="middle" fill="#555">{tick:g}</text>')
+    if note:
+        parts.append(f'<text x="10" y="{axis_y + 34}" fill="#333">{escape(note)}</text>')
     parts.append("</svg>")
     return "\n".join(parts)
 
@@ -374,16 +377,30 @@ def report(out: Path, chart_copy: Path | None) -> int:
     if model:
         (out / "capacity.json").write_text(json.dumps(model, indent=2))
     title = f"Product / floor, one run on {machine.get('cores', '?')} cores, {machine.get('postgres_durability', '')}"
-    (out / "bench.svg").write_text(svg_chart(lines, title))
+    ceilings = [line for line in lines if str(line.get("bench", "")).startswith("locust ceiling")]
+    note = ""
+    if ceilings:
+        c = ceilings[-1]
+        note = (
+            f"Locust ceiling (mixed personas): {c['users']} users, {c['product_per_s']} req/s, p95 {c['p95_ms']} ms, "
+            "0 % errors"
+            if c.get("users")
+            else f"Locust ceiling: none ({c['stopped_by']})"
+        )
+    (out / "bench.svg").write_text(svg_chart(lines, title, note))
     if chart_copy:
         chart_copy.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(out / "bench.svg", chart_copy)
-    print(table(lines))
+    rated = [line for line in lines if line.get("ratio") is not None]
+    print(table(rated) if rated else "no ratio measured")
     for line in lines:
-        if line.get("bench", "").startswith("locust ceiling"):
+        if str(line.get("bench", "")).startswith("locust ceiling") and not line.get("users"):
+            print(f"\nLocust ceiling: none, the first step already broke ({line['stopped_by']})")
+        elif str(line.get("bench", "")).startswith("locust ceiling"):
             print(
-                f"\nLocust ceiling (mixed personas): {line['users']} users, {line['product_per_s']} req/s, "
-                f"p95 {line['p95_ms']} ms (bound {line['p95_bound_ms']}), 0 % errors; stopped by {line['stopped_by']}"
+                f"\nLocust ceiling (mixed personas, step load): {line['users']} users, "
+                f"{line['product_per_s']} req/s, p95 {line['p95_ms']} ms (bound {line['p95_bound_ms']} ms), "
+                f"0 % errors; stopped by {line['stopped_by']}"
             )
     print(
         f"\nsummary: {out / 'summary.json'}  chart: {out / 'bench.svg'}"

@@ -20,7 +20,7 @@ from benchkit import ceiling_summary, histogram_delta, step_breaks, step_result
 from locustfile import *  # noqa: F403 (the personas)
 from locustfile import THRESHOLDS
 
-STEP_USERS = int(os.environ.get("LOAD_STEP_USERS", 20))
+STEP_USERS = int(os.environ.get("LOAD_STEP_USERS", 10))
 STEP_SECONDS = float(os.environ.get("LOAD_STEP_SECONDS", 15))
 MAX_STEPS = int(os.environ.get("LOAD_MAX_STEPS", 12))
 SETTLE_SECONDS = float(os.environ.get("LOAD_SETTLE_SECONDS", min(3.0, STEP_SECONDS / 4)))
