@@ -8,7 +8,8 @@ partner-linked cards, points and JWTs, a partner and a reward (ORM and services,
 workload takes the CPU time of each tier's whole process tree before and after (utime + stime of every live
 process, plus the reaped children's cutime + cstime: PostgreSQL backends that ended are counted too):
 Each worker is warmed up first (a few seconds of reads and a few redemptions, not measured).
-- read: --read-clients threads reading wallet, ledger, actions, rewards and methodologies for --read-seconds;
+- read: --read-clients threads reading wallet, ledger, actions, rewards and methodologies, --read-seconds in all:
+  one phase per endpoint (a line each, "read:<path>"), summed as "read" (the five as an even mix);
 - ingest: --actions bus rides in signed batches of 1,000 from 2 clients, until every one is processed; also
   database bytes and WAL bytes per action;
 - redeem: --redemptions redemptions of one reward from --redeem-clients residents.
@@ -179,7 +180,7 @@ def in_threads(n: int, target) -> None:
         t.join()
 
 
-def probe_reads(host: str, tokens: list[str], clients: int, seconds: float) -> dict:
+def probe_reads(host: str, tokens: list[str], clients: int, seconds: float, paths: list[str]) -> dict:
     import requests
 
     counts, errors = [0] * clients, [0] * clients
@@ -189,12 +190,25 @@ def probe_reads(host: str, tokens: list[str], clients: int, seconds: float) -> d
         session = requests.Session()
         session.headers["Authorization"] = f"Bearer {tokens[i % len(tokens)]}"
         while time.perf_counter() < deadline:
-            response = session.get(host + READS[counts[i] % len(READS)], timeout=30)
+            response = session.get(host + paths[(counts[i] + i) % len(paths)], timeout=30)
             counts[i] += 1
             errors[i] += response.status_code != 200
 
     in_threads(clients, client)
-    return {"ops": sum(counts), "errors": sum(errors), "endpoints": READS}
+    return {"ops": sum(counts), "errors": sum(errors)}
+
+
+def probe_each_read(tiers, host: str, tokens: list[str], clients: int, seconds: float) -> list[dict]:
+    """One phase per endpoint (CPU per request of each), then "read": the five as an even mix."""
+    out = []
+    for path in READS:
+        before = tiers.snapshot()
+        result = probe_reads(host, tokens, clients, seconds / len(READS), [path])
+        out.append({"capacity_probe": f"read:{path}", **result, **tiers.delta(before, tiers.snapshot())})
+    mix = {"capacity_probe": "read", "endpoints": READS}
+    for key in ("ops", "errors", "web_cpu_s", "worker_cpu_s", "pg_cpu_s", "seconds"):
+        mix[key] = round(sum(r[key] for r in out), 3)
+    return [*out, mix]
 
 
 def db_position() -> tuple[int, str]:
@@ -301,7 +315,7 @@ def main() -> None:
     ap.add_argument("--pg-pid-file", required=True, help="postmaster.pid of the cluster behind DATABASE_URL")
     ap.add_argument("--residents", type=int, default=5000)
     ap.add_argument("--read-clients", type=int, default=8)
-    ap.add_argument("--read-seconds", type=float, default=10)
+    ap.add_argument("--read-seconds", type=float, default=20)
     ap.add_argument("--actions", type=int, default=10_000)
     ap.add_argument("--redemptions", type=int, default=600)
     ap.add_argument("--redeem-clients", type=int, default=16)
@@ -311,11 +325,10 @@ def main() -> None:
     print(json.dumps({"prepared": {"residents": a.residents, "tokens": len(tokens)}}), flush=True)
 
     # Warm-up, not measured: each gunicorn worker's first requests import and compile what it serves.
-    probe_reads(a.host, tokens, a.read_clients, 3)
+    probe_reads(a.host, tokens, a.read_clients, 3, READS)
     probe_redeem(a.host, tokens, reward_id, a.redeem_clients, 4 * a.redeem_clients)
-    before = tiers.snapshot()
-    result = probe_reads(a.host, tokens, a.read_clients, a.read_seconds)
-    print(json.dumps({"capacity_probe": "read", **result, **tiers.delta(before, tiers.snapshot())}), flush=True)
+    for line in probe_each_read(tiers, a.host, tokens, a.read_clients, a.read_seconds):
+        print(json.dumps(line), flush=True)
 
     size0, lsn0 = db_position()
     before = tiers.snapshot()

@@ -334,6 +334,11 @@ def capacity(probes: dict[str, dict], assumptions: dict | None = None) -> dict:
         "db_gb_per_year": round(bytes_per_action * a["actions_per_day"] * 365 / 1e9, 1),
         "wal_gb_per_day": round(wal_per_action * a["actions_per_day"] / 1e9, 2),
         "missing": [n for n in peak if n not in costs],
+        "read_endpoints_cpu_ms": {
+            name.split(":", 1)[1]: {k: round(v, 3) for k, v in per_op(probe).items() if k in ("web_ms", "pg_ms")}
+            for name, probe in probes.items()
+            if name.startswith("read:")
+        },
     }
 
 
@@ -351,6 +356,8 @@ def capacity_text(model: dict) -> str:
             f"  {name:<7} CPU ms/op web {c['web_ms']:.3f}  worker {c['worker_ms']:.3f}  PostgreSQL {c['pg_ms']:.3f}"
             f"  (PostgreSQL share {m['pg_share'].get(name, 0):.0%})"
         )
+    for path, c in m.get("read_endpoints_cpu_ms", {}).items():
+        lines.append(f"    {path:<24} CPU ms/request web {c['web_ms']:.3f}  PostgreSQL {c['pg_ms']:.3f}")
     lines += [
         f"web: {m['web_cores']} cores -> {m['web_processes']} gunicorn worker processes (1 per core)",
         f"workers: {m['worker_cores']} cores -> {m['worker_processes']} Celery processes (1 per core)",

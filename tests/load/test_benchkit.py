@@ -168,6 +168,10 @@ def test_capacity_model_from_cpu_per_operation():
     assert model["pg_share"] == {"read": 0.2, "ingest": round(1.0 / 1.5, 3)}
     assert model["db_gb_per_year"] == round(2000 * 864_000 * 365 / 1e9, 1)
     assert model["missing"] == ["redeem"]
+    assert model["read_endpoints_cpu_ms"] == {}
+    with_endpoint = benchkit.capacity({**probes, "read:/api/v1/me/wallet": {"ops": 10, "web_cpu_s": 0.01}})
+    assert with_endpoint["read_endpoints_cpu_ms"] == {"/api/v1/me/wallet": {"web_ms": 1.0, "pg_ms": 0.0}}
+    assert with_endpoint["web_cores"] == benchkit.capacity(probes)["web_cores"]  # the mix alone sizes the tier
     assert "not measured (counted as zero): redeem" in benchkit.capacity_text(model)
 
 
