@@ -17,7 +17,7 @@ if ! curl -fsS "$HOST/readyz" >/dev/null 2>&1; then
   echo "nothing ready at $HOST: run 'make up' first" >&2; exit 2
 fi
 eval "$(infra/services.sh env | sed 's/^/export /')"
-.venv/bin/python locust/prepare.py --host "$HOST" --out "$OUT/users.json" >&2
+.venv/bin/python locust/prepare.py --host "$HOST" --out "$OUT/users.json" --residents "${LOAD_RESIDENTS:-40}" >&2
 if [ "$MODE" = ceiling ]; then
   LOCUST_USERS_FILE="$OUT/users.json" LOAD_CEILING_OUT="$OUT/ceiling.json" .venv/bin/locust -f locust/ceiling.py \
     --headless --host "$HOST" --html "$OUT/report.html" --csv "$OUT/stats" --only-summary
