@@ -79,7 +79,7 @@ app_up() {  # workers threads
 
 # shellcheck disable=SC2086  # the *_ARGS are word lists on purpose
 if [ "$ONLY" != redeem ]; then
-  bench ledger locust/bench_ledger.py ${BENCH_LEDGER_ARGS:---single 1000 --bulk 10000 --residents 5000}
+  bench ledger locust/bench_ledger.py ${BENCH_LEDGER_ARGS:---single 500 --bulk 10000 --residents 5000}
   bench stats locust/bench_stats.py ${BENCH_STATS_ARGS:---credits 10000 --repeat 10}
   app_up "${WEB_CONCURRENCY:-4}" "${GUNICORN_THREADS:-2}"
   bench ingest locust/bench_ingest.py --host "$HOST" ${BENCH_INGEST_ARGS:---actions 50000}

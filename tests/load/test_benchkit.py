@@ -14,13 +14,16 @@ import pytest
 LOCUST_DIR = Path(__file__).resolve().parents[2] / "locust"
 
 
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(f"_bench_{name}", LOCUST_DIR / f"{name}.py")
+def _load(name: str, as_name: str = ""):
+    spec = importlib.util.spec_from_file_location(as_name or f"_bench_{name}", LOCUST_DIR / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
+    if as_name:
+        sys.modules[as_name] = module
     spec.loader.exec_module(module)
     return module
 
 
+capacity_model = _load("capacity_model", "capacity_model")  # benchkit imports it by that name
 benchkit = _load("benchkit")
 
 
@@ -157,7 +160,7 @@ def test_capacity_model_from_cpu_per_operation():
         "utilisation": 0.5,
         "pg_max_cores": 64,
     }
-    model = benchkit.capacity(probes, assumptions)
+    model = capacity_model.capacity(probes, assumptions)
     assert model["peak_per_s"] == {"read": 500.0, "ingest": 100.0, "redeem": 0.0}
     # web: (500 x 2 ms + 100 x 0.1 ms) / 0.5 = 2.02 cores; worker: 100 x 0.4 ms / 0.5 = 0.08
     assert model["web_cores"] == 2.0 and model["web_processes"] == 3
@@ -169,10 +172,10 @@ def test_capacity_model_from_cpu_per_operation():
     assert model["db_gb_per_year"] == round(2000 * 864_000 * 365 / 1e9, 1)
     assert model["missing"] == ["redeem"]
     assert model["read_endpoints_cpu_ms"] == {}
-    with_endpoint = benchkit.capacity({**probes, "read:/api/v1/me/wallet": {"ops": 10, "web_cpu_s": 0.01}})
+    with_endpoint = capacity_model.capacity({**probes, "read:/api/v1/me/wallet": {"ops": 10, "web_cpu_s": 0.01}})
     assert with_endpoint["read_endpoints_cpu_ms"] == {"/api/v1/me/wallet": {"web_ms": 1.0, "pg_ms": 0.0}}
-    assert with_endpoint["web_cores"] == benchkit.capacity(probes)["web_cores"]  # the mix alone sizes the tier
-    assert "not measured (counted as zero): redeem" in benchkit.capacity_text(model)
+    assert with_endpoint["web_cores"] == capacity_model.capacity(probes)["web_cores"]  # the mix alone sizes the tier
+    assert "not measured (counted as zero): redeem" in capacity_model.capacity_text(model)
 
 
 def test_report_writes_summary_chart_and_capacity(tmp_path):
