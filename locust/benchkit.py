@@ -14,6 +14,7 @@ import argparse
 import json
 import shutil
 import sys
+import time
 from html import escape
 from pathlib import Path
 
@@ -258,6 +259,45 @@ def ceiling_summary(steps: list[dict], p95_bound_ms: float) -> dict:
     }
 
 
+def markdown_figures(machine: dict, lines: list[dict], model: dict | None, when: str) -> str:
+    """The README's block of figures for one run: machine, ratios, ceiling, capacity model."""
+    pg = machine.get("postgres", {})
+    out = [
+        f"Figures of one `make bench` run ({when}; {machine.get('cores')} cores {machine.get('cpu_model', '')}, "
+        f"{machine.get('ram_gb')} GB RAM; PostgreSQL {str(pg.get('server_version', '?')).split(' ')[0]} with "
+        f"{machine.get('postgres_durability')}, shared_buffers {pg.get('shared_buffers')}, wal_sync_method "
+        f"{pg.get('wal_sync_method')}; gunicorn {machine.get('gunicorn_workers')} workers x "
+        f"{machine.get('gunicorn_threads')} threads, redemption {machine.get('redeem_gunicorn')}, Celery "
+        f"concurrency {machine.get('celery_concurrency')}):",
+        "",
+        "| benchmark | product/s | floor | floor/s | ratio | target | p99 ms | errors | |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---|",
+    ]
+    for line in lines:
+        if line.get("ratio") is None:
+            continue
+        out.append(
+            f"| {line['bench']} | {_num(line.get('product_per_s'), 1)} | {line.get('floor_name')} | "
+            f"{_num(line.get('floor_per_s'), 1)} | {_num(line.get('ratio'), 3)} | {_num(line.get('target'), 2)} | "
+            f"{_num(line.get('p99_ms'), 1)} | {line.get('errors')} | {verdict(line)} |"
+        )
+    for line in lines:
+        if str(line.get("bench", "")).startswith("locust ceiling"):
+            out += [
+                "",
+                f"Locust ceiling (mixed personas, step load, p95 bound {line['p95_bound_ms']:.0f} ms): "
+                + (
+                    f"**{line['users']} users, {line['product_per_s']} req/s, p95 {line['p95_ms']:.0f} ms, 0 % errors**"
+                    f"; stopped by {line['stopped_by']}."
+                    if line.get("users")
+                    else f"none, the first step already broke ({line['stopped_by']})."
+                ),
+            ]
+    if model:
+        out += ["", "```", capacity_text(model), "```"]
+    return "\n".join(out) + "\n"
+
+
 def report(out: Path, chart_copy: Path | None) -> int:
     logs = {p.stem: p.read_text() for p in sorted((out / "logs").glob("*.jsonl"))}
     lines = collect({name: text for name, text in logs.items() if name != "capacity"})
@@ -267,6 +307,8 @@ def report(out: Path, chart_copy: Path | None) -> int:
     (out / "summary.json").write_text(json.dumps({"machine": machine, "summaries": lines}, indent=2))
     if model:
         (out / "capacity.json").write_text(json.dumps(model, indent=2))
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    (out / "figures.md").write_text(markdown_figures(machine, lines, model, when))
     title = f"Product / floor, one run on {machine.get('cores', '?')} cores, {machine.get('postgres_durability', '')}"
     ceilings = [line for line in lines if str(line.get("bench", "")).startswith("locust ceiling")]
     note = ""
@@ -294,7 +336,7 @@ def report(out: Path, chart_copy: Path | None) -> int:
                 f"0 % errors; stopped by {line['stopped_by']}"
             )
     print(
-        f"\nsummary: {out / 'summary.json'}  chart: {out / 'bench.svg'}"
+        f"\nsummary: {out / 'summary.json'}  chart: {out / 'bench.svg'}  README block: {out / 'figures.md'}"
         + (f" (copied to {chart_copy})" if chart_copy else "")
     )
     if model:

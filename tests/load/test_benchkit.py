@@ -192,6 +192,9 @@ def test_report_writes_summary_chart_and_capacity(tmp_path):
     assert summary["machine"]["cores"] == 2 and [s["bench"] for s in summary["summaries"]] == ["ingest"]
     assert copy.read_text() == (tmp_path / "bench.svg").read_text()
     assert json.loads((tmp_path / "capacity.json").read_text())["cpu_ms_per_op"]["read"]["web_ms"] == 2.0
+    figures = (tmp_path / "figures.md").read_text()
+    assert "| ingest | 12,000.0 | floor | 33,000.0 | 0.364 | 0.35 | - | 0 | pass |" in figures
+    assert "2 cores" in figures and "CPU ms/op web 2.000" in figures
 
 
 def test_durability_check_needs_all_three_settings_on():
