@@ -6,14 +6,16 @@ capacity model that `make bench` prints (locust/benchkit.py; README "Capacity mo
 Against the running stack (`make up`; `make bench` starts it on the durable cluster) it prepares residents with
 partner-linked cards, points and JWTs, a partner and a reward (ORM and services, not measured), then for each
 workload takes the CPU time of each tier's whole process tree before and after (utime + stime of every live
-process, plus the reaped children's cutime + cstime: PostgreSQL backends that ended are counted too):
-Each worker is warmed up first (a few seconds of reads and a few redemptions, not measured).
+process, plus the reaped children's cutime + cstime: PostgreSQL backends that ended are counted too). Each worker
+is warmed up first (a few seconds of reads and a few redemptions, not measured), then each tree's idle CPU per
+second (beat, broker polling, background writers) is measured and subtracted from every phase. The phases:
 - read: --read-clients threads reading wallet, ledger, actions, rewards and methodologies, --read-seconds in all:
   one phase per endpoint (a line each, "read:<path>"), summed as "read" (the five as an even mix);
 - ingest: --actions bus rides in signed batches of 1,000 from 2 clients, until every one is processed; also
   database bytes and WAL bytes per action;
 - redeem: --redemptions redemptions of one reward from --redeem-clients residents.
-CPU per operation does not depend on how fast the load generator is, so the figures hold on a busy machine.
+CPU per operation does not depend on how fast the load generator is; a machine oversubscribed many times over
+(other jobs on the same cores) still inflates it through cache and scheduler effects: measure on a quiet one.
 
     python locust/bench_capacity.py --host http://127.0.0.1:8000 --pg-pid-file .local/bench-pg/pg/data/postmaster.pid
 
@@ -82,14 +84,27 @@ class Tiers:
             "worker": [read_pid(args.worker_pid_file)],
             "pg": [read_pid(args.pg_pid_file)],
         }
+        self.idle = {"web": 0.0, "worker": 0.0, "pg": 0.0}
 
     def snapshot(self) -> dict:
         return {tier: tree_cpu_seconds(roots) for tier, roots in self.roots.items()} | {"t": time.perf_counter()}
 
-    @staticmethod
-    def delta(before: dict, after: dict) -> dict:
-        out = {f"{tier}_cpu_s": round(after[tier] - before[tier], 3) for tier in ("web", "worker", "pg")}
-        return out | {"seconds": round(after["t"] - before["t"], 2)}
+    def measure_idle(self, seconds: float) -> dict:
+        """CPU per second of each tree with no load (beat, the worker's broker polling, PostgreSQL's background
+        writers): subtracted from every phase so a phase counts only the work it caused."""
+        before = self.snapshot()
+        time.sleep(seconds)
+        after = self.snapshot()
+        self.idle = {tier: (after[tier] - before[tier]) / (after["t"] - before["t"]) for tier in self.idle}
+        return {f"{tier}_cpu_s_per_s": round(v, 4) for tier, v in self.idle.items()}
+
+    def delta(self, before: dict, after: dict) -> dict:
+        seconds = after["t"] - before["t"]
+        out = {
+            f"{tier}_cpu_s": round(max(after[tier] - before[tier] - self.idle[tier] * seconds, 0.0), 3)
+            for tier in ("web", "worker", "pg")
+        }
+        return out | {"seconds": round(seconds, 2)}
 
 
 def prepare(residents: int, with_tokens: int, stock: int):
@@ -319,6 +334,7 @@ def main() -> None:
     ap.add_argument("--actions", type=int, default=10_000)
     ap.add_argument("--redemptions", type=int, default=600)
     ap.add_argument("--redeem-clients", type=int, default=16)
+    ap.add_argument("--idle-seconds", type=float, default=5, help="idle baseline, subtracted from every phase")
     a = ap.parse_args()
     tiers = Tiers(a)
     partner_id, secret, cards, tokens, reward_id = prepare(a.residents, max(a.read_clients, a.redeem_clients), 10**6)
@@ -327,6 +343,7 @@ def main() -> None:
     # Warm-up, not measured: each gunicorn worker's first requests import and compile what it serves.
     probe_reads(a.host, tokens, a.read_clients, 3, READS)
     probe_redeem(a.host, tokens, reward_id, a.redeem_clients, 4 * a.redeem_clients)
+    print(json.dumps({"idle_cpu": tiers.measure_idle(a.idle_seconds)}), flush=True)
     for line in probe_each_read(tiers, a.host, tokens, a.read_clients, a.read_seconds):
         print(json.dumps(line), flush=True)
 
