@@ -264,7 +264,8 @@ def markdown_figures(machine: dict, lines: list[dict], model: dict | None, when:
     pg = machine.get("postgres", {})
     out = [
         f"Figures of one `make bench` run ({when}; {machine.get('cores')} cores {machine.get('cpu_model', '')}, "
-        f"{machine.get('ram_gb')} GB RAM; PostgreSQL {str(pg.get('server_version', '?')).split(' ')[0]} with "
+        f"{machine.get('ram_gb')} GB RAM, load average {machine.get('loadavg_at_start')} at the start; "
+        f"PostgreSQL {str(pg.get('server_version', '?')).split(' ')[0]} with "
         f"{machine.get('postgres_durability')}, shared_buffers {pg.get('shared_buffers')}, wal_sync_method "
         f"{pg.get('wal_sync_method')}; gunicorn {machine.get('gunicorn_workers')} workers x "
         f"{machine.get('gunicorn_threads')} threads, redemption {machine.get('redeem_gunicorn')}, Celery "
@@ -374,6 +375,8 @@ def machine(dsn: str) -> dict:
         settings = {name: conn.execute(f"SHOW {name}").fetchone()[0] for name in PG_SETTINGS}
     return {
         "cores": os.cpu_count(),
+        # Other jobs on the same cores make every figure noisy: the 1/5/15-minute load average at the start says so.
+        "loadavg_at_start": [round(v, 1) for v in os.getloadavg()],
         "cpu_model": model,
         "ram_gb": round(mem_kb / 1024 / 1024, 1),
         "kernel": platform.release(),
