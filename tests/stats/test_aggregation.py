@@ -12,6 +12,7 @@ from django.db import connection, transaction
 from django.db.models import Sum
 from django.utils import timezone
 
+from backend.core.days import day_start
 from backend.ledger.models import Posting
 from backend.ledger.services import pending_credit_release, pending_credit_reverse, points_spend, transaction_reverse
 from backend.stats.aggregation import shanghai_day, stats_aggregate, stats_rebuild
@@ -132,7 +133,9 @@ def test_aggregates_equal_direct_computation_from_actions_and_ledger(make_reside
 
 def test_aggregate_is_idempotent_and_incremental(make_resident):
     resident = make_resident(district="370202")
-    now = timezone.now()
+    # Both credits on one Asia/Shanghai day whatever the hour the suite runs (now - 1 h and now - 2 h straddle
+    # midnight in Shanghai between 16:00 and 18:00 UTC, which made two rows): yesterday's noon and an hour before.
+    now = day_start(shanghai_day(timezone.now()) - timedelta(days=1)) + timedelta(hours=13)
     credit(resident, at=now - timedelta(hours=1), grams=100, run_hooks=False)
     stats_aggregate()
     stats_aggregate()  # nothing new: nothing counted twice
