@@ -14,7 +14,7 @@ TEST_WORKERS ?= 2
 LOCAL := .local
 SCHEMA_FILE ?= api_schema/openapi.yaml
 
-.PHONY: help venv run shell client test test-only lint schema schema-check messages services-up services-down up down load bench bench-redeem lock clean
+.PHONY: help venv run shell client test test-only lint schema schema-check messages services-up services-down up down load load-ceiling bench bench-redeem lock clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -111,7 +111,10 @@ down: ## Stop everything `make up` started
 load: venv ## Locust suite, headless, 60 s against `make up`; fails when thresholds in locust/ are missed
 	infra/load.sh
 
-bench: venv ## Benchmarks beside the Locust suite (ledger postings/s, ingestion actions/s, redemptions/s)
+load-ceiling: venv ## Locust step load against `make up`: adds users until errors or p95 > bound; reports the ceiling
+	infra/load.sh ceiling
+
+bench: venv ## Every benchmark on a durable PostgreSQL: ratios table, chart (docs/bench.svg), Locust ceiling, capacity model
 	infra/bench.sh
 
 bench-redeem: venv ## Only the redemption benchmark (one reward, 10,000 items, 50 residents over HTTP) and its SQL floor

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # `make up` / `make down`: the production-like local stack, each a separate process, logs in .local/logs/.
+# `infra/stack.sh app-down` stops only gunicorn, the worker and beat (infra/bench.sh between configurations).
 # PostgreSQL and Redis (infra/services.sh), gunicorn on 127.0.0.1:$PORT, a Celery worker and Celery beat.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -58,5 +59,8 @@ case "${1:-}" in
     stop beat; stop worker; stop gunicorn
     infra/services.sh stop
     ;;
-  *) echo "usage: $0 up|down" >&2; exit 2 ;;
+  app-down)  # gunicorn, worker and beat only; PostgreSQL and Redis keep running (infra/bench.sh between runs)
+    stop beat; stop worker; stop gunicorn
+    ;;
+  *) echo "usage: $0 up|down|app-down" >&2; exit 2 ;;
 esac

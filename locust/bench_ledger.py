@@ -32,23 +32,10 @@ def main() -> None:
     url = os.environ.get("DATABASE_URL", "")
     if not url.startswith("postgres"):
         ap.error("set DATABASE_URL to a PostgreSQL database")
-    import psycopg
+    from scratch_db import scratch_database
 
-    base, _, name = url.rpartition("/")
-    scratch = f"{name}_bench"
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{scratch}"')
-        conn.execute(f'CREATE DATABASE "{scratch}"')
-    os.environ["DATABASE_URL"] = f"{base}/{scratch}"
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "backend.settings")
-    try:
+    with scratch_database(url):
         run(args)
-    finally:
-        from django.db import connections
-
-        connections.close_all()
-        with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{scratch}"')
 
 
 def run(args) -> None:

@@ -1,8 +1,11 @@
 """Locust suite. Personas: a resident using the mobile app (profile, wallet, ledger and its Merkle proofs,
-action history, the calculator, summary, leaderboards); a data partner pushing signed batches; a public reader
-of the statistics and leaderboards; a resident who browses the rewards and redeems; a merchant's cashier who
-validates the vouchers they bring. Every persona is a FastHttpUser (geventhttpclient: far less client CPU per
-request than requests, so the two shared cores measure the server, not the load generator).
+action history, the calculator, summary, leaderboards, now and then a self-reported ride with a photo); a data
+partner pushing signed batches; a public reader of the statistics and leaderboards; a resident who browses the
+rewards and redeems; a merchant's cashier who validates the vouchers they bring; a reviewer working through the
+review queue (approving or rejecting self-reports) and reading methodology versions. Buyers (Stripe checkout) are
+left out: each order needs the Stripe emulator and a webhook round trip, which would measure localstripe.
+Every persona is a FastHttpUser (geventhttpclient: far less client CPU per request than requests, so the two
+shared cores measure the server, not the load generator).
 
 Thresholds (locust/thresholds.json) are checked when the run ends and alone decide the exit code: 0 when the
 error rate and the 95th percentile response time are within them, 1 otherwise (Locust's own rule, non-zero on
@@ -118,6 +121,27 @@ class Resident(FastHttpUser):
     def health(self):
         self.client.get("/healthz")
 
+    @task(1)
+    def self_report(self):
+        """A ride the partner did not send: reported with a photo, waiting for a reviewer (multipart)."""
+        if not self.headers:
+            return
+        occurred = datetime.now(UTC) - timedelta(minutes=random.randint(10, 3000))
+        data = {"distance_km": f"{random.uniform(1, 15):.2f}", "duration_s": random.randint(900, 3000)}
+        with self.client.post(
+            "/api/v1/me/actions",
+            data={"methodology": "bus_ride", "occurred_at": occurred.isoformat(), "data": json.dumps(data)},
+            files={"evidence": ("ride.png", _PHOTO, "image/png")},
+            headers=self.headers,
+            name="/api/v1/me/actions (self-report)",
+            catch_response=True,
+        ) as response:
+            if response.status_code == 201:
+                _TO_REVIEW.append(response.json()["id"])
+                response.success()
+            else:
+                response.failure(f"self-report: {response.status_code} {response.text[:120]}")
+
     @task(2)
     def my_summary(self):
         self.client.get("/api/v1/me/summary", headers=self.headers)
@@ -127,6 +151,21 @@ class Resident(FastHttpUser):
         period = random.choice(["week", "month"])
         self.client.get(f"/api/v1/leaderboards/{period}", headers=self.headers, name="/api/v1/leaderboards/[period]")
 
+
+def _photo() -> bytes:
+    """A small real PNG (the server decodes and re-encodes every photo)."""
+    import io
+
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (64, 48), (30, 160, 90)).save(out, format="PNG")
+    return out.getvalue()
+
+
+_PHOTO = _photo()
+# Self-reports waiting for the Reviewer persona (one Locust process: a plain deque is enough).
+_TO_REVIEW: collections.deque = collections.deque(maxlen=10_000)
 
 _DISTRICTS = ["370202", "370203", "370213", "370212", "370211", "370214", "370215", "370281", "370283", "370285"]
 
@@ -288,8 +327,55 @@ class Cashier(FastHttpUser):
             self.client.get("/api/v1/merchant/summary", headers=self.headers)
 
 
+class Reviewer(FastHttpUser):
+    """A reviewer: the review queue (flagged and self-reported actions), approving or rejecting the residents'
+    self-reports with a note, and the methodology versions (drafts and their history)."""
+
+    wait_time = between(1.0, 3.0)
+    weight = 1
+
+    def on_start(self):
+        reviewer = PREPARED.get("reviewer") or {}
+        self.headers = {"Authorization": f"Bearer {reviewer['access']}"} if reviewer else {}
+
+    @task(3)
+    def queue(self):
+        if self.headers:
+            self.client.get("/api/v1/admin/reviews", headers=self.headers)
+
+    @task(3)
+    def decide(self):
+        if not self.headers or not _TO_REVIEW:
+            return
+        action_id, decision = _TO_REVIEW.popleft(), random.choice(["approve", "approve", "reject"])
+        with self.client.post(
+            f"/api/v1/admin/reviews/{action_id}/{decision}",
+            json={"note": "load test"},
+            headers=self.headers,
+            name=f"/api/v1/admin/reviews/[id]/{decision}",
+            catch_response=True,
+        ) as response:
+            # Flagged by the pipeline meanwhile, or decided already: a correct answer, not a failure.
+            if response.status_code == 200 or b"action_not_reviewable" in response.content:
+                response.success()
+            else:
+                response.failure(f"review: {response.status_code}")
+
+    @task(1)
+    def methodology_versions(self):
+        if self.headers:
+            code = random.choice(["bus_ride", "metro_ride", "bike_ride"])
+            self.client.get(
+                f"/api/v1/admin/methodologies/{code}/versions",
+                headers=self.headers,
+                name="/api/v1/admin/methodologies/[code]/versions",
+            )
+
+
 @events.quitting.add_listener
 def check_thresholds(environment, **_kwargs):
+    if getattr(environment, "shape_class", None) is not None:  # the step load (locust/ceiling.py) reports itself
+        return
     total = environment.stats.total
     p95 = total.get_response_time_percentile(0.95) or 0
     problems = []

@@ -89,9 +89,13 @@ def main() -> None:
         user["id"] = me.json()["id"]
     give_points([u["id"] for u in users], points=1_000_000, run=run)
     merchant = prepare_merchant(session, a.host, run)
+    reviewer = prepare_reviewer(session, a.host, run)
     with open(a.out, "w") as fh:
-        json.dump({"residents": users, "partner": partner, "merchant": merchant}, fh)
-    print(f"prepared {len(users)} residents, partner {partner['partner_id']}, merchant {merchant['merchant_id']}")
+        json.dump({"residents": users, "partner": partner, "merchant": merchant, "reviewer": reviewer}, fh)
+    print(
+        f"prepared {len(users)} residents, partner {partner['partner_id']}, merchant {merchant['merchant_id']}, "
+        f"reviewer {reviewer['user_id']}"
+    )
 
 
 def give_points(resident_ids: list[int], *, points: int, run: int) -> None:
@@ -159,6 +163,23 @@ def prepare_merchant(session, host: str, run: int) -> dict:
         response.raise_for_status()
         rewards.append(response.json()["id"])
     return {**merchant, "access": tokens.json()["access"], "rewards": rewards}
+
+
+def prepare_reviewer(session, host: str, run: int) -> dict:
+    """A reviewer (operators' command `create_user --role reviewer`) and its access token."""
+    phone, password = f"135{run:04d}0000", "Load-Test-Pass-1"
+    created = subprocess.run(
+        [sys.executable, str(ROOT / "manage.py"), "create_user", "--role", "reviewer", "--phone", phone,
+         "--password", password, "--display-name", f"reviewer-{run:04d}"],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )  # fmt: skip
+    user = json.loads(created.stdout.strip().splitlines()[-1])
+    tokens = session.post(f"{host}/api/v1/auth/token", json={"phone": phone, "password": password}, timeout=30)
+    tokens.raise_for_status()
+    return {"user_id": user["user_id"], "access": tokens.json()["access"]}
 
 
 def partner_request(session, host: str, partner: dict, method: str, path: str, payload: dict):

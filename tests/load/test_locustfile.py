@@ -51,5 +51,57 @@ def test_exit_code_follows_the_thresholds_alone_and_personas_are_fast_http_users
     assert result["one_error_within_thresholds"] == 0
     assert result["error_rate_missed"] == 1
     assert result["p95_missed"] == 1
-    assert result["personas"] == ["Cashier", "Partner", "PublicReader", "Resident", "RewardShopper"]
+    assert result["personas"] == ["Cashier", "Partner", "PublicReader", "Resident", "Reviewer", "RewardShopper"]
     assert result["not_fast"] == []
+
+
+CEILING_PROBE = """
+import json, os, sys, types
+os.environ.update(LOAD_STEP_USERS="10", LOAD_STEP_SECONDS="10", LOAD_SETTLE_SECONDS="2", LOAD_MAX_STEPS="5",
+                  LOAD_P95_BOUND_MS="200", LOAD_CEILING_OUT=sys.argv[1])
+sys.path.insert(0, "locust")
+import ceiling
+
+total = types.SimpleNamespace(num_requests=0, num_failures=0, response_times={})
+shape = ceiling.StepLoad()
+shape.runner = types.SimpleNamespace(environment=types.SimpleNamespace(stats=types.SimpleNamespace(total=total)))
+clock = [0.0]
+shape.get_run_time = lambda: clock[0]
+ticks = []
+# Steps of 10 s: 10, 20, 30, 40 users answer 10 req/s at 50, 50, 150, 150 ms; the 4th step sees 1 error.
+for second in range(60):
+    clock[0] = float(second)
+    step = second // 10
+    answer = shape.tick()
+    ticks.append(answer)
+    if answer is None:
+        break
+    total.num_requests += 10
+    ms = [50, 50, 150, 150, 300, 300][step]
+    total.response_times[ms] = total.response_times.get(ms, 0) + 10
+    if step == 3 and second == 35:
+        total.num_failures += 1
+env = types.SimpleNamespace(process_exit_code=None)
+ceiling.report_ceiling(env)
+print(json.dumps({"ticks": ticks, "exit": env.process_exit_code, "steps": ceiling.STEPS,
+                  "shape_found": ceiling.StepLoad.abstract is False}))
+"""
+
+
+def test_step_load_stops_at_the_first_step_with_an_error_and_reports_the_one_before(tmp_path):
+    out = tmp_path / "ceiling.json"
+    done = subprocess.run(
+        [sys.executable, "-c", CEILING_PROBE, str(out)], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    users = [t[0] for t in result["ticks"] if t]
+    assert users[:10] == [10] * 10 and users[10:20] == [20] * 10 and users[30:40] == [40] * 10
+    assert result["ticks"][-1] is None and len(result["ticks"]) == 41  # stopped right after the 40-user step
+    assert [s["users"] for s in result["steps"]] == [10, 20, 30, 40]
+    assert [s["p95_ms"] for s in result["steps"]] == [50, 50, 150, 150]  # the error alone stops it
+    assert result["steps"][0]["requests"] == 80 and result["steps"][0]["rps"] == 10.0  # measured after 2 s settle
+    saved = json.loads(out.read_text())["summary"]
+    assert (saved["users"], saved["p95_ms"], saved["product_per_s"], saved["errors"]) == (30, 150.0, 10.0, 0)
+    assert saved["stopped_by"].startswith("40 users: 1 errors")
+    assert result["exit"] == 0 and result["shape_found"]
