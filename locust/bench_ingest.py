@@ -29,6 +29,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "locust"))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "backend.settings")
 
 
@@ -197,7 +198,8 @@ def svg_chart(timeline: list, summary: dict) -> str:
         return " ".join(f"{'M' if i == 0 else 'L'}{x:.1f},{y:.1f}" for i, (x, y) in enumerate(points))
 
     bars = [("product", summary.get("processed_per_s") or 0)]
-    bars += [(f"sql floor x{f['clients']}", f["actions_per_s"]) for f in summary.get("sql_floor", [])]
+    if summary.get("sql_floor"):
+        bars.append(("sql floor x2", summary["sql_floor"]["actions_per_s"]))
     if summary.get("pgbench_tpcb_tps"):
         bars.append(("pgbench tps", summary["pgbench_tpcb_tps"]))
     b_max = max(v for _, v in bars) or 1
@@ -249,17 +251,33 @@ def pgbench_tps(dsn_parts: dict, seconds: int) -> float | None:
     return None
 
 
-def sql_floor(dsn: str) -> list[dict]:
+def sql_floor(dsn: str, actions: int) -> dict | None:
+    """../shared/bench/sql_floor.py with 2 clients (the issue's floor), and the WAL it writes per action
+    (measured around the whole run, its setup of 20,000 accounts included: a slight overcount)."""
+    from ingest_profile import wal_bytes
+
     script = ROOT.parent / "shared" / "bench" / "sql_floor.py"
     if not script.exists():
-        return []
+        return None
+    wal_before = wal_bytes(dsn)
     out = subprocess.run(
-        [sys.executable, str(script), dsn, "--actions", "50000", "--clients", "1", "2"],
+        [sys.executable, str(script), dsn, "--actions", str(actions), "--clients", "2"],
         check=True,
         capture_output=True,
         text=True,
     ).stdout
-    return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    floor = [json.loads(line) for line in out.splitlines() if line.startswith("{")][-1]
+    floor["wal_bytes_per_action"] = round((wal_bytes(dsn) - wal_before) / max(floor["actions"], 1))
+    return floor
+
+
+def postgres_settings(connection) -> str:
+    with connection.cursor() as cursor:
+        values = []
+        for name in ("fsync", "synchronous_commit", "full_page_writes"):
+            cursor.execute(f"SHOW {name}")
+            values.append(f"{name}={cursor.fetchone()[0]}")
+    return ", ".join(values)
 
 
 def main() -> None:
@@ -269,17 +287,22 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=1000)
     ap.add_argument("--residents", type=int, default=10_000)
     ap.add_argument("--clients", type=int, default=2)
-    ap.add_argument("--pgbench-seconds", type=int, default=20)
+    ap.add_argument("--floor-actions", type=int, default=50_000)
+    ap.add_argument("--pgbench-seconds", type=int, default=20, help="0 leaves pgbench out")
     ap.add_argument("--skip-reference", action="store_true", help="skip pgbench and sql_floor")
     a = ap.parse_args()
     setup_django()
     from django.db import connection
+    from ingest_profile import cpu_delta, cpu_snapshot, db_delta, db_snapshot
 
+    settings = connection.settings_dict
+    dsn = f"postgres://{settings['USER']}@{settings['HOST']}:{settings['PORT']}/{settings['NAME']}"
     partner_id, secret, cards = prepare(a.residents)
     bodies = make_batches(cards, a.actions, a.batch)
     print(json.dumps({"prepared": {"residents": a.residents, "batches": len(bodies)}}), flush=True)
     timeline: list = []
     stop = threading.Event()
+    db_before, cpu_before = db_snapshot(dsn), cpu_snapshot(ROOT)
     sampler = threading.Thread(target=sample, args=(partner_id, time.time(), timeline, stop))
     sampler.start()
     started, failures = submit_all(a.host, partner_id, secret, bodies, a.clients)
@@ -287,6 +310,7 @@ def main() -> None:
     result = wait_processed(partner_id, a.actions, timeout=3600)
     stop.set()
     sampler.join()
+    cpu_after, db_after = cpu_snapshot(ROOT), db_snapshot(dsn)
     wall = result["last_processed"] - started
     counts = result["counts"]
     processed = sum(counts.values())
@@ -302,23 +326,49 @@ def main() -> None:
         "credited": counts.get("credited", 0),
         "credited_per_s": round(counts.get("credited", 0) / wall),
         "statuses": counts,
+        # Measured from outside between the first submission and the last processed action (the sampler's
+        # own count queries are in the rows read, not in the writes).
+        "profile": {
+            **db_delta(db_before, db_after, processed, len(bodies)),
+            **cpu_delta(cpu_before, cpu_after, processed),
+        },
     }
     print(json.dumps(summary), flush=True)
     if not a.skip_reference:
-        settings = connection.settings_dict
-        summary["pgbench_tpcb_tps"] = pgbench_tps(settings, a.pgbench_seconds)
-        dsn = f"postgres://{settings['USER']}@{settings['HOST']}:{settings['PORT']}/{settings['NAME']}"
-        floors = sql_floor(dsn)
-        summary["sql_floor"] = floors
-        best = max((f["actions_per_s"] for f in floors), default=None)
-        if best:
-            summary["ratio_to_sql_floor"] = round(summary["processed_per_s"] / best, 3)
+        if a.pgbench_seconds:
+            summary["pgbench_tpcb_tps"] = pgbench_tps(settings, a.pgbench_seconds)
+        summary["sql_floor"] = sql_floor(dsn, a.floor_actions)
+        if summary["sql_floor"]:
+            summary["ratio_to_sql_floor"] = round(summary["processed_per_s"] / summary["sql_floor"]["actions_per_s"], 3)
     out = ROOT / ".local" / "bench"
     out.mkdir(parents=True, exist_ok=True)
     (out / "ingest.json").write_text(json.dumps(summary, indent=2))
     (out / "ingest.svg").write_text(svg_chart(timeline, summary))
     summary["chart"] = str(out / "ingest.svg")
     print(json.dumps(summary), flush=True)
+    floor = summary.get("sql_floor") or {}
+    # The one line infra/bench.sh collects (format: /work/notes/BENCH_FORMAT.md).
+    print(
+        json.dumps(
+            {
+                "summary": True,
+                "bench": "ingest",
+                "product_per_s": float(summary["processed_per_s"]),
+                "floor_name": "sql_floor.py --clients 2",
+                "floor_per_s": float(floor["actions_per_s"]) if floor else None,
+                "ratio": summary.get("ratio_to_sql_floor"),
+                "target": 0.35,
+                "p99_ms": None,
+                "p99_target_ms": None,
+                "errors": len(failures),
+                "postgres": postgres_settings(connection),
+                "wal_bytes_per_action": summary["profile"]["wal_bytes_per_action"],
+                "floor_wal_bytes_per_action": floor.get("wal_bytes_per_action"),
+                "statements_per_batch": summary["profile"].get("statements_per_batch"),
+            }
+        ),
+        flush=True,
+    )
     if failures:
         print(json.dumps({"first_failures": failures[:3]}), flush=True)
         sys.exit(1)

@@ -239,15 +239,20 @@ class ActionStatusChange(models.Model):
 
 
 class DailyCapUsage(models.Model):
-    """How much of a methodology's daily cap a resident has used on one Asia/Shanghai calendar day.
+    """How much of a methodology's daily cap a resident has used on one Asia/Shanghai calendar day, and which
+    action was given how much of it (`reservations`: action id -> decimal string, adding up to `used`).
 
-    Rows are locked (in sorted order) by the pipeline while it credits, so two workers crediting the same
-    resident at once cannot both take the last ride under the cap."""
+    Rows are locked (in sorted order) by the pipeline in a short transaction of its own before crediting
+    (pipeline/caps.py), so two workers crediting the same resident at once cannot both take the last ride under
+    the cap; if crediting then fails or the worker dies, the retry finds its action's reservation here and uses
+    it again instead of taking the cap twice."""
 
-    resident = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    # No index of its own: the unique (resident, methodology, day) below starts with the resident.
+    resident = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+", db_index=False)
     methodology = models.CharField(max_length=32)
     day = models.DateField()
     used = models.DecimalField(max_digits=18, decimal_places=6, default=Decimal(0))
+    reservations = models.JSONField(default=dict, blank=True)
 
     class Meta:
         constraints = [
@@ -257,22 +262,6 @@ class DailyCapUsage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.resident_id} {self.methodology} {self.day}: {self.used}"
-
-
-class CapReservation(models.Model):
-    """How much of its daily cap one action was given. Written (with the DailyCapUsage row it adds to) in a
-    short transaction of its own before the action is credited, so cap rows stay locked for milliseconds rather
-    than for a whole batch; if crediting then fails or the worker dies, the retry finds the reservation and
-    uses it again instead of taking the cap twice."""
-
-    action = models.OneToOneField(Action, on_delete=models.CASCADE, primary_key=True, related_name="+")
-    quantity = models.DecimalField(max_digits=18, decimal_places=6)
-
-    class Meta:
-        constraints = [models.CheckConstraint(condition=Q(quantity__gte=0), name="cap_reservation_non_negative")]
-
-    def __str__(self) -> str:
-        return f"{self.action_id}: {self.quantity}"
 
 
 class HistoryClaim(models.Model):
