@@ -167,7 +167,9 @@ class Action(models.Model):
     partner = models.ForeignKey(
         "partners.Partner", null=True, blank=True, on_delete=models.PROTECT, related_name="+", db_index=False
     )
-    batch = models.ForeignKey(IngestBatch, null=True, blank=True, on_delete=models.PROTECT, related_name="actions")
+    batch = models.ForeignKey(
+        IngestBatch, null=True, blank=True, on_delete=models.PROTECT, related_name="actions", db_index=False
+    )
     external_id = models.CharField(max_length=128, null=True, blank=True)
     subject_kind = models.CharField(max_length=32, choices=SubjectKind.choices, blank=True, default="")
     subject_hash = models.CharField(max_length=64, blank=True, default="")
@@ -204,6 +206,8 @@ class Action(models.Model):
                 condition=Q(status="unclaimed"),
             ),
             models.Index(fields=["resident", "-id"], name="action_resident_recent"),
+            # The worker reads a batch's `received` actions; partial, so processing an action adds no entry.
+            models.Index(fields=["batch"], name="action_batch_received", condition=Q(status="received")),
         ]
         constraints = [
             # Exactly once per partner record: resubmission is a duplicate, never a second credit.
@@ -285,7 +289,8 @@ class PeriodClaim(models.Model):
         TRIP = "trip", _("Trip")
         WINDOW = "window", _("Duplicate window")
 
-    action = models.ForeignKey(Action, on_delete=models.CASCADE, related_name="+")
+    # Indexed by the unique (action, kind) below.
+    action = models.ForeignKey(Action, on_delete=models.CASCADE, related_name="+", db_index=False)
     kind = models.CharField(max_length=8, choices=Kind.choices)
     resident = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+", db_index=False)
     scope = models.CharField(max_length=96)

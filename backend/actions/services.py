@@ -25,7 +25,7 @@ from backend.actions.models import (
     SubjectBinding,
     SubjectKind,
 )
-from backend.actions.pipeline import actions_process, claims_release, has_credit
+from backend.actions.pipeline import actions_process, batch_actions_process, claims_release, has_credit
 from backend.actions.subjects import normalize_identifier, subject_hash, subject_last4
 from backend.core.bulk import BoundCursor
 from backend.core.errors import ApplicationError, ConflictError
@@ -228,8 +228,7 @@ def enqueue_batch(batch_id: int) -> None:
 
 
 def batch_process(*, batch_id: int) -> dict[str, int]:
-    ids = list(Action.objects.filter(batch_id=batch_id, status=Action.Status.RECEIVED).values_list("id", flat=True))
-    return actions_process(action_ids=ids)
+    return batch_actions_process(batch_id=batch_id)
 
 
 def actions_reconcile(*, older_than: timedelta = RECONCILE_AFTER, limit: int = 20_000) -> int:
