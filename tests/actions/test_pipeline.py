@@ -137,6 +137,27 @@ def test_unbound_then_linked_then_credited(api, partner, resident):
 
 
 @pytest.mark.django_db
+def test_history_keeps_every_outcome_without_a_row_per_processed_action(api, partner, resident):
+    """Issue 17: the pipeline stores no status-history row (its outcome is on the action row); claiming writes
+    the earlier `unclaimed` outcome down first, so the history still shows every step in order."""
+    from backend.actions.models import ActionStatusChange
+
+    submit(api, partner, [ride("early", identifier="NEW-CARD-7", distance_km="5", duration_s=900)])
+    action = Action.objects.get(external_id="early")
+    assert (action.status, ActionStatusChange.objects.count()) == ("unclaimed", 0)
+
+    link_card(resident, partner, identifier="new-card-7")
+    history = client_for(resident).get(f"/api/v1/me/actions/{action.id}").json()["history"]
+    assert [(h["status"], h["reason"]) for h in history] == [
+        ("received", ""),
+        ("unclaimed", "subject_not_bound"),
+        ("credited", ""),
+    ]
+    assert [h["at"] for h in history] == sorted(h["at"] for h in history)
+    assert ActionStatusChange.objects.count() == 1  # the claimed action's earlier outcome only
+
+
+@pytest.mark.django_db
 def test_bindings_store_no_identifier_and_unlink_by_id(resident, partner):
     link_card(resident, partner, identifier="3100999988887777")
     binding = resident.bindings.get()
