@@ -29,6 +29,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "locust"))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "backend.settings")
 
 
@@ -151,35 +152,46 @@ def submit_all(host: str, partner_id: int, secret: str, bodies: list[bytes], cli
     return started, failures
 
 
-def sample(partner_id: int, started: float, timeline: list, stop: threading.Event) -> None:
+# The benchmark's own queries: cheap (stored = the batches' accepted counts; still `received` through the
+# partial batch index that holds only received actions) and tagged, so the profile's statements leave them out.
+PROGRESS = """/* bench-profile */
+SELECT (SELECT coalesce(sum(accepted), 0) FROM actions_ingestbatch WHERE partner_id = %(p)s),
+       (SELECT count(*) FROM actions_action a JOIN actions_ingestbatch b ON b.id = a.batch_id
+         WHERE b.partner_id = %(p)s AND a.status = 'received')"""
+FINAL = """/* bench-profile */
+SELECT status, count(*), max(processed_at) FROM actions_action WHERE partner_id = %(p)s GROUP BY status"""
+
+
+def _progress(conn, partner_id: int) -> tuple[int, int]:
+    stored, received = conn.execute(PROGRESS, {"p": partner_id}).fetchone()
+    return int(stored), int(stored) - int(received)
+
+
+def sample(dsn: str, partner_id: int, started: float, timeline: list, stop: threading.Event) -> None:
     """Every half second: how many actions are stored and how many processed (for the chart)."""
-    from django.db import connection
-    from django.db.models import Count, Q
+    import psycopg
 
-    from backend.actions.models import Action
-
-    while not stop.is_set():
-        row = Action.objects.filter(partner_id=partner_id).aggregate(
-            total=Count("id"), processed=Count("id", filter=~Q(status="received"))
-        )
-        timeline.append((time.time() - started, row["total"], row["processed"]))
-        stop.wait(0.5)
-    connection.close()
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        while not stop.is_set():
+            stored, processed = _progress(conn, partner_id)
+            timeline.append((time.time() - started, stored, processed))
+            stop.wait(0.5)
 
 
-def wait_processed(partner_id: int, expected: int, timeout: float) -> dict:
-    from django.db.models import Count, Max
-
-    from backend.actions.models import Action
+def wait_processed(dsn: str, partner_id: int, expected: int, timeout: float) -> dict:
+    import psycopg
 
     deadline = time.time() + timeout
-    while time.time() < deadline:
-        counts = dict(Action.objects.filter(partner_id=partner_id).values_list("status").annotate(n=Count("id")))
-        if sum(counts.values()) >= expected and not counts.get("received"):
-            last = Action.objects.filter(partner_id=partner_id).aggregate(m=Max("processed_at"))["m"]
-            return {"counts": counts, "last_processed": last.timestamp()}
-        time.sleep(0.5)
-    raise TimeoutError(f"not processed within {timeout}s: {counts}")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        while time.time() < deadline:
+            stored, processed = _progress(conn, partner_id)
+            if stored >= expected and processed >= stored:
+                rows = conn.execute(FINAL, {"p": partner_id}).fetchall()
+                counts = {status: n for status, n, _ in rows}
+                if not counts.get("received"):
+                    return {"counts": counts, "last_processed": max(last for *_, last in rows).timestamp()}
+            time.sleep(0.5)
+    raise TimeoutError(f"not processed within {timeout}s: {processed} of {stored}")
 
 
 def svg_chart(timeline: list, summary: dict) -> str:
@@ -197,7 +209,8 @@ def svg_chart(timeline: list, summary: dict) -> str:
         return " ".join(f"{'M' if i == 0 else 'L'}{x:.1f},{y:.1f}" for i, (x, y) in enumerate(points))
 
     bars = [("product", summary.get("processed_per_s") or 0)]
-    bars += [(f"sql floor x{f['clients']}", f["actions_per_s"]) for f in summary.get("sql_floor", [])]
+    if summary.get("sql_floor"):
+        bars.append(("sql floor x2", summary["sql_floor"]["actions_per_s"]))
     if summary.get("pgbench_tpcb_tps"):
         bars.append(("pgbench tps", summary["pgbench_tpcb_tps"]))
     b_max = max(v for _, v in bars) or 1
@@ -249,17 +262,33 @@ def pgbench_tps(dsn_parts: dict, seconds: int) -> float | None:
     return None
 
 
-def sql_floor(dsn: str) -> list[dict]:
+def sql_floor(dsn: str, actions: int) -> dict | None:
+    """../shared/bench/sql_floor.py with 2 clients (the issue's floor), and the WAL it writes per action
+    (measured around the whole run, its setup of 20,000 accounts included: a slight overcount)."""
+    from ingest_profile import wal_bytes
+
     script = ROOT.parent / "shared" / "bench" / "sql_floor.py"
     if not script.exists():
-        return []
+        return None
+    wal_before = wal_bytes(dsn)
     out = subprocess.run(
-        [sys.executable, str(script), dsn, "--actions", "50000", "--clients", "1", "2"],
+        [sys.executable, str(script), dsn, "--actions", str(actions), "--clients", "2"],
         check=True,
         capture_output=True,
         text=True,
     ).stdout
-    return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    floor = [json.loads(line) for line in out.splitlines() if line.startswith("{")][-1]
+    floor["wal_bytes_per_action"] = round((wal_bytes(dsn) - wal_before) / max(floor["actions"], 1))
+    return floor
+
+
+def postgres_settings(connection) -> str:
+    with connection.cursor() as cursor:
+        values = []
+        for name in ("fsync", "synchronous_commit", "full_page_writes"):
+            cursor.execute(f"SHOW {name}")
+            values.append(f"{name}={cursor.fetchone()[0]}")
+    return ", ".join(values)
 
 
 def main() -> None:
@@ -269,24 +298,30 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=1000)
     ap.add_argument("--residents", type=int, default=10_000)
     ap.add_argument("--clients", type=int, default=2)
-    ap.add_argument("--pgbench-seconds", type=int, default=20)
+    ap.add_argument("--floor-actions", type=int, default=50_000)
+    ap.add_argument("--pgbench-seconds", type=int, default=20, help="0 leaves pgbench out")
     ap.add_argument("--skip-reference", action="store_true", help="skip pgbench and sql_floor")
     a = ap.parse_args()
     setup_django()
     from django.db import connection
+    from ingest_profile import cpu_delta, cpu_snapshot, db_delta, db_snapshot
 
+    settings = connection.settings_dict
+    dsn = f"postgres://{settings['USER']}@{settings['HOST']}:{settings['PORT']}/{settings['NAME']}"
     partner_id, secret, cards = prepare(a.residents)
     bodies = make_batches(cards, a.actions, a.batch)
     print(json.dumps({"prepared": {"residents": a.residents, "batches": len(bodies)}}), flush=True)
     timeline: list = []
     stop = threading.Event()
-    sampler = threading.Thread(target=sample, args=(partner_id, time.time(), timeline, stop))
+    db_before, cpu_before = db_snapshot(dsn), cpu_snapshot(ROOT)
+    sampler = threading.Thread(target=sample, args=(dsn, partner_id, time.time(), timeline, stop))
     sampler.start()
     started, failures = submit_all(a.host, partner_id, secret, bodies, a.clients)
     submitted = time.time()
-    result = wait_processed(partner_id, a.actions, timeout=3600)
+    result = wait_processed(dsn, partner_id, a.actions, timeout=3600)
     stop.set()
     sampler.join()
+    cpu_after, db_after = cpu_snapshot(ROOT), db_snapshot(dsn)
     wall = result["last_processed"] - started
     counts = result["counts"]
     processed = sum(counts.values())
@@ -302,23 +337,49 @@ def main() -> None:
         "credited": counts.get("credited", 0),
         "credited_per_s": round(counts.get("credited", 0) / wall),
         "statuses": counts,
+        # Measured from outside between the first submission and the last processed action (the sampler's
+        # own count queries are in the rows read, not in the writes).
+        "profile": {
+            **db_delta(db_before, db_after, processed, len(bodies)),
+            **cpu_delta(cpu_before, cpu_after, processed),
+        },
     }
     print(json.dumps(summary), flush=True)
     if not a.skip_reference:
-        settings = connection.settings_dict
-        summary["pgbench_tpcb_tps"] = pgbench_tps(settings, a.pgbench_seconds)
-        dsn = f"postgres://{settings['USER']}@{settings['HOST']}:{settings['PORT']}/{settings['NAME']}"
-        floors = sql_floor(dsn)
-        summary["sql_floor"] = floors
-        best = max((f["actions_per_s"] for f in floors), default=None)
-        if best:
-            summary["ratio_to_sql_floor"] = round(summary["processed_per_s"] / best, 3)
+        if a.pgbench_seconds:
+            summary["pgbench_tpcb_tps"] = pgbench_tps(settings, a.pgbench_seconds)
+        summary["sql_floor"] = sql_floor(dsn, a.floor_actions)
+        if summary["sql_floor"]:
+            summary["ratio_to_sql_floor"] = round(summary["processed_per_s"] / summary["sql_floor"]["actions_per_s"], 3)
     out = ROOT / ".local" / "bench"
     out.mkdir(parents=True, exist_ok=True)
     (out / "ingest.json").write_text(json.dumps(summary, indent=2))
     (out / "ingest.svg").write_text(svg_chart(timeline, summary))
     summary["chart"] = str(out / "ingest.svg")
     print(json.dumps(summary), flush=True)
+    floor = summary.get("sql_floor") or {}
+    # The one line infra/bench.sh collects (format: /work/notes/BENCH_FORMAT.md).
+    print(
+        json.dumps(
+            {
+                "summary": True,
+                "bench": "ingest",
+                "product_per_s": float(summary["processed_per_s"]),
+                "floor_name": "sql_floor.py --clients 2",
+                "floor_per_s": float(floor["actions_per_s"]) if floor else None,
+                "ratio": summary.get("ratio_to_sql_floor"),
+                "target": 0.35,
+                "p99_ms": None,
+                "p99_target_ms": None,
+                "errors": len(failures),
+                "postgres": postgres_settings(connection),
+                "wal_bytes_per_action": summary["profile"]["wal_bytes_per_action"],
+                "floor_wal_bytes_per_action": floor.get("wal_bytes_per_action"),
+                "statements_per_batch": summary["profile"].get("statements_per_batch"),
+            }
+        ),
+        flush=True,
+    )
     if failures:
         print(json.dumps({"first_failures": failures[:3]}), flush=True)
         sys.exit(1)

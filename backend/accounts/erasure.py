@@ -56,6 +56,7 @@ class Leaves:
     zero_if_withdrawn    0 for rows that were withdrawn (pending), otherwise kept
     withdrawn_reason     `withdrawn_erasure` for rows that were withdrawn (pending), otherwise kept
     cap_given_back       kept, less what withdrawn actions had used (never more than before)
+    reservations_given_back  the same actions; a withdrawn action's share of the cap becomes "0"
     cancelled_if_issued  a live (`issued`) voucher becomes `cancelled` (its points and stock go back); else kept
     closed_at_erasure_if_issued  the erasure time for vouchers cancelled by it; else kept
     released_if_reserved an unpaid (`reserved`) offset order becomes `released`; else kept
@@ -297,6 +298,7 @@ ERASURE_LEAVES: dict[str, dict] = {
                 "methodology": KEPT,
                 "day": KEPT,
                 "used": Leaves("cap_given_back"),
+                "reservations": Leaves("reservations_given_back"),
             },
         }
     },

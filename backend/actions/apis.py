@@ -15,6 +15,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from backend.actions import selectors, services
+from backend.actions.history import history_entries
 from backend.actions.models import Action, ActionStatusChange, SubjectKind
 from backend.core.days import day_bounds
 from backend.core.errors import ApplicationError
@@ -257,8 +258,7 @@ class ActionDetailSerializer(ActionListItemSerializer):
 
     @extend_schema_field(ActionHistorySerializer(many=True))
     def get_history(self, obj) -> list[dict]:
-        received = {"status": "received", "reason": "", "note": "", "at": obj.created_at}
-        return [ActionHistorySerializer(received).data, *ActionHistorySerializer(obj.history.all(), many=True).data]
+        return ActionHistorySerializer(history_entries(obj, obj.history.all()), many=True).data
 
 
 class SelfReportSerializer(serializers.Serializer):

@@ -19,6 +19,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from rest_framework import status
 
+from backend.actions.history import history_materialize
 from backend.actions.models import Action, LinkCode, SubjectBinding, SubjectKind
 from backend.actions.pipeline import actions_process
 from backend.actions.subjects import normalize_identifier, subject_hash, subject_last4
@@ -171,6 +172,7 @@ def _bind(*, resident, kind: str, identifier: str, partner) -> tuple[SubjectBind
         )
         .values_list("id", flat=True)
     )
+    history_materialize(claimable)  # their `unclaimed` outcome stays in the history
     Action.objects.filter(id__in=claimable).update(status=Action.Status.RECEIVED, reason="")
     return binding, claimable
 

@@ -167,7 +167,9 @@ class Action(models.Model):
     partner = models.ForeignKey(
         "partners.Partner", null=True, blank=True, on_delete=models.PROTECT, related_name="+", db_index=False
     )
-    batch = models.ForeignKey(IngestBatch, null=True, blank=True, on_delete=models.PROTECT, related_name="actions")
+    batch = models.ForeignKey(
+        IngestBatch, null=True, blank=True, on_delete=models.PROTECT, related_name="actions", db_index=False
+    )
     external_id = models.CharField(max_length=128, null=True, blank=True)
     subject_kind = models.CharField(max_length=32, choices=SubjectKind.choices, blank=True, default="")
     subject_hash = models.CharField(max_length=64, blank=True, default="")
@@ -204,6 +206,8 @@ class Action(models.Model):
                 condition=Q(status="unclaimed"),
             ),
             models.Index(fields=["resident", "-id"], name="action_resident_recent"),
+            # The worker reads a batch's `received` actions; partial, so processing an action adds no entry.
+            models.Index(fields=["batch"], name="action_batch_received", condition=Q(status="received")),
         ]
         constraints = [
             # Exactly once per partner record: resubmission is a duplicate, never a second credit.
@@ -239,15 +243,20 @@ class ActionStatusChange(models.Model):
 
 
 class DailyCapUsage(models.Model):
-    """How much of a methodology's daily cap a resident has used on one Asia/Shanghai calendar day.
+    """How much of a methodology's daily cap a resident has used on one Asia/Shanghai calendar day, and which
+    action was given how much of it (`reservations`: action id -> decimal string, adding up to `used`).
 
-    Rows are locked (in sorted order) by the pipeline while it credits, so two workers crediting the same
-    resident at once cannot both take the last ride under the cap."""
+    Rows are locked (in sorted order) by the pipeline in a short transaction of its own before crediting
+    (pipeline/caps.py), so two workers crediting the same resident at once cannot both take the last ride under
+    the cap; if crediting then fails or the worker dies, the retry finds its action's reservation here and uses
+    it again instead of taking the cap twice."""
 
-    resident = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    # No index of its own: the unique (resident, methodology, day) below starts with the resident.
+    resident = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+", db_index=False)
     methodology = models.CharField(max_length=32)
     day = models.DateField()
     used = models.DecimalField(max_digits=18, decimal_places=6, default=Decimal(0))
+    reservations = models.JSONField(default=dict, blank=True)
 
     class Meta:
         constraints = [
@@ -257,22 +266,6 @@ class DailyCapUsage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.resident_id} {self.methodology} {self.day}: {self.used}"
-
-
-class CapReservation(models.Model):
-    """How much of its daily cap one action was given. Written (with the DailyCapUsage row it adds to) in a
-    short transaction of its own before the action is credited, so cap rows stay locked for milliseconds rather
-    than for a whole batch; if crediting then fails or the worker dies, the retry finds the reservation and
-    uses it again instead of taking the cap twice."""
-
-    action = models.OneToOneField(Action, on_delete=models.CASCADE, primary_key=True, related_name="+")
-    quantity = models.DecimalField(max_digits=18, decimal_places=6)
-
-    class Meta:
-        constraints = [models.CheckConstraint(condition=Q(quantity__gte=0), name="cap_reservation_non_negative")]
-
-    def __str__(self) -> str:
-        return f"{self.action_id}: {self.quantity}"
 
 
 class HistoryClaim(models.Model):
@@ -296,7 +289,8 @@ class PeriodClaim(models.Model):
         TRIP = "trip", _("Trip")
         WINDOW = "window", _("Duplicate window")
 
-    action = models.ForeignKey(Action, on_delete=models.CASCADE, related_name="+")
+    # Indexed by the unique (action, kind) below.
+    action = models.ForeignKey(Action, on_delete=models.CASCADE, related_name="+", db_index=False)
     kind = models.CharField(max_length=8, choices=Kind.choices)
     resident = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+", db_index=False)
     scope = models.CharField(max_length=96)

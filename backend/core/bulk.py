@@ -26,10 +26,16 @@ def bulk_update_rows(model: type[models.Model], rows: list[dict], fields: list[s
         field = model._meta.get_field(_field_name(model, name))
         columns.append(field.column)
         casts.append(_array_type(field))
-        arrays.append([_bindable(field, row[name]) for row in rows])
+        if field.get_internal_type() == "JSONField":
+            arrays.append([_bindable(field, row[name]) for row in rows])
+        elif field.get_internal_type() == "DecimalField":
+            # Decimals travel as text and are cast by the server: psycopg's binary numeric dumping is ~20x slower.
+            arrays.append([None if row[name] is None else str(row[name]) for row in rows])
+        else:
+            arrays.append([row[name] for row in rows])
     pk_field = model._meta.pk
     sets = ", ".join(f'"{c}" = v."{c}"' for c in columns)
-    unnest = ", ".join(["%b::bigint[]", *[f"%b::{t}[]" for t in casts]])
+    unnest = ", ".join(["%b::bigint[]", *[f"%b::text[]::{t}[]" if t == "numeric" else f"%b::{t}[]" for t in casts]])
     names = ", ".join(['"__id"', *[f'"{c}"' for c in columns]])
     # Identifiers come from model metadata, never from input; values travel as binary array parameters.
     sql = (

@@ -72,7 +72,8 @@ class LedgerTransaction(models.Model):
     reason = models.CharField(max_length=255)
     source_type = models.CharField(max_length=32)
     source_id = models.BigIntegerField(null=True, blank=True)
-    idempotency_key = models.CharField(max_length=160, unique=True)
+    # Unique through Meta.constraints: `unique=True` would add a second (LIKE) index that nothing reads.
+    idempotency_key = models.CharField(max_length=160)
     # SHA-256 of the request's canonical content: the same key with different content is a conflict.
     content_hash = models.CharField(max_length=64)
     created_at = models.DateTimeField(db_default=Now())
@@ -81,13 +82,28 @@ class LedgerTransaction(models.Model):
     # or, for history imported under `ledger_backfill()`, the still-open day it happened. A day with a published
     # root takes no more transactions (PostgreSQL trigger, migration 0005), so each is in exactly one day's tree.
     booked_on = models.DateField(db_default=LocalToday())
-    reverses = models.OneToOneField("self", null=True, blank=True, on_delete=models.PROTECT, related_name="reversed_by")
-    releases = models.OneToOneField("self", null=True, blank=True, on_delete=models.PROTECT, related_name="released_by")
+    # At most one reversal / release per transaction: partial unique indexes (Meta) hold only the rows that
+    # reverse or release something, not one NULL entry per action credit in each.
+    reverses = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="+", db_index=False
+    )
+    releases = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="+", db_index=False
+    )
     # Pending credits only: the points policy in force when the action was credited, applied on release.
     lot_expiry_months = models.PositiveSmallIntegerField(null=True, blank=True)
 
     class Meta:
         indexes = [models.Index(fields=["created_at"], name="ledger_txn_created")]
+        constraints = [
+            models.UniqueConstraint(fields=["idempotency_key"], name="ledger_txn_idempotency_key_unique"),
+            models.UniqueConstraint(
+                fields=["reverses"], condition=Q(reverses__isnull=False), name="ledger_txn_reverses_once"
+            ),
+            models.UniqueConstraint(
+                fields=["releases"], condition=Q(releases__isnull=False), name="ledger_txn_releases_once"
+            ),
+        ]
 
     def __str__(self):
         return f"{self.id} {self.kind} {self.idempotency_key}"

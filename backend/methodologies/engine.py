@@ -6,6 +6,7 @@ result is rounded down exactly once, in `calculate`. The ingestion pipeline and 
 these; history-dependent rules (duplicates, serial reuse, one bill per month) are the pipeline's, exposed as
 data in `validity_rules`."""
 
+import functools
 import re
 from dataclasses import dataclass, field
 from decimal import ROUND_FLOOR, Decimal, InvalidOperation, localcontext
@@ -123,10 +124,27 @@ def parse_decimal(value) -> Decimal:
 
 
 def _field_bounds(key: str, spec: dict) -> tuple[Decimal, Decimal, int]:
-    low = parse_decimal(spec.get("min", "0"))
-    high = parse_decimal(spec["max"]) if "max" in spec else DEFAULT_FIELD_MAX
-    digits = 0 if spec.get("type") == "integer" else int(spec.get("digits", DEFAULT_FIELD_DIGITS))
-    return low, high, digits
+    args = (spec.get("min", "0"), spec.get("max"), spec.get("type"), spec.get("digits", DEFAULT_FIELD_DIGITS))
+    try:
+        hash(args)
+    except TypeError:  # a malformed schema (a list where a number belongs): parsed, and refused, uncached
+        return _bounds.__wrapped__(*args)
+    return _bounds(*args)
+
+
+@functools.lru_cache(maxsize=1024)
+def _bounds(low, high, kind, digits) -> tuple[Decimal, Decimal, int]:
+    """A field's parsed bounds, cached by their JSON values (parsed once, not for each of a batch's actions)."""
+    return (
+        parse_decimal(low),
+        parse_decimal(high) if high is not None else DEFAULT_FIELD_MAX,
+        0 if kind == "integer" else int(digits),
+    )
+
+
+@functools.lru_cache(maxsize=1024)
+def _rule_value(value) -> Decimal:
+    return parse_decimal(value)
 
 
 # --- action data -------------------------------------------------------------------------------------------
@@ -200,7 +218,10 @@ def _ensure_parsed(version: "MethodologyVersion", data: dict) -> dict:
 
 def _rule(version: "MethodologyVersion", name: str) -> Decimal | None:
     value = version.validity_rules.get(name)
-    return None if value is None or isinstance(value, bool) else parse_decimal(value)
+    if value is None or isinstance(value, bool):
+        return None
+    # Cached by the JSON value (str, int or float: hashable); anything else is parsed (and refused) as given.
+    return _rule_value(value) if isinstance(value, str | int | float) else parse_decimal(value)
 
 
 def _out_of_range(version, data: dict, key: str, rule_suffix: str) -> bool:

@@ -76,9 +76,20 @@ def leaderboards_credits_posted(credits) -> None:
         logger.warning("leaderboard update skipped; the nightly rebuild will repair it", exc_info=True)
 
 
+# One call per board: ZINCRBY for every (member, grams) pair, then the key's TTL. A batch of 1,000 credits
+# used to be 4,000 pipelined commands (one ZINCRBY and one EXPIRE per board per credit); this is one per board.
+BUMP_SCRIPT = """
+for i = 2, #ARGV, 2 do redis.call('ZINCRBY', KEYS[1], ARGV[i + 1], ARGV[i]) end
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+return 1
+"""
+_bump_script = None
+
+
 def _bump(credits) -> None:
     from backend.accounts.models import User
 
+    global _bump_script
     r = client()
     wanted = [c for c in credits if c.grams > 0 and not c.pending]
     if r is None or not wanted:
@@ -89,18 +100,30 @@ def _bump(credits) -> None:
         .exclude(id__in=LeaderboardPreference.objects.filter(user_id__in=residents, listed=False).values("user_id"))
         .values_list("id", "district_id")
     )
-    pipe = r.pipeline(transaction=False)
+    # Summed per board and member first: a resident's rides of one batch are one increment.
+    boards: dict[str, dict[int, int]] = {}
+    starts: dict = {}
     for c in wanted:
         if c.resident_id not in listed:
             continue
         day = local_day(c.effective_at)
-        for period in PERIODS:
-            start = period_start(period, day)
+        if day not in starts:
+            starts[day] = [(period, period_start(period, day)) for period in PERIODS]
+        for period, start in starts[day]:
             for scope in (CITY, listed[c.resident_id]):
                 if scope:
-                    key = board_key(period, start, scope)
-                    pipe.zincrby(key, c.grams, c.resident_id)
-                    pipe.expire(key, KEY_TTL_S)
+                    board = boards.setdefault(board_key(period, start, scope), {})
+                    board[c.resident_id] = board.get(c.resident_id, 0) + c.grams
+    if not boards:
+        return
+    if _bump_script is None:
+        _bump_script = r.register_script(BUMP_SCRIPT)
+    pipe = r.pipeline(transaction=False)
+    for key, increments in boards.items():
+        args = [KEY_TTL_S]
+        for member, grams in increments.items():
+            args += (member, grams)
+        _bump_script(keys=[key], args=args, client=pipe)
     pipe.execute()
 
 

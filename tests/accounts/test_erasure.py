@@ -139,6 +139,8 @@ def check(rule, before, after, *, row_before: dict, consented: bool, erased_from
             return after == ("withdrawn_erasure" if was_pending else before)
         case "cap_given_back":
             return 0 <= after <= before
+        case "reservations_given_back":
+            return after.keys() == before.keys() and all(after[k] in (before[k], "0") for k in after)
     raise AssertionError(f"unknown rule {rule.rule}")
 
 

@@ -2,6 +2,7 @@
 
 import time
 from datetime import timedelta
+from decimal import Decimal
 
 import pytest
 from django.test import override_settings
@@ -56,6 +57,9 @@ def assert_cap_usage_matches_credited_quantities():
         taken[(resident, methodology, shanghai_day(at))] += quantity
     usage = {(u.resident_id, u.methodology, u.day): u.used for u in DailyCapUsage.objects.all()}
     assert {k: v for k, v in usage.items() if v} == {k: v for k, v in taken.items() if v}
+    # Each usage row's reservations (one per action that asked for cap) add up to what it has used.
+    for u in DailyCapUsage.objects.all():
+        assert sum((Decimal(q) for q in u.reservations.values()), Decimal(0)) == u.used
 
 
 def use_broker(app, url: str) -> None:

@@ -17,9 +17,10 @@
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 
-from django.db import transaction
+from django.db import connection, transaction
 
 from backend.actions.models import Action
 from backend.actions.pipeline.caps import reserve_caps
@@ -27,6 +28,7 @@ from backend.actions.pipeline.claims import claims_write
 from backend.actions.pipeline.common import PIPELINE_READS, ActionRow
 from backend.actions.pipeline.evaluate import evaluate
 from backend.actions.pipeline.write import amounts, write_outcomes
+from backend.core.bulk import BoundCursor
 
 
 def actions_process(*, action_ids: list[int]) -> dict[str, int]:
@@ -34,22 +36,21 @@ def actions_process(*, action_ids: list[int]) -> dict[str, int]:
     reserved per action (a retry reuses the reservation), history rules are claimed in the database, actions
     another worker holds are skipped (SKIP LOCKED), processed ones are no longer `received`. Returns counts
     per status."""
-    actions = [
-        ActionRow(*row)
-        for row in Action.objects.filter(id__in=action_ids, status=Action.Status.RECEIVED)
-        .order_by("occurred_at", "id")
-        .values_list(*PIPELINE_READS)
-    ]
+    return _process(received_rows(action_ids=action_ids))
+
+
+def batch_actions_process(*, batch_id: int) -> dict[str, int]:
+    """`actions_process` for the `received` actions of one partner batch (read by batch in one query)."""
+    return _process(received_rows(batch_id=batch_id))
+
+
+def _process(actions: list[ActionRow]) -> dict[str, int]:
     if not actions:
         return {}
     outcomes = evaluate(actions)
     reserve_caps(outcomes)
     with transaction.atomic():
-        claimed = set(
-            Action.objects.select_for_update(skip_locked=True, of=("self",))
-            .filter(id__in=[o.action.id for o in outcomes], status=Action.Status.RECEIVED)
-            .values_list("id", flat=True)
-        )
+        claimed = received_lock([o.action.id for o in outcomes])
         outcomes = [o for o in outcomes if o.action.id in claimed]
         if not outcomes:
             return {}
@@ -60,3 +61,42 @@ def actions_process(*, action_ids: list[int]) -> dict[str, int]:
     for outcome in outcomes:
         counts[outcome.status] += 1
     return dict(counts)
+
+
+# Raw SQL with array parameters on PostgreSQL: the ORM spends milliseconds building `id IN (1,000 ids)`.
+# Column names come from PIPELINE_READS, a constant; values travel as parameters.
+_READ = "SELECT " + ", ".join(PIPELINE_READS) + " FROM actions_action "  # noqa: S608
+RECEIVED_BY_IDS = _READ + "WHERE id = ANY(%b::bigint[]) AND status = 'received' ORDER BY occurred_at, id"
+RECEIVED_BY_BATCH = _READ + "WHERE batch_id = %b AND status = 'received' ORDER BY occurred_at, id"
+RECEIVED_LOCK = """
+SELECT id FROM actions_action WHERE id = ANY(%b::bigint[]) AND status = 'received' FOR UPDATE SKIP LOCKED
+"""
+
+
+def received_rows(*, action_ids: list[int] | None = None, batch_id: int | None = None) -> list[ActionRow]:
+    if connection.vendor != "postgresql":
+        qs = Action.objects.filter(status=Action.Status.RECEIVED)
+        qs = qs.filter(batch_id=batch_id) if batch_id is not None else qs.filter(id__in=action_ids)
+        return [ActionRow(*row) for row in qs.order_by("occurred_at", "id").values_list(*PIPELINE_READS)]
+    data = PIPELINE_READS.index("data")
+    with BoundCursor() as cursor:
+        if batch_id is not None:
+            cursor.execute(RECEIVED_BY_BATCH, [batch_id])
+        else:
+            cursor.execute(RECEIVED_BY_IDS, [list(action_ids)])
+        rows = cursor.fetchall()
+    # jsonb arrives as text on Django's connection (its JSONField parses it itself).
+    return [ActionRow(*row[:data], json.loads(row[data]), *row[data + 1 :]) for row in rows]
+
+
+def received_lock(action_ids: list[int]) -> set[int]:
+    """Lock the actions this run will credit; those another run holds or has processed are left out."""
+    if connection.vendor != "postgresql":
+        return set(
+            Action.objects.select_for_update(skip_locked=True, of=("self",))
+            .filter(id__in=action_ids, status=Action.Status.RECEIVED)
+            .values_list("id", flat=True)
+        )
+    with BoundCursor() as cursor:
+        cursor.execute(RECEIVED_LOCK, [action_ids])
+        return {row[0] for row in cursor.fetchall()}

@@ -1,18 +1,21 @@
-"""The end of the flow: grams and points for the credited quantity, statuses and history stored, ledger
-credits posted (one transaction per action, idempotency key `action:<id>`)."""
+"""The end of the flow: grams and points for the credited quantity, statuses stored, ledger credits posted (one
+transaction per action, idempotency key `action:<id>`).
+
+The pipeline's outcome is not copied into the status history: the action row already holds it (status, reason,
+processed_at), and the history shows it from there (`history_entries`) until a later change (review, claiming,
+erasure) writes it down as a row first (`history_materialize`). That is one row, two index entries and a
+foreign-key check less per action."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from decimal import Decimal
 
-from django.db import connection
 from django.utils import timezone
 
-from backend.actions.models import Action, ActionStatusChange, SubjectKind
+from backend.actions.models import Action, SubjectKind
 from backend.actions.pipeline.caps import cap_release, creditable
 from backend.actions.pipeline.common import ZERO, ActionRow, Outcome, isolated
-from backend.core.bulk import BoundCursor, bulk_update_rows
+from backend.core.bulk import bulk_update_rows
 from backend.core.days import SHANGHAI
 
 UPDATED_FIELDS = [
@@ -121,7 +124,6 @@ def write_outcomes(outcomes: list[Outcome]) -> None:
         )
         a.status = o.status
     bulk_update_rows(Action, rows, UPDATED_FIELDS)
-    _history_append(outcomes, now)
     credits = [
         ActionCredit(
             idempotency_key=f"action:{o.action.id}",
@@ -148,22 +150,3 @@ def has_credit(status: str, grams: int, points: int) -> bool:
     return status in (Action.Status.CREDITED, Action.Status.FLAGGED, Action.Status.PENDING_REVIEW) and (
         grams > 0 or points > 0
     )
-
-
-def _history_append(outcomes: list[Outcome], now: datetime) -> None:
-    if connection.vendor != "postgresql":
-        ActionStatusChange.objects.bulk_create(
-            [ActionStatusChange(action_id=o.action.id, status=o.status, reason=o.reason, at=now) for o in outcomes]
-        )
-        return
-    with BoundCursor() as cursor:
-        cursor.execute(
-            HISTORY_INSERT,
-            [now, [o.action.id for o in outcomes], [o.status for o in outcomes], [o.reason for o in outcomes]],
-        )
-
-
-HISTORY_INSERT = """
-INSERT INTO actions_actionstatuschange (action_id, status, reason, note, at)
-SELECT a, s, r, '', %b FROM unnest(%b::bigint[], %b::text[], %b::text[]) AS v(a, s, r)
-"""
