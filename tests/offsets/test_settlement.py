@@ -401,7 +401,7 @@ def test_admin_shows_payables_and_settlements_and_acts_through_services(
     payables = admin.get("/admin/offsets/merchantpayable/")
     html = payables.content.decode()
     assert payables.status_code == 200 and "<svg" in html
-    assert "outstanding merchant payables: 1300 fen" in html and "Waiting for funds" in html
+    assert "outstanding merchant payables: 1300 fen" in html and "等待资金" in html  # "Waiting for funds", zh-hans
     orders = admin.get("/admin/offsets/offsetorder/").content.decode()
     assert "outstanding merchant payables: 1300 fen" in orders  # the chart is fed with the real payables
     listing = admin.get("/admin/offsets/settlement/").content.decode()
