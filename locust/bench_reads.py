@@ -76,7 +76,9 @@ def prepare(*, residents: int, actions: int, rewards: int, redemptions: int) -> 
         seeder()
     run = uuid.uuid4().hex[:6]
     digits = f"{int(run, 16) % 1000:03d}"
-    partner, _secret = partner_create(name=f"bench-reads-{run}", methodologies=["bus_ride"], subject_kinds=["transit_card"])
+    partner, _secret = partner_create(
+        name=f"bench-reads-{run}", methodologies=["bus_ride"], subject_kinds=["transit_card"]
+    )
     merchant = merchant_create(name_zh=f"bench-reads-{run}", district="370202")
     catalogue = [
         reward_create(
@@ -189,7 +191,7 @@ def profile(residents: list[dict], *, requests: int, top: int) -> list[dict]:
             assert response.status_code == 200, (path, response.status_code, response.content[:300])
         counted: list[str] = []
 
-        def count(execute, sql, params, many, context):
+        def count(execute, sql, params, many, context, counted=counted):
             counted.append(sql)
             return execute(sql, params, many, context)
 
@@ -325,8 +327,16 @@ def main() -> None:
     started = time.perf_counter()
     residents = prepare(residents=len(ENDPOINTS), actions=a.actions, rewards=a.rewards, redemptions=a.redemptions)
     print(
-        json.dumps({"prepared": {"residents": len(residents), "actions_each": a.actions, "rewards": a.rewards,
-                                 "seconds": round(time.perf_counter() - started, 1)}}),
+        json.dumps(
+            {
+                "prepared": {
+                    "residents": len(residents),
+                    "actions_each": a.actions,
+                    "rewards": a.rewards,
+                    "seconds": round(time.perf_counter() - started, 1),
+                }
+            }
+        ),
         flush=True,
     )
     if a.profile:
