@@ -131,16 +131,19 @@ def wallet_get_portable(*, resident_id: int) -> dict:
 def resident_transactions(*, resident_id: int) -> QuerySet[LedgerTransaction]:
     """A resident's ledger transactions (any posting on one of their accounts), with only their postings
     prefetched (with accounts). Newest first through the cursor pagination's `-id` ordering."""
-    account_ids = list(
-        Account.objects.filter(kind=Account.Kind.RESIDENT, owner_id=resident_id).values_list("id", flat=True)
-    )
+    account_ids = Account.objects.filter(kind=Account.Kind.RESIDENT, owner_id=resident_id).values("id")
     txn_ids = Posting.objects.filter(account_id__in=account_ids).values("transaction_id")
-    return LedgerTransaction.objects.filter(id__in=txn_ids).prefetch_related(
-        Prefetch(
-            "postings",
-            queryset=Posting.objects.filter(account_id__in=account_ids).select_related("account"),
-            to_attr="resident_postings",
-        )
+    # Only what LedgerEntrySerializer shows: two queries per page (transactions, then their resident postings
+    # with the account's name), the account ids as a subquery of both.
+    postings = (
+        Posting.objects.filter(account_id__in=account_ids)
+        .select_related("account")
+        .only("id", "transaction_id", "amount", "account__name")
+    )
+    return (
+        LedgerTransaction.objects.filter(id__in=txn_ids)
+        .only("id", "kind", "reason", "created_at", "effective_at", "source_type", "source_id", "reverses_id")
+        .prefetch_related(Prefetch("postings", queryset=postings, to_attr="resident_postings"))
     )
 
 
