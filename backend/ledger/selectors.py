@@ -4,7 +4,7 @@ from collections import defaultdict
 from datetime import date
 
 from django.db import connection
-from django.db.models import Prefetch, Q, QuerySet, Sum
+from django.db.models import F, Prefetch, Q, QuerySet, Sum
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -134,11 +134,11 @@ def resident_transactions(*, resident_id: int) -> QuerySet[LedgerTransaction]:
     account_ids = Account.objects.filter(kind=Account.Kind.RESIDENT, owner_id=resident_id).values("id")
     txn_ids = Posting.objects.filter(account_id__in=account_ids).values("transaction_id")
     # Only what LedgerEntrySerializer shows: two queries per page (transactions, then their resident postings
-    # with the account's name), the account ids as a subquery of both.
+    # with their account's name), the account ids as a subquery of both.
     postings = (
         Posting.objects.filter(account_id__in=account_ids)
-        .select_related("account")
-        .only("id", "transaction_id", "amount", "account__name")
+        .annotate(account_name=F("account__name"))  # a joined column, not an Account instance per posting
+        .only("id", "transaction_id", "amount")
     )
     return (
         LedgerTransaction.objects.filter(id__in=txn_ids)
@@ -155,9 +155,10 @@ def resident_transaction_get(*, resident_id: int, transaction_id: int) -> Ledger
 
 
 def amounts_for(postings: list[Posting]) -> dict[str, int]:
+    """Amounts per resident unit of postings annotated with `account_name` (resident_transactions)."""
     out = {"carbon_g": 0, "carbon_pending_g": 0, "points": 0, "points_pending": 0}
     for p in postings:
-        out[AMOUNT_FIELDS[p.account.name]] += p.amount
+        out[AMOUNT_FIELDS[p.account_name]] += p.amount
     return out
 
 
