@@ -60,3 +60,18 @@ if [ "${BENCH_REDEEM:-1}" = 1 ]; then
   if [ "$stack_started" = 1 ]; then infra/stack.sh down >/dev/null; started=0; fi
   [ "${status:-0}" = 0 ] || exit "$status"
 fi
+
+# Reads (issue 17): wallet, ledger, actions, methodologies, rewards each beside /healthz on the same gunicorn, with
+# wrk at 16 connections (locust/bench_reads.py). Needs the stack of `make up` (started here if it is not running,
+# and stopped again afterwards). BENCH_READS=0 skips it; BENCH_READS_ARGS passes options.
+if [ "${BENCH_READS:-1}" = 1 ] && [ "$ONLY" != redeem ]; then
+  eval "$(infra/services.sh env | sed 's/^/export /')"
+  stack_started=0
+  if ! curl -fsS "http://127.0.0.1:${PORT:-8000}/readyz" >/dev/null 2>&1; then
+    infra/stack.sh up >/dev/null; stack_started=1
+  fi
+  echo "== locust/bench_reads.py" >&2
+  $PY locust/bench_reads.py --host "http://127.0.0.1:${PORT:-8000}" ${BENCH_READS_ARGS:-} || status=$?
+  if [ "$stack_started" = 1 ]; then infra/stack.sh down >/dev/null; started=0; fi
+  [ "${status:-0}" = 0 ] || exit "$status"
+fi
