@@ -2,6 +2,7 @@
 still limits, does not count refused requests, weighs the previous window, and fails open without Redis."""
 
 import pytest
+from django.contrib.auth.models import AnonymousUser
 from django.core.cache import cache
 from django.test import RequestFactory
 from rest_framework.request import Request
@@ -114,3 +115,13 @@ def test_throttle_fails_open_when_redis_is_down(resident, monkeypatch):
 
     monkeypatch.setattr(throttling, "_redis_client", broken)
     assert user_throttle("1/min", Clock(1_000_020.0)).allow_request(request_of(resident), None) is True
+
+
+@pytest.mark.django_db
+def test_one_throttle_round_trip_per_request_anonymous_or_signed_in(api, resident, reference_data):
+    from rest_framework.settings import api_settings
+
+    anonymous, signed_in = request_of(AnonymousUser()), request_of(resident)
+    throttles = [cls() for cls in api_settings.DEFAULT_THROTTLE_CLASSES]
+    assert [t.get_cache_key(anonymous, None) is not None for t in throttles] == [True, False]
+    assert [t.get_cache_key(signed_in, None) is not None for t in throttles] == [False, True]
