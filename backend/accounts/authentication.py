@@ -2,7 +2,7 @@
 
 Every API request used to load its user row from PostgreSQL (a query and a model per request, most of what an
 authenticated read costs). The row is now cached in Redis for AUTH_USER_CACHE_SECONDS, only while the user may
-authenticate. Every change to a user row (save() or delete(), through any path: services, admin, shell) writes
+authenticate. Every change to a user row (User.save() or delete(), through any path: services, admin, shell) writes
 a short "look in the database" marker over the cached copy at once and again when its transaction commits, so a
 deactivated, suspended or erased user's access token is refused from the commit on. The cache is filled with
 SET NX, which a marker blocks: a request that read the old row just before the commit cannot put it back. A
@@ -80,12 +80,6 @@ def auth_user_forget(user_id) -> None:
         return
     _forget(user_id)
     transaction.on_commit(lambda: _forget(user_id))
-
-
-def user_changed(sender, instance, created=False, **kwargs) -> None:
-    """post_save / post_delete of User (connected in AccountsConfig.ready): cache invalidation only."""
-    if not created:
-        auth_user_forget(instance.pk)
 
 
 class CachedUserJWTAuthentication(JWTAuthentication):

@@ -4,8 +4,8 @@ The list is the same for everyone and changes only when a methodology or one of 
 reviews, activation, retirement, seeding), yet rendering it (every methodology with its active version's
 parameters, rules and sources) was the costliest public read. Pages are cached under
 `methodologies:list:v<version>:<hash of host, language and query>`. Every save or delete of a Methodology or
-MethodologyVersion row (post_save / post_delete, connected in MethodologiesConfig.ready: cache invalidation only,
-no domain flow) bumps the version at once and again when its transaction commits, so no reader is served a page
+MethodologyVersion row (their save()/delete(), models.ListCacheInvalidating) bumps the version at once and again
+when its transaction commits, so no reader is served a page
 from before the change once the writer has returned. Entries also expire after LIST_TTL_S, a backstop for a write
 that sends no signal (a bulk `QuerySet.update()`). Redis down: pages are rendered from the database.
 """
@@ -44,8 +44,8 @@ def _bump() -> None:
         logger.warning("could not bump the methodology list cache version", exc_info=True)
 
 
-def methodologies_changed(sender=None, **kwargs) -> None:
-    """Signal receiver: invalidate now (readers inside the writer's transaction) and when it commits."""
+def methodologies_changed() -> None:
+    """Invalidate now (readers inside the writer's transaction) and when it commits."""
     _bump()
     transaction.on_commit(_bump)
 
