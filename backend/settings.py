@@ -205,7 +205,7 @@ MEDIA_URL = "media/"
 
 # --- REST framework ---
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework_simplejwt.authentication.JWTAuthentication"],
+    "DEFAULT_AUTHENTICATION_CLASSES": ["backend.accounts.authentication.CachedUserJWTAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     # JSON only: a view that takes an upload names its multipart parser itself (the schema then advertises
     # form bodies exactly where they are accepted).
@@ -238,6 +238,10 @@ SIMPLE_JWT = {
     "USER_AUTHENTICATION_RULE": "backend.accounts.auth.user_may_authenticate",
 }
 
+# How long an access token's user row stays cached in Redis (backend/accounts/authentication.py); every change to
+# the row drops it at once. 0 reads the row on every request (the default without Redis: a local-memory cache is per
+# process and could not be dropped in the others).
+AUTH_USER_CACHE_SECONDS = env_int("AUTH_USER_CACHE_SECONDS", 30 if REDIS_URL else 0)
 # Login brute-force lockout: attempts per phone number within the window.
 LOGIN_MAX_ATTEMPTS = env_int("LOGIN_MAX_ATTEMPTS", 5)
 LOGIN_WINDOW_SECONDS = env_int("LOGIN_WINDOW_SECONDS", 15 * 60)

@@ -13,6 +13,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from backend.accounts.authentication import auth_user_forget
 from backend.accounts.models import District, User
 from backend.accounts.services import user_create
 from backend.core.errors import ApplicationError
@@ -110,6 +111,7 @@ def staff_remove(*, merchant: Merchant, user_id: int) -> None:
         raise ApplicationError(_("A merchant keeps at least one manager."), code="last_manager")
     staff.delete()
     User.objects.filter(pk=user_id).update(is_active=False)
+    auth_user_forget(user_id)  # a bulk update sends no post_save: drop the cached auth row (accounts/authentication.py)
 
 
 # --- rewards ----------------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Authentication by mobile number, with an atomic brute-force lockout per number."""
+"""Authentication by mobile number, with an atomic brute-force lockout per number. (API requests: JWT against a
+cached user row, backend/accounts/authentication.py.)"""
 
 import logging
 
@@ -8,6 +9,7 @@ from django.core.cache import cache
 from django.utils.translation import gettext_lazy as _
 from rest_framework import status
 
+from backend.accounts.authentication import user_may_authenticate  # noqa: F401  (SIMPLE_JWT's rule, by this path)
 from backend.accounts.phones import normalize_phone, phone_hash
 from backend.core.errors import ApplicationError
 
@@ -50,11 +52,6 @@ class PhoneBackend(ModelBackend):
         if not user_obj.is_active or user_obj.is_anonymous or obj is not None:
             return permissions
         return {*permissions, *ROLE_PERMISSIONS.get(getattr(user_obj, "role", ""), ())}
-
-
-def user_may_authenticate(user) -> bool:
-    """simplejwt rule: deactivated, suspended and erased users get no tokens (and old access tokens stop)."""
-    return user is not None and user.is_active and user.status == user.Status.ACTIVE
 
 
 class LoginLocked(ApplicationError):

@@ -102,7 +102,20 @@ class User(AbstractBaseUser, PermissionsMixin):
         self.is_superuser = self.role == self.Role.ADMIN and self.is_active
         if kwargs.get("update_fields") is not None and "role" in kwargs["update_fields"]:
             kwargs["update_fields"] = {*kwargs["update_fields"], "is_superuser"}
+        adding = self._state.adding
         super().save(*args, **kwargs)
+        if not adding:  # a changed row: requests stop using the cached copy (backend/accounts/authentication.py)
+            from backend.accounts.authentication import auth_user_forget
+
+            auth_user_forget(self.pk)
+
+    def delete(self, *args, **kwargs):
+        from backend.accounts.authentication import auth_user_forget
+
+        pk = self.pk
+        result = super().delete(*args, **kwargs)
+        auth_user_forget(pk)
+        return result
 
 
 class Consent(models.Model):

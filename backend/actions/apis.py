@@ -205,6 +205,28 @@ class ActionListItemSerializer(serializers.ModelSerializer):
             "created_at",
         ]
 
+    def to_representation(self, action):
+        """The list's fields written out (DRF's generic field walk was most of a page's CPU); subclasses such as
+        ActionDetailSerializer keep the generic path. tests/ledger/test_read_serializers.py compares both."""
+        if type(self) is not ActionListItemSerializer:
+            return super().to_representation(action)
+        version = action.methodology_version
+        return {
+            "id": action.id,
+            "methodology": str(action.methodology),
+            "version": None if version is None else int(version.number),
+            "source": action.source,
+            "occurred_at": LIST_DATETIME.to_representation(action.occurred_at),
+            "status": action.status,
+            "reason": str(action.reason),
+            "grams": int(action.grams),
+            "points": int(action.points),
+            "created_at": LIST_DATETIME.to_representation(action.created_at),
+        }
+
+
+LIST_DATETIME = serializers.DateTimeField()  # stateless: formats in the active time zone like a declared field
+
 
 class ActionHistorySerializer(serializers.ModelSerializer):
     class Meta:

@@ -7,9 +7,25 @@ def binding_list(*, resident) -> QuerySet[SubjectBinding]:
     return SubjectBinding.objects.live().filter(resident=resident)
 
 
+# What the list shows (ActionListItemSerializer): the action's JSON columns (inputs, breakdown) and the
+# version's parameters stay in the database; decoding them was most of a page's cost.
+LIST_COLUMNS = (
+    "id",
+    "methodology",
+    "methodology_version__number",
+    "source",
+    "occurred_at",
+    "status",
+    "reason",
+    "grams",
+    "points",
+    "created_at",
+)
+
+
 def resident_action_list(*, resident, filters: dict | None = None) -> QuerySet[Action]:
     filters = filters or {}
-    qs = Action.objects.filter(resident=resident).select_related("methodology_version")
+    qs = Action.objects.filter(resident=resident).select_related("methodology_version").only(*LIST_COLUMNS)
     if filters.get("status"):
         qs = qs.filter(status=filters["status"])
     if filters.get("methodology"):

@@ -8,6 +8,7 @@ declared per operation id in `backend/core/schema_errors.py`; a test checks ever
 import re
 
 from drf_spectacular import openapi
+from drf_spectacular.contrib.rest_framework_simplejwt import SimpleJWTScheme
 from drf_spectacular.plumbing import get_doc
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema_field
 from rest_framework import serializers
@@ -82,6 +83,12 @@ def _generic_statuses(method: str, requires_auth: bool, has_path_params: bool) -
     if has_path_params:
         statuses.append(404)
     return [*statuses, 405, 429, 500]
+
+
+class CachedUserJWTScheme(SimpleJWTScheme):
+    """Our JWT authentication (a cached user row) is simplejwt's scheme on the wire: the same `jwtAuth`."""
+
+    target_class = "backend.accounts.authentication.CachedUserJWTAuthentication"
 
 
 class AutoSchema(openapi.AutoSchema):

@@ -5,7 +5,9 @@ impact previews under /api/v1/admin/..."""
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
+from urllib.parse import urlencode
 
+from django.utils.translation import get_language
 from django.utils.translation import gettext as _
 from drf_spectacular.utils import OpenApiExample, extend_schema
 from rest_framework import exceptions, serializers, status
@@ -18,6 +20,7 @@ from backend.actions import impact
 from backend.core.pagination import CursorPagination, paginated_response
 from backend.core.parsers import JSONParser, json_loads
 from backend.core.permissions import IsReviewer
+from backend.methodologies import cache as list_cache
 from backend.methodologies import calculator, selectors, services
 from backend.methodologies.engine import EVIDENCE_LEVELS
 from backend.methodologies.examples import (
@@ -103,7 +106,14 @@ class MethodologyListView(ListAPIView):
     def get(self, request, *args, **kwargs):
         """Every methodology with its active version: formula type, parameters with units, validity rules,
         daily cap, evidence levels and their shares, sources and effective dates. Public."""
-        return super().get(request, *args, **kwargs)
+        query = urlencode(sorted(request.query_params.lists()), doseq=True)
+        key = list_cache.list_key(list_cache.list_version(), request.get_host(), get_language() or "", query)
+        hit = list_cache.cached_get(key)
+        if hit is not None:
+            return Response(hit)
+        response = super().get(request, *args, **kwargs)
+        list_cache.cached_set(key, response.data)
+        return response
 
 
 class MethodologyVersionHistoryView(ListAPIView):

@@ -31,7 +31,27 @@ class FormulaType(models.TextChoices):
     APPLIANCE = "appliance"
 
 
-class Methodology(models.Model):
+class ListCacheInvalidating(models.Model):
+    """Every save or delete invalidates the cached public list (backend/methodologies/cache.py)."""
+
+    class Meta:
+        abstract = True
+
+    def save(self, *args, **kwargs):
+        super().save(*args, **kwargs)
+        from backend.methodologies.cache import methodologies_changed
+
+        methodologies_changed()
+
+    def delete(self, *args, **kwargs):
+        result = super().delete(*args, **kwargs)
+        from backend.methodologies.cache import methodologies_changed
+
+        methodologies_changed()
+        return result
+
+
+class Methodology(ListCacheInvalidating):
     """A methodology's stable identity. What it pays lives in its versions."""
 
     code = models.SlugField(max_length=32, unique=True)
@@ -92,7 +112,7 @@ class GovernedVersion(models.Model):
         return getattr(self, f"{self.PARENT_FIELD}_id")
 
 
-class MethodologyVersion(GovernedVersion):
+class MethodologyVersion(ListCacheInvalidating, GovernedVersion):
     """One immutable (once submitted) set of parameters of a methodology. draft -> in_review -> approved |
     rejected; approved -> active -> retired. Exactly one active per methodology (partial unique index)."""
 

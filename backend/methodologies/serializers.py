@@ -270,7 +270,12 @@ class MethodologyPublicSerializer(serializers.ModelSerializer):
     @extend_schema_field(MethodologyActiveVersionSerializer(allow_null=True))
     def get_active_version(self, obj):
         versions = getattr(obj, "active_versions", [])
-        return MethodologyActiveVersionSerializer(versions[0]).data if versions else None
+        if not versions:
+            return None
+        # One version serializer for the whole list: building its fields per row was most of the list's cost.
+        if not hasattr(self, "_version_serializer"):
+            self._version_serializer = MethodologyActiveVersionSerializer()
+        return self._version_serializer.to_representation(versions[0])
 
 
 class PointsPolicyVersionSerializer(serializers.ModelSerializer):

@@ -1,0 +1,104 @@
+"""API authentication: simplejwt access tokens checked against a short-lived Redis cache of the user row.
+
+Every API request used to load its user row from PostgreSQL (a query and a model per request, most of what an
+authenticated read costs). The row is now cached in Redis for AUTH_USER_CACHE_SECONDS, only while the user may
+authenticate. Every change to a user row (User.save() or delete(), through any path: services, admin, shell) writes
+a short "look in the database" marker over the cached copy at once and again when its transaction commits, so a
+deactivated, suspended or erased user's access token is refused from the commit on. The cache is filled with
+SET NX, which a marker blocks: a request that read the old row just before the commit cannot put it back. A
+bulk `QuerySet.update()` of users sends no signal: such a path calls `auth_user_forget` itself (rewards staff
+removal does). Whatever would still slip past the marker (a Redis write lost at that very moment) is bounded by
+the entry's TTL. Redis unreachable: the row is read from the database, as before.
+
+Kept apart from backend/accounts/auth.py, which imports the error module (DRF imports this one early).
+"""
+
+import logging
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import transaction
+from django.utils.translation import gettext_lazy as _
+from rest_framework_simplejwt.authentication import JWTAuthentication
+from rest_framework_simplejwt.exceptions import AuthenticationFailed, InvalidToken
+from rest_framework_simplejwt.settings import api_settings
+
+logger = logging.getLogger(__name__)
+
+
+def user_may_authenticate(user) -> bool:
+    """simplejwt rule: deactivated, suspended and erased users get no tokens, and their still-valid access tokens
+    stop at once (CachedUserJWTAuthentication applies it on every request)."""
+    return user is not None and user.is_active and user.status == user.Status.ACTIVE
+
+
+_FORGOTTEN = "forgotten"
+
+
+def _auth_key(user_id) -> str:
+    return f"auth-user:{user_id}"
+
+
+def _user_load(user_id):
+    from backend.accounts.models import User
+
+    return User.objects.filter(**{api_settings.USER_ID_FIELD: user_id}).first()
+
+
+def auth_user_get(user_id):
+    """The user row for an access token's user id (None when there is none), from the cache when it can be."""
+    ttl = settings.AUTH_USER_CACHE_SECONDS
+    if ttl <= 0:
+        return _user_load(user_id)
+    key = _auth_key(user_id)
+    try:
+        cached = cache.get(key)
+    except Exception:
+        logger.warning("auth user cache unavailable; reading the database", exc_info=True)
+        return _user_load(user_id)
+    if cached is not None and not isinstance(cached, str):  # a str is the marker
+        return cached
+    user = _user_load(user_id)
+    if cached is None and user_may_authenticate(user):
+        try:
+            cache.add(key, user, timeout=ttl)  # NX: never over a marker written by a change
+        except Exception:
+            logger.warning("could not cache an auth user", exc_info=True)
+    return user
+
+
+def _forget(user_id) -> None:
+    try:
+        cache.set(_auth_key(user_id), _FORGOTTEN, timeout=max(settings.AUTH_USER_CACHE_SECONDS, 1))
+    except Exception:
+        logger.warning("could not drop a cached auth user; it expires within AUTH_USER_CACHE_SECONDS", exc_info=True)
+
+
+def auth_user_forget(user_id) -> None:
+    """A user row changed: requests read it from the database, now and from this transaction's commit on."""
+    if settings.AUTH_USER_CACHE_SECONDS <= 0:
+        return
+    _forget(user_id)
+    transaction.on_commit(lambda: _forget(user_id))
+
+
+class CachedUserJWTAuthentication(JWTAuthentication):
+    """simplejwt's JWTAuthentication with the user row from `auth_user_get`, and `user_may_authenticate`
+    (active, not suspended, not erased) checked on every request, not only when tokens are issued."""
+
+    def get_user(self, validated_token):
+        try:
+            user_id = validated_token[api_settings.USER_ID_CLAIM]
+        except KeyError:
+            raise InvalidToken(_("Token contained no recognizable user identification")) from None
+        user = auth_user_get(user_id)
+        if user is None:
+            raise AuthenticationFailed(_("User not found"), code="user_not_found")
+        if not user_may_authenticate(user):
+            raise AuthenticationFailed(_("User is inactive"), code="user_inactive")
+        if api_settings.CHECK_REVOKE_TOKEN:
+            from rest_framework_simplejwt.utils import get_md5_hash_password
+
+            if validated_token.get(api_settings.REVOKE_TOKEN_CLAIM) != get_md5_hash_password(user.password):
+                raise AuthenticationFailed(_("The user's password has been changed."), code="password_changed")
+        return user
