@@ -86,6 +86,7 @@ class LedgerEntrySerializer(serializers.Serializer):
             "reason": str(txn.reason),
             "created_at": DATETIME.to_representation(txn.created_at),
             "effective_at": DATETIME.to_representation(txn.effective_at),
+            "booked_on": DATE.to_representation(txn.booked_on),
             "amounts": self.get_amounts(txn),
             "source": self.get_source(txn),
             "reverses": None if txn.reverses_id is None else int(txn.reverses_id),
@@ -94,6 +95,7 @@ class LedgerEntrySerializer(serializers.Serializer):
 
 
 DATETIME = serializers.DateTimeField()  # stateless: formats in the active time zone like a declared field
+DATE = serializers.DateField()
 
 
 class WalletView(APIView):

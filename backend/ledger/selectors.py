@@ -141,7 +141,9 @@ def resident_transactions(*, resident_id: int) -> QuerySet[LedgerTransaction]:
     )
     return (
         LedgerTransaction.objects.filter(id__in=txn_ids)
-        .only("id", "kind", "reason", "created_at", "effective_at", "source_type", "source_id", "reverses_id")
+        .only(
+            "id", "kind", "reason", "created_at", "effective_at", "booked_on", "source_type", "source_id", "reverses_id"
+        )
         .prefetch_related(Prefetch("postings", queryset=postings, to_attr="resident_postings"))
     )
 
