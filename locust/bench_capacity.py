@@ -246,9 +246,9 @@ def probe_ingest(host: str, partner_id: int, secret: str, cards: list[str], acti
     import requests
     from django.db.models import Count, Q
     from django.utils import timezone
+    from prepare import partner_headers
 
     from backend.actions.models import Action
-    from backend.partners.services import signature_compute
 
     rnd, now = random.Random(7), timezone.now()
     rows = [
@@ -267,14 +267,7 @@ def probe_ingest(host: str, partner_id: int, secret: str, cards: list[str], acti
     def client(i: int) -> None:
         session = requests.Session()
         for body in bodies[i::2]:
-            ts, nonce = str(int(time.time())), uuid.uuid4().hex
-            headers = {
-                "Content-Type": "application/json",
-                "X-Partner-Id": str(partner_id),
-                "X-Timestamp": ts,
-                "X-Nonce": nonce,
-                "X-Signature": signature_compute(secret, ts, nonce, body),
-            }
+            headers = partner_headers(partner_id, secret, body)
             response = session.post(f"{host}/api/v1/partner/actions", data=body, headers=headers, timeout=120)
             if response.status_code != 202:
                 errors.append(response.status_code)

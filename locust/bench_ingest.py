@@ -117,8 +117,7 @@ def make_batches(cards: list[str], actions: int, size: int) -> list[bytes]:
 
 def submit_all(host: str, partner_id: int, secret: str, bodies: list[bytes], clients: int) -> tuple[float, list]:
     import requests
-
-    from backend.partners.services import signature_compute
+    from prepare import partner_headers
 
     queue = list(reversed(bodies))
     lock = threading.Lock()
@@ -131,14 +130,7 @@ def submit_all(host: str, partner_id: int, secret: str, bodies: list[bytes], cli
                 if not queue:
                     return
                 body = queue.pop()
-            ts, nonce = str(int(time.time())), uuid.uuid4().hex
-            headers = {
-                "Content-Type": "application/json",
-                "X-Partner-Id": str(partner_id),
-                "X-Timestamp": ts,
-                "X-Nonce": nonce,
-                "X-Signature": signature_compute(secret, ts, nonce, body),
-            }
+            headers = partner_headers(partner_id, secret, body)
             response = session.post(f"{host}/api/v1/partner/actions", data=body, headers=headers, timeout=120)
             if response.status_code != 202:
                 failures.append((response.status_code, response.text[:200]))

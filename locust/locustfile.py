@@ -12,17 +12,16 @@ error rate and the 95th percentile response time are within them, 1 otherwise (L
 any single error such as one dropped keep-alive connection, is overridden)."""
 
 import collections
-import hashlib
-import hmac
 import itertools
 import json
 import os
 import random
-import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
+
+from prepare import partner_headers
 
 from locust import FastHttpUser, between, events, task
 
@@ -225,21 +224,11 @@ class Partner(FastHttpUser):
             for _ in range(50)
         ]
         body = json.dumps({"actions": actions}).encode()
-        ts, nonce = str(int(time.time())), uuid.uuid4().hex
-        signature = hmac.new(
-            self.partner["secret"].encode(), f"{ts}.{nonce}.".encode() + body, hashlib.sha256
-        ).hexdigest()
         self.client.post(
             "/api/v1/partner/actions",
             data=body,
             name="/api/v1/partner/actions [50]",
-            headers={
-                "Content-Type": "application/json",
-                "X-Partner-Id": str(self.partner["partner_id"]),
-                "X-Timestamp": ts,
-                "X-Nonce": nonce,
-                "X-Signature": signature,
-            },
+            headers=partner_headers(self.partner["partner_id"], self.partner["secret"], body),
         )
 
 

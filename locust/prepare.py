@@ -15,8 +15,6 @@ import time
 import uuid
 from pathlib import Path
 
-import requests
-
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -26,6 +24,10 @@ def main() -> None:
     ap.add_argument("--out", required=True)
     ap.add_argument("--residents", type=int, default=40)
     a = ap.parse_args()
+    # Imported here, not at the top: the locustfile imports this module for `partner_headers`, and requests
+    # (ssl) must not be imported before Locust's gevent monkey-patching.
+    import requests
+
     session = requests.Session()
     run = random.randint(0, 9999)
     # The partner persona signs with a partner of its own, created by the operators' command; it also attests
@@ -182,20 +184,25 @@ def prepare_reviewer(session, host: str, run: int) -> dict:
     return {"user_id": user["user_id"], "access": tokens.json()["access"]}
 
 
-def partner_request(session, host: str, partner: dict, method: str, path: str, payload: dict):
-    """A request signed with the partner's secret (v1: HMAC-SHA256 of "{timestamp}.{nonce}." + body)."""
-    body = json.dumps(payload).encode()
+def partner_headers(partner_id, secret: str, body: bytes) -> dict:
+    """The signed partner headers of one request (signature v1: lowercase hex HMAC-SHA256(secret,
+    "{timestamp}.{nonce}." + raw body), the same as backend.partners.services.signature_compute). The one copy
+    every load test and benchmark signs with (prepare.py, locustfile.py, bench_ingest.py, bench_capacity.py)."""
     timestamp, nonce = str(int(time.time())), uuid.uuid4().hex
-    signature = hmac.new(
-        partner["secret"].encode(), f"{timestamp}.{nonce}.".encode() + body, hashlib.sha256
-    ).hexdigest()
-    headers = {
+    signature = hmac.new(secret.encode(), f"{timestamp}.{nonce}.".encode() + body, hashlib.sha256).hexdigest()
+    return {
         "Content-Type": "application/json",
-        "X-Partner-Id": str(partner["partner_id"]),
+        "X-Partner-Id": str(partner_id),
         "X-Timestamp": timestamp,
         "X-Nonce": nonce,
         "X-Signature": signature,
     }
+
+
+def partner_request(session, host: str, partner: dict, method: str, path: str, payload: dict):
+    """A request signed with the partner's secret."""
+    body = json.dumps(payload).encode()
+    headers = partner_headers(partner["partner_id"], partner["secret"], body)
     return session.request(method, host + path, data=body, headers=headers, timeout=30)
 
 
