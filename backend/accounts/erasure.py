@@ -54,6 +54,7 @@ class Leaves:
     unusable_password    an unusable password hash
     withdrawn_if_pending `pending_review` / `flagged` become `rejected`; other values kept
     zero_if_withdrawn    0 for rows that were withdrawn (pending), otherwise kept
+    false_if_withdrawn   False for rows that were withdrawn (pending): no longer waiting for review; else kept
     withdrawn_reason     `withdrawn_erasure` for rows that were withdrawn (pending), otherwise kept
     cap_given_back       kept, less what withdrawn actions had used (never more than before)
     reservations_given_back  the same actions; a withdrawn action's share of the cap becomes "0"
@@ -104,6 +105,7 @@ RESIDENT_ACTION_COLUMNS = {
     "reviewed_by": KEPT,
     "reviewed_at": Leaves("local_day"),
     "review_note": CLEARED,
+    "needs_review": Leaves("false_if_withdrawn"),
 }
 
 # label -> foreign key name -> {"rows": "kept" | "deleted", "columns": {column: Leaves}} or STAFF_RECORD

@@ -20,7 +20,7 @@ from django.utils.translation import gettext as _
 from rest_framework import status
 
 from backend.actions.history import history_materialize
-from backend.actions.models import Action, LinkCode, SubjectBinding, SubjectKind
+from backend.actions.models import Action, IngestBatch, LinkCode, SubjectBinding, SubjectKind
 from backend.actions.pipeline import actions_process
 from backend.actions.subjects import normalize_identifier, subject_hash, subject_last4
 from backend.core.crypto import keyed_hash
@@ -165,6 +165,7 @@ def _bind(*, resident, kind: str, identifier: str, partner) -> tuple[SubjectBind
     claimable = list(
         Action.objects.select_for_update()
         .filter(
+            resident__isnull=True,  # the partial index of unbound actions (no index on status)
             status=Action.Status.UNCLAIMED,
             subject_kind=kind,
             subject_hash=hashed,
@@ -174,6 +175,10 @@ def _bind(*, resident, kind: str, identifier: str, partner) -> tuple[SubjectBind
     )
     history_materialize(claimable)  # their `unclaimed` outcome stays in the history
     Action.objects.filter(id__in=claimable).update(status=Action.Status.RECEIVED, reason="")
+    # Their batches are open again, so the reconciler finds them if their processing is never enqueued.
+    IngestBatch.objects.filter(id__in=Action.objects.filter(id__in=claimable).values("batch_id")).update(
+        processed_at=None
+    )
     return binding, claimable
 
 

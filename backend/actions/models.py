@@ -112,9 +112,21 @@ class IngestBatch(models.Model):
     accepted = models.PositiveIntegerField(default=0)
     duplicates = models.PositiveIntegerField(default=0)
     rejected = models.PositiveIntegerField(default=0)
+    # Set once none of the batch's actions is `received` any more (pipeline/process.py). The reconciler finds
+    # work through the batches still without it: the action table has no index on its status (see Action).
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["received_at"], name="ingestbatch_unprocessed", condition=Q(processed_at__isnull=True))
+        ]
 
     def __str__(self) -> str:
         return f"batch {self.pk} of partner {self.partner_id}"
+
+
+# The statuses that wait for a reviewer (Action.needs_review).
+REVIEW_STATUSES = ("flagged", "pending_review")
 
 
 class Action(models.Model):
@@ -133,9 +145,11 @@ class Action(models.Model):
         PARTNER = "partner", _("Partner data")
         SELF_REPORT = "self_report", _("Self-report")
 
-    # Few indexes on purpose: every index is written twice per action (insert at ingestion, update when
-    # processed), and index upkeep was most of a batch's database time. The composite indexes in Meta cover the
-    # reads (resident history, reconciler, preview, claiming); users and versions are never deleted, so their
+    # Few indexes on purpose, and none on what processing changes: an action is inserted `received` (with its
+    # resident when the card is bound at submission) and updated once when processed. No index names `status`,
+    # in its columns or its conditions, so that update is a heap-only (HOT) update in the page the insert left
+    # room in (fillfactor, migration 0010) and writes no index entry; `needs_review` and `resident` change only
+    # for the few actions that go to review or are bound late. Users and versions are never deleted, so their
     # PROTECT foreign keys need no index of their own.
     resident = models.ForeignKey(
         settings.AUTH_USER_MODEL,
@@ -194,20 +208,23 @@ class Action(models.Model):
     )
     reviewed_at = models.DateTimeField(null=True, blank=True)
     review_note = models.TextField(blank=True, default="")
+    # `status` in (flagged, pending_review), kept by the writers of status and checked by the database: the
+    # review queue's index condition (a condition on `status` itself would make every processing update non-HOT).
+    needs_review = models.BooleanField(default=False)
 
     class Meta:
         indexes = [
-            models.Index(fields=["status", "occurred_at"]),
             models.Index(fields=["resident", "occurred_at"]),
-            # Only unclaimed rows are looked up by subject (binding a card claims them): a partial index.
+            # Unclaimed actions (no resident) are looked up by subject when a card is bound, and expired by
+            # age: a partial index on what processing does not change.
             models.Index(
-                fields=["subject_kind", "subject_hash"],
-                name="action_unclaimed_subject",
-                condition=Q(status="unclaimed"),
+                fields=["subject_kind", "subject_hash", "occurred_at"],
+                name="action_unbound_subject",
+                condition=Q(resident__isnull=True),
             ),
             models.Index(fields=["resident", "-id"], name="action_resident_recent"),
-            # The worker reads a batch's `received` actions; partial, so processing an action adds no entry.
-            models.Index(fields=["batch"], name="action_batch_received", condition=Q(status="received")),
+            models.Index(fields=["batch"], name="action_batch"),  # the worker reads a batch's actions
+            models.Index(fields=["id"], name="action_review_queue", condition=Q(needs_review=True)),
         ]
         constraints = [
             # Exactly once per partner record: resubmission is a duplicate, never a second credit.
@@ -216,6 +233,11 @@ class Action(models.Model):
             models.CheckConstraint(
                 condition=Q(source="self_report") | (Q(partner__isnull=False) & Q(external_id__isnull=False)),
                 name="action_partner_fields",
+            ),
+            models.CheckConstraint(
+                condition=Q(needs_review=True, status__in=REVIEW_STATUSES)
+                | (Q(needs_review=False) & ~Q(status__in=REVIEW_STATUSES)),
+                name="action_needs_review_matches_status",
             ),
         ]
 

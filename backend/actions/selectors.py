@@ -52,7 +52,7 @@ def partner_action_get(*, partner, external_id: str) -> Action:
 
 def review_queue() -> QuerySet[Action]:
     return (
-        Action.objects.filter(status__in=(Action.Status.FLAGGED, Action.Status.PENDING_REVIEW))
+        Action.objects.filter(needs_review=True)  # = flagged or pending_review (a CHECK), by a partial index
         .select_related("resident", "methodology_version__methodology", "points_policy_version")
         .order_by("id")
     )

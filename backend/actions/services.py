@@ -27,7 +27,13 @@ from backend.actions.models import (
     SubjectBinding,
     SubjectKind,
 )
-from backend.actions.pipeline import actions_process, batch_actions_process, claims_release, has_credit
+from backend.actions.pipeline import (
+    actions_process,
+    batch_actions_process,
+    batches_close,
+    claims_release,
+    has_credit,
+)
 from backend.actions.subjects import normalize_identifier, subject_hash, subject_last4
 from backend.core.bulk import BoundCursor
 from backend.core.errors import ApplicationError, ConflictError
@@ -198,21 +204,27 @@ def actions_ingest(*, partner: Partner, nonce: str, items: list) -> list[dict]:
         batch.accepted = len(landed)
         batch.duplicates = sum(1 for r in results if r["status"] == "duplicate")
         batch.rejected = sum(1 for r in results if r["status"] == "rejected")
-        batch.save(update_fields=["accepted", "duplicates", "rejected"])
+        batch.processed_at = None if landed else now  # nothing to process: not the reconciler's business
+        batch.save(update_fields=["accepted", "duplicates", "rejected", "processed_at"])
         if landed:
             batch_id = batch.id
             transaction.on_commit(lambda: enqueue_batch(batch_id))
     return results
 
 
+# The resident comes from the card's live binding at submission (one index probe per row, in the same
+# statement): processing then leaves `resident_id` as it is, and its update stays heap-only (models.Action).
+# A card bound only later is resolved by the pipeline (still NULL) or claimed (unclaimed).
 ACTIONS_INSERT = """
 INSERT INTO actions_action (
     source, partner_id, batch_id, external_id, methodology, subject_kind, subject_hash, subject_last4,
     occurred_at, data, status, created_at, evidence_share, grams, points, reason, breakdown, quantity,
-    credited_quantity, capped_quantity, evidence, review_note)
-SELECT 'partner', %b, %b, e, m, k, h, l, o, d, 'received', %b, 1, 0, 0, '', '{}', 0, 0, 0, '', ''
+    credited_quantity, capped_quantity, evidence, review_note, needs_review, resident_id)
+SELECT 'partner', %b, %b, v.e, v.m, v.k, v.h, v.l, v.o, v.d, 'received', %b, 1, 0, 0, '', '{}', 0, 0, 0, '', '',
+    false, b.resident_id
 FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::text[], %b::timestamptz[], %b::jsonb[])
     AS v(e, m, k, h, l, o, d)
+LEFT JOIN actions_subjectbinding b ON b.kind = v.k AND b.identifier_hash = v.h AND b.ended_at IS NULL
 ON CONFLICT (partner_id, external_id) DO NOTHING
 RETURNING external_id
 """
@@ -262,10 +274,17 @@ def batch_process(*, batch_id: int) -> dict[str, int]:
 
 def actions_reconcile(*, older_than: timedelta = RECONCILE_AFTER, limit: int = 20_000) -> int:
     """Process actions still `received` a while after submission (broker was down, a worker died). Runs
-    them here in chunks of 1,000; idempotent with any task still in flight (SKIP LOCKED + status check)."""
+    them here in chunks of 1,000; idempotent with any task still in flight (SKIP LOCKED + status check).
+    The work is found through the batches not processed yet (no index on the actions' status: models.Action);
+    a batch is closed once none of its actions is `received` any more."""
     cutoff = timezone.now() - older_than
+    batches = list(
+        IngestBatch.objects.filter(processed_at__isnull=True, received_at__lt=cutoff)
+        .order_by("id")
+        .values_list("id", flat=True)[:limit]
+    )
     ids = list(
-        Action.objects.filter(status=Action.Status.RECEIVED, created_at__lt=cutoff)
+        Action.objects.filter(batch_id__in=batches, status=Action.Status.RECEIVED)
         .order_by("id")
         .values_list("id", flat=True)[:limit]
     )
@@ -277,13 +296,15 @@ def actions_reconcile(*, older_than: timedelta = RECONCILE_AFTER, limit: int = 2
             # One bad chunk (a bug no per-action isolation caught, a deadlock) must never block the chunks
             # after it, other partners' work: log it and move on; the next run retries it.
             logger.exception("reconciling actions %s..%s failed; moving on", chunk[0], chunk[-1])
+    batches_close(batch_ids=batches)
     return len(ids)
 
 
 def unclaimed_expire(*, now: datetime | None = None) -> int:
     """Unclaimed partner records are kept 30 days for a late binding, then deleted (data minimisation)."""
     cutoff = (now or timezone.now()) - UNCLAIMED_RETENTION
-    stale = Action.objects.filter(status=Action.Status.UNCLAIMED, occurred_at__lt=cutoff)
+    # resident IS NULL: through the partial index of unbound actions (there is no index on status).
+    stale = Action.objects.filter(resident__isnull=True, status=Action.Status.UNCLAIMED, occurred_at__lt=cutoff)
     ActionStatusChange.objects.filter(action__in=stale).delete()
     deleted, _ = stale.delete()
     return deleted
@@ -306,8 +327,9 @@ def actions_erase_personal_data(*, user, context: dict | None = None) -> None:
         history_materialize([action.id])
         _pending_credit_undo(action, reason="Withdrawn: the resident deleted the account")
         action.status = Action.Status.REJECTED
+        action.needs_review = False
         action.reason = "withdrawn_erasure"
-        action.save(update_fields=["status", "reason", "grams", "points"])
+        action.save(update_fields=["status", "needs_review", "reason", "grams", "points"])
         ActionStatusChange.objects.create(action=action, status=action.status, reason=action.reason)
     SubjectBinding.objects.filter(resident=user).delete()
     LinkCode.objects.filter(resident=user).delete()
@@ -507,10 +529,12 @@ def _pending_credit_undo(action: Action, *, reason: str) -> None:
 def _reviewed(action: Action, status: str, reviewer, note: str, reason: str) -> Action:
     history_materialize([action.id])
     action.status = status
+    action.needs_review = False
     action.reviewed_by = reviewer
     action.reviewed_at = timezone.now()
     action.review_note = note
     action.reason = reason
-    action.save(update_fields=["status", "reviewed_by", "reviewed_at", "review_note", "reason", "grams", "points"])
+    fields = ["status", "needs_review", "reviewed_by", "reviewed_at", "review_note", "reason", "grams", "points"]
+    action.save(update_fields=fields)
     ActionStatusChange.objects.create(action=action, status=status, reason=reason, note=note, actor=reviewer)
     return action

@@ -135,6 +135,8 @@ def check(rule, before, after, *, row_before: dict, consented: bool, erased_from
             return after == ("rejected" if was_pending else before)
         case "zero_if_withdrawn":
             return after == (0 if was_pending else before)
+        case "false_if_withdrawn":
+            return after == (False if was_pending else before)
         case "withdrawn_reason":
             return after == ("withdrawn_erasure" if was_pending else before)
         case "cap_given_back":

@@ -4,16 +4,19 @@ from datetime import timedelta
 
 from django.utils import timezone
 
-from backend.actions.models import Action
+from backend.actions.models import Action, IngestBatch
 from backend.actions.subjects import subject_hash, subject_last4
 
 
 def stored_action(partner, external_id, *, methodology, identifier, data, kind="transit_card", at=None):
     """A `received` partner action written straight to the database (data stored before today's bounds, a
-    bug in submission): the pipeline must survive whatever it finds."""
+    bug in submission): the pipeline must survive whatever it finds. In a batch of its own, like every partner
+    action (the reconciler finds its work through the batches not processed yet)."""
+    batch = IngestBatch.objects.create(partner=partner, nonce=f"stored-{external_id}", submitted=1, accepted=1)
     return Action.objects.create(
         source=Action.Source.PARTNER,
         partner=partner,
+        batch=batch,
         external_id=external_id,
         methodology=methodology,
         subject_kind=kind,

@@ -344,7 +344,7 @@ def test_a_rejected_review_frees_the_claim(partner_factory, make_user, reviewer,
         data=appliance("SN-REV"),
     )
     actions_process(action_ids=[a.id])
-    Action.objects.filter(pk=a.pk).update(status="flagged")
+    Action.objects.filter(pk=a.pk).update(status="flagged", needs_review=True)
     assert HistoryClaim.objects.filter(action_id=a.id).exists()
     review_reject(action_id=a.id, reviewer=reviewer, note="fake receipt")
     assert not HistoryClaim.objects.filter(action_id=a.id).exists()

@@ -57,6 +57,7 @@ def test_reviewer_certifies_credited_actions_of_a_period_and_methodology(reviewe
         methodology="metro_ride",
         occurred_at=timezone.now() - timedelta(days=1),
         status="pending_review",
+        needs_review=True,
         source="self_report",
         grams=90_000,
     )  # not credited

@@ -42,6 +42,7 @@ def credit(
         methodology=methodology,
         occurred_at=at,
         status=Action.Status.PENDING_REVIEW if pending else Action.Status.CREDITED,
+        needs_review=pending,
         source=source,
         grams=grams,
         points=grams if points is None else points,

@@ -12,13 +12,14 @@ Read the modules in the order of the flow:
 
 from backend.actions.pipeline.caps import cap_usage_release
 from backend.actions.pipeline.claims import claims_release
-from backend.actions.pipeline.process import actions_process, batch_actions_process
+from backend.actions.pipeline.process import actions_process, batch_actions_process, batches_close
 from backend.actions.pipeline.write import has_credit
 from backend.core.days import local_day as shanghai_day  # the name callers of the pipeline use
 
 __all__ = [
     "actions_process",
     "batch_actions_process",
+    "batches_close",
     "cap_usage_release",
     "claims_release",
     "has_credit",

@@ -29,6 +29,7 @@ PIPELINE_READS = (
     "subject_kind",
     "subject_hash",
     "evidence_share",
+    "batch_id",
 )
 
 
@@ -47,6 +48,7 @@ class ActionRow:
     subject_kind: str
     subject_hash: str
     evidence_share: Decimal
+    batch_id: int | None
 
 
 @dataclass

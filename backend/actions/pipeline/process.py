@@ -21,8 +21,10 @@ import json
 from collections import defaultdict
 
 from django.db import connection, transaction
+from django.db.models import Exists, OuterRef
+from django.utils import timezone
 
-from backend.actions.models import Action
+from backend.actions.models import Action, IngestBatch
 from backend.actions.pipeline.caps import reserve_caps
 from backend.actions.pipeline.claims import claims_write
 from backend.actions.pipeline.common import PIPELINE_READS, ActionRow
@@ -41,7 +43,24 @@ def actions_process(*, action_ids: list[int]) -> dict[str, int]:
 
 def batch_actions_process(*, batch_id: int) -> dict[str, int]:
     """`actions_process` for the `received` actions of one partner batch (read by batch in one query)."""
-    return _process(received_rows(batch_id=batch_id))
+    actions = received_rows(batch_id=batch_id)
+    if not actions:  # processed already (a redelivered task): close it if another run could not
+        batches_close(batch_ids=[batch_id])
+    return _process(actions)
+
+
+def batches_close(*, batch_ids) -> int:
+    """Mark processed the batches none of whose actions is `received` any more: the reconciler no longer looks
+    at them. Runs in the crediting transaction: a batch whose other actions another worker holds (SKIP LOCKED)
+    stays open until that worker, or the reconciler, closes it. Returns how many were closed."""
+    if not batch_ids:
+        return 0
+    waiting = Action.objects.filter(batch_id=OuterRef("pk"), status=Action.Status.RECEIVED)
+    return (
+        IngestBatch.objects.filter(id__in=batch_ids, processed_at__isnull=True)
+        .exclude(Exists(waiting))
+        .update(processed_at=timezone.now())
+    )
 
 
 def _process(actions: list[ActionRow]) -> dict[str, int]:
@@ -57,6 +76,7 @@ def _process(actions: list[ActionRow]) -> dict[str, int]:
         amounts(outcomes)
         claims_write(outcomes)
         write_outcomes(outcomes)
+        batches_close(batch_ids=sorted({o.action.batch_id for o in outcomes if o.action.batch_id is not None}))
     counts: dict[str, int] = defaultdict(int)
     for outcome in outcomes:
         counts[outcome.status] += 1

@@ -12,7 +12,7 @@ from decimal import Decimal
 
 from django.utils import timezone
 
-from backend.actions.models import Action, SubjectKind
+from backend.actions.models import REVIEW_STATUSES, Action, SubjectKind
 from backend.actions.pipeline.caps import cap_release, creditable
 from backend.actions.pipeline.common import ZERO, ActionRow, Outcome, isolated
 from backend.core.bulk import bulk_update_rows
@@ -32,6 +32,7 @@ UPDATED_FIELDS = [
     "capped_quantity",
     "points_policy_version_id",
     "processed_at",
+    "needs_review",
 ]
 # What is stored with each action; the full breakdown (inputs, parameters with units, formula) is recomputed
 # from the stored version and inputs when a person asks for it (GET /me/actions/{id}): the same inputs and
@@ -120,6 +121,7 @@ def write_outcomes(outcomes: list[Outcome]) -> None:
                 "capped_quantity": o.quantity - o.credited_quantity,
                 "points_policy_version_id": getattr(o.policy, "id", None),
                 "processed_at": now,
+                "needs_review": o.status in REVIEW_STATUSES,
             }
         )
         a.status = o.status
