@@ -27,7 +27,9 @@ def bulk_update_rows(model: type[models.Model], rows: list[dict], fields: list[s
         columns.append(field.column)
         casts.append(_array_type(field))
         if field.get_internal_type() == "JSONField":
-            arrays.append([_bindable(field, row[name]) for row in rows])
+            # JSON travels as text and is cast by the server: a Jsonb wrapper per value costs ~9x the CPU.
+            encoder = field.encoder
+            arrays.append([json.dumps(row[name], cls=encoder) for row in rows])
         elif field.get_internal_type() == "DecimalField":
             # Decimals travel as text and are cast by the server: psycopg's binary numeric dumping is ~20x slower.
             arrays.append([None if row[name] is None else str(row[name]) for row in rows])
@@ -35,7 +37,9 @@ def bulk_update_rows(model: type[models.Model], rows: list[dict], fields: list[s
             arrays.append([row[name] for row in rows])
     pk_field = model._meta.pk
     sets = ", ".join(f'"{c}" = v."{c}"' for c in columns)
-    unnest = ", ".join(["%b::bigint[]", *[f"%b::text[]::{t}[]" if t == "numeric" else f"%b::{t}[]" for t in casts]])
+    unnest = ", ".join(
+        ["%b::bigint[]", *[f"%b::text[]::{t}[]" if t in ("numeric", "jsonb") else f"%b::{t}[]" for t in casts]]
+    )
     names = ", ".join(['"__id"', *[f'"{c}"' for c in columns]])
     # Identifiers come from model metadata, never from input; values travel as binary array parameters.
     sql = (
@@ -45,14 +49,6 @@ def bulk_update_rows(model: type[models.Model], rows: list[dict], fields: list[s
     with BoundCursor() as cursor:
         cursor.execute(sql, [[row["id"] for row in rows], *arrays])
         return cursor.cursor.rowcount
-
-
-def _bindable(field, value):
-    if field.get_internal_type() == "JSONField":
-        from psycopg.types.json import Jsonb
-
-        return Jsonb(value, dumps=lambda obj: json.dumps(obj, cls=field.encoder))
-    return value
 
 
 def _field_name(model, attname: str) -> str:
