@@ -173,7 +173,26 @@ def redis_calls() -> int:
     return sum(v["calls"] for k, v in stats.items() if k not in ("cmdstat_info",))
 
 
-def profile(residents: list[dict], *, requests: int, top: int) -> list[dict]:
+def redis_round_trips(call) -> int:
+    """Redis round trips made by `call()`: a pipeline is one, like a single command (both send one packet)."""
+    from redis.connection import AbstractConnection
+
+    sent = []
+    original = AbstractConnection.send_packed_command
+
+    def counting(self, *args, **kwargs):
+        sent.append(1)
+        return original(self, *args, **kwargs)
+
+    AbstractConnection.send_packed_command = counting
+    try:
+        call()
+    finally:
+        AbstractConnection.send_packed_command = original
+    return len(sent)
+
+
+def profile(residents: list[dict], *, requests: int, top: int, only: str = "") -> list[dict]:
     """CPU ms per request (time.process_time), SQL queries and Redis commands per request, per endpoint,
     through the Django test client (the whole middleware stack and WSGI handler, no socket)."""
     import cProfile
@@ -184,6 +203,8 @@ def profile(residents: list[dict], *, requests: int, top: int) -> list[dict]:
 
     rows = []
     for path, resident in zip([FLOOR, *ENDPOINTS], [residents[0], *residents], strict=False):
+        if only and only not in path:
+            continue
         client = Client(HTTP_AUTHORIZATION=f"Bearer {resident['token']}")
         if path in (FLOOR, "/api/v1/methodologies"):
             client = Client()
@@ -203,6 +224,7 @@ def profile(residents: list[dict], *, requests: int, top: int) -> list[dict]:
         before_redis = redis_calls()
         client.get(path)
         redis_per_request = redis_calls() - before_redis - idle
+        round_trips = redis_round_trips(lambda client=client, path=path: client.get(path))
         cpu0, wall0 = time.process_time(), time.perf_counter()
         for _ in range(requests):
             client.get(path)
@@ -223,6 +245,7 @@ def profile(residents: list[dict], *, requests: int, top: int) -> list[dict]:
             "py_calls": round(stats.total_calls / sampled),
             "queries": len(counted),
             "redis_commands": redis_per_request,
+            "redis_round_trips": round_trips,
             "bytes": len(response.content) if path == FLOOR else len(client.get(path).content),
         }
         rows.append(row)
@@ -327,6 +350,7 @@ def main() -> None:
     ap.add_argument("--profile", action="store_true", help="in process: CPU ms, queries, Redis commands")
     ap.add_argument("--requests", type=int, default=300, help="requests per endpoint with --profile")
     ap.add_argument("--cprofile", type=int, default=0, metavar="N", help="with --profile: the N top functions")
+    ap.add_argument("--only", default="", metavar="TEXT", help="with --profile: only the paths containing TEXT")
     a = ap.parse_args()
     setup_django()
     started = time.perf_counter()
@@ -345,7 +369,7 @@ def main() -> None:
         flush=True,
     )
     if a.profile:
-        profile(residents, requests=a.requests, top=a.cprofile)
+        profile(residents, requests=a.requests, top=a.cprofile, only=a.only)
         return
     out = ROOT / ".local" / "bench"
     out.mkdir(parents=True, exist_ok=True)
