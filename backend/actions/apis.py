@@ -187,6 +187,9 @@ class PartnerActionDetailView(APIView):
 # --- residents' actions -----------------------------------------------------------------------------------
 
 
+_UNSET = object()
+
+
 class ActionListItemSerializer(serializers.ModelSerializer):
     version = serializers.IntegerField(source="methodology_version.number", allow_null=True, default=None)
 
@@ -210,11 +213,14 @@ class ActionListItemSerializer(serializers.ModelSerializer):
         ActionDetailSerializer keep the generic path. tests/ledger/test_read_serializers.py compares both."""
         if type(self) is not ActionListItemSerializer:
             return super().to_representation(action)
-        version = action.methodology_version
+        number = getattr(action, "methodology_version_number", _UNSET)  # resident_action_list's joined column
+        if number is _UNSET:
+            version = action.methodology_version
+            number = None if version is None else version.number
         return {
             "id": action.id,
             "methodology": str(action.methodology),
-            "version": None if version is None else int(version.number),
+            "version": None if number is None else int(number),
             "source": action.source,
             "occurred_at": LIST_DATETIME.to_representation(action.occurred_at),
             "status": action.status,
