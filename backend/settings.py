@@ -135,9 +135,14 @@ TEMPLATES = [
 ]
 
 # --- Database: PostgreSQL is the system of record; SQLite only for the embedded quick start. ---
+DB_HEALTH_CHECK_IDLE_S = float(os.environ.get("DB_HEALTH_CHECK_IDLE_S", "1"))  # backend/core/db/postgresql/base.py
 if DATABASE_URL:
     DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 60))}
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    # Django's PostgreSQL backend, with the health check skipped on a connection that worked a moment ago (the
+    # module says why; 0 checks before every request as Django does).
+    if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+        DATABASES["default"]["ENGINE"] = "backend.core.db.postgresql"
 else:
     LOCAL_DIR.mkdir(parents=True, exist_ok=True)
     # Concurrent requests on `make run` (runserver's threads) must wait their turn, never fail "database is

@@ -303,19 +303,36 @@ def postgres_settings() -> str:
     return ", ".join(values)
 
 
-def measure(host: str, residents: list[dict], *, seconds: int, connections: int, threads: int) -> list[dict]:
+def cpu_probe(web_pid_file: str, pg_pid_file: str):
+    """A function giving (gunicorn tree, PostgreSQL tree) CPU seconds so far, or None without both pid files."""
+    if not (web_pid_file and pg_pid_file and Path(web_pid_file).exists() and Path(pg_pid_file).exists()):
+        return None
+    sys.path.insert(0, str(ROOT / "locust"))
+    from bench_capacity import read_pid, tree_cpu_seconds
+
+    web, pg = read_pid(web_pid_file), read_pid(pg_pid_file)
+    return lambda: (tree_cpu_seconds([web]), tree_cpu_seconds([pg]))
+
+
+def measure(
+    host: str, residents: list[dict], *, seconds: int, connections: int, threads: int, cpu=None, only: str = ""
+) -> list[dict]:
     import requests
 
     postgres = postgres_settings()
     summaries = []
     for path, resident in zip(ENDPOINTS, residents, strict=False):
+        if only and only not in path:
+            continue
         token = None if path == "/api/v1/methodologies" else resident["token"]
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         check = requests.get(host + path, headers=headers, timeout=30)
         check.raise_for_status()
         wrk(host, path, token=token, seconds=1, connections=connections, threads=threads)  # warm every worker
         floor = wrk(host, FLOOR, token=None, seconds=seconds, connections=connections, threads=threads)
+        before = cpu() if cpu else None
         product = wrk(host, path, token=token, seconds=seconds, connections=connections, threads=threads)
+        after = cpu() if cpu else None
         summary = {
             "summary": True,
             "bench": f"read:{path}",
@@ -333,6 +350,10 @@ def measure(host: str, residents: list[dict], *, seconds: int, connections: int,
             "seconds": seconds,
             "response_bytes": len(check.content),
         }
+        if cpu:  # CPU per request of each tier during the product's run (other load on the machine included)
+            requests_done = max(product["per_s"] * seconds, 1)
+            summary["web_cpu_ms"] = round((after[0] - before[0]) / requests_done * 1000, 3)
+            summary["pg_cpu_ms"] = round((after[1] - before[1]) / requests_done * 1000, 3)
         summaries.append(summary)
         print(json.dumps(summary, ensure_ascii=False), flush=True)
     return summaries
@@ -350,7 +371,9 @@ def main() -> None:
     ap.add_argument("--profile", action="store_true", help="in process: CPU ms, queries, Redis commands")
     ap.add_argument("--requests", type=int, default=300, help="requests per endpoint with --profile")
     ap.add_argument("--cprofile", type=int, default=0, metavar="N", help="with --profile: the N top functions")
-    ap.add_argument("--only", default="", metavar="TEXT", help="with --profile: only the paths containing TEXT")
+    ap.add_argument("--web-pid-file", default=str(ROOT / ".local/run/gunicorn.pid"), help="gunicorn CPU per request")
+    ap.add_argument("--pg-pid-file", default="", help="postmaster.pid: PostgreSQL CPU per request")
+    ap.add_argument("--only", default="", metavar="TEXT", help="only the paths containing TEXT")
     a = ap.parse_args()
     setup_django()
     started = time.perf_counter()
@@ -373,7 +396,10 @@ def main() -> None:
         return
     out = ROOT / ".local" / "bench"
     out.mkdir(parents=True, exist_ok=True)
-    summaries = measure(a.host, residents, seconds=a.seconds, connections=a.connections, threads=a.threads)
+    cpu = cpu_probe(a.web_pid_file, a.pg_pid_file)
+    summaries = measure(
+        a.host, residents, seconds=a.seconds, connections=a.connections, threads=a.threads, cpu=cpu, only=a.only
+    )
     (out / "reads.json").write_text(json.dumps(summaries, indent=2, ensure_ascii=False))
 
 
