@@ -18,6 +18,7 @@ from backend.actions import selectors, services
 from backend.actions.history import history_entries
 from backend.actions.models import Action, ActionStatusChange, SubjectKind
 from backend.core.days import day_bounds
+from backend.core.db import prepared_statements
 from backend.core.errors import ApplicationError
 from backend.core.fields import LocalDayField, SafeJSONField
 from backend.core.parsers import JSONParser
@@ -336,6 +337,10 @@ class MyActionsView(ListAPIView):
             if values.get("date_to"):
                 values["date_to"] = day_bounds(values["date_to"])[1]
         return selectors.resident_action_list(resident=self.request.user, filters=values)
+
+    def paginate_queryset(self, queryset):
+        with prepared_statements():  # the page's statement repeats: PostgreSQL plans it once per connection
+            return super().paginate_queryset(queryset)
 
     @extend_schema(operation_id="me_actions_list", parameters=[ActionFilterSerializer])
     def get(self, request, *args, **kwargs):

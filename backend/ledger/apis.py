@@ -7,6 +7,7 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from backend.core.db import prepared_statements
 from backend.ledger import selectors
 from backend.ledger.models import LedgerTransaction
 
@@ -152,8 +153,9 @@ class LedgerListView(ListAPIView):
         return selectors.resident_transactions(resident_id=self.request.user.id)
 
     def paginate_queryset(self, queryset):
-        page = super().paginate_queryset(queryset)
-        return selectors.resident_amounts_attach(page, resident_id=self.request.user.id)
+        with prepared_statements():  # the page's statements repeat: PostgreSQL plans them once per connection
+            page = super().paginate_queryset(queryset)
+            return selectors.resident_amounts_attach(page, resident_id=self.request.user.id)
 
     @extend_schema(operation_id="me_ledger_list")
     def get(self, request, *args, **kwargs):

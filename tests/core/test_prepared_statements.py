@@ -35,3 +35,18 @@ def test_wallet_and_ledger_page_statements_are_prepared_and_logged(resident):
     assert any(s.startswith(WALLET_SQL.split("%(resident)s")[0]) for s in statements)
     assert any("SUM(p.amount)" in s and "ANY" in s for s in statements)
     assert all("accounts_user" not in s for s in statements)  # the ORM keeps client-side binding
+
+
+def test_ledger_and_actions_pages_are_prepared_through_the_api(resident):
+    from backend.ledger.services import action_credits_post_bulk
+    from tests.conftest import client_for
+
+    action_credits_post_bulk(credits=[credit(resident.pk, points=5), credit(resident.pk, points=7)])
+    api = client_for(resident)
+    first = api.get("/api/v1/me/ledger")
+    assert first.status_code == 200 and len(first.json()["results"]) == 2
+    assert api.get("/api/v1/me/actions").status_code == 200
+    statements = prepared_statements()
+    assert any('FROM "ledger_ledgertransaction"' in s for s in statements)
+    assert any('FROM "actions_action"' in s for s in statements)
+    assert api.get("/api/v1/me/ledger").json() == first.json()  # the prepared plan answers the same

@@ -50,11 +50,12 @@ class DatabaseWrapper(base.DatabaseWrapper):
 
     def prepared_cursor(self):
         """Like cursor() (health check, connection, Django's execute wrappers and query log), statements prepared."""
+        before = getattr(self._prepared, "on", False)
         self._prepared.on = True
         try:
             return self._cursor()
         finally:
-            self._prepared.on = False
+            self._prepared.on = before
 
     def create_cursor(self, name=None):
         if name or not getattr(self._prepared, "on", False):
