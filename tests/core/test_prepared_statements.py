@@ -31,6 +31,8 @@ def test_wallet_and_ledger_page_statements_are_prepared_and_logged(resident):
     assert wallet["points_balance"] == 12
     assert sorted(t.resident_amounts["points"] for t in page) == [5, 7]
     assert len(ctx.captured_queries) == 9  # 3 x (wallet, transactions, amounts): the prepared ones are logged
+    logged = [q["sql"] for q in ctx.captured_queries]
+    assert all(logged) and sum("WITH acct AS" in q and str(resident.pk) in q for q in logged) == 3  # with values
     statements = prepared_statements()
     assert any(s.startswith(WALLET_SQL.split("%(resident)s")[0]) for s in statements)
     assert any("SUM(p.amount)" in s and "ANY" in s for s in statements)

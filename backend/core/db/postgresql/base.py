@@ -21,7 +21,8 @@ import threading
 import time
 
 from django.conf import settings
-from django.db.backends.postgresql import base
+from django.db.backends.postgresql import base, operations
+from psycopg.errors import DataError
 
 
 class PreparedCursor(base.ServerBindingCursor):
@@ -32,7 +33,20 @@ class PreparedCursor(base.ServerBindingCursor):
         return super().execute(query, params, prepare=True, binary=binary)
 
 
+class DatabaseOperations(operations.DatabaseOperations):
+    def last_executed_query(self, cursor, sql, params):
+        # A prepared execution leaves psycopg no query text to read back: the query log (debug, query-count tests)
+        # gets the statement with its parameters merged client-side, as Django does under server-side binding.
+        if isinstance(cursor, PreparedCursor):
+            try:
+                return self.compose_sql(sql, params)
+            except DataError:
+                return None
+        return super().last_executed_query(cursor, sql, params)
+
+
 class DatabaseWrapper(base.DatabaseWrapper):
+    ops_class = DatabaseOperations
     _known_good_at: float | None = None
 
     def __init__(self, *args, **kwargs):
