@@ -135,9 +135,18 @@ TEMPLATES = [
 ]
 
 # --- Database: PostgreSQL is the system of record; SQLite only for the embedded quick start. ---
+DB_HEALTH_CHECK_IDLE_S = float(os.environ.get("DB_HEALTH_CHECK_IDLE_S", "1"))  # backend/core/db/postgresql/base.py
 if DATABASE_URL:
     DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 60))}
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    # Django's PostgreSQL backend, with the health check skipped on a connection that worked a moment ago (the
+    # module says why; 0 checks before every request as Django does).
+    if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+        DATABASES["default"]["ENGINE"] = "backend.core.db.postgresql"
+    if os.environ.get("DB_SERVER_SIDE_BINDING", "0") == "1":
+        DATABASES["default"].setdefault("OPTIONS", {}).update(
+            server_side_binding=True, prepare_threshold=env_int("DB_PREPARE_THRESHOLD", 5)
+        )
 else:
     LOCAL_DIR.mkdir(parents=True, exist_ok=True)
     # Concurrent requests on `make run` (runserver's threads) must wait their turn, never fail "database is
@@ -210,6 +219,11 @@ REST_FRAMEWORK = {
     # JSON only: a view that takes an upload names its multipart parser itself (the schema then advertises
     # form bodies exactly where they are accepted).
     "DEFAULT_PARSER_CLASSES": ["backend.core.parsers.JSONParser"],
+    # DRF's JSON bytes, written by orjson where they are the same (backend/core/renderers.py).
+    "DEFAULT_RENDERER_CLASSES": [
+        "backend.core.renderers.JSONRenderer",
+        "rest_framework.renderers.BrowsableAPIRenderer",
+    ],
     "DEFAULT_PAGINATION_CLASS": "backend.core.pagination.CursorPagination",
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_SCHEMA_CLASS": "backend.core.schema.AutoSchema",

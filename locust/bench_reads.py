@@ -173,7 +173,26 @@ def redis_calls() -> int:
     return sum(v["calls"] for k, v in stats.items() if k not in ("cmdstat_info",))
 
 
-def profile(residents: list[dict], *, requests: int, top: int) -> list[dict]:
+def redis_round_trips(call) -> int:
+    """Redis round trips made by `call()`: a pipeline is one, like a single command (both send one packet)."""
+    from redis.connection import AbstractConnection
+
+    sent = []
+    original = AbstractConnection.send_packed_command
+
+    def counting(self, *args, **kwargs):
+        sent.append(1)
+        return original(self, *args, **kwargs)
+
+    AbstractConnection.send_packed_command = counting
+    try:
+        call()
+    finally:
+        AbstractConnection.send_packed_command = original
+    return len(sent)
+
+
+def profile(residents: list[dict], *, requests: int, top: int, only: str = "") -> list[dict]:
     """CPU ms per request (time.process_time), SQL queries and Redis commands per request, per endpoint,
     through the Django test client (the whole middleware stack and WSGI handler, no socket)."""
     import cProfile
@@ -184,6 +203,8 @@ def profile(residents: list[dict], *, requests: int, top: int) -> list[dict]:
 
     rows = []
     for path, resident in zip([FLOOR, *ENDPOINTS], [residents[0], *residents], strict=False):
+        if only and only not in path:
+            continue
         client = Client(HTTP_AUTHORIZATION=f"Bearer {resident['token']}")
         if path in (FLOOR, "/api/v1/methodologies"):
             client = Client()
@@ -203,6 +224,7 @@ def profile(residents: list[dict], *, requests: int, top: int) -> list[dict]:
         before_redis = redis_calls()
         client.get(path)
         redis_per_request = redis_calls() - before_redis - idle
+        round_trips = redis_round_trips(lambda client=client, path=path: client.get(path))
         cpu0, wall0 = time.process_time(), time.perf_counter()
         for _ in range(requests):
             client.get(path)
@@ -223,6 +245,7 @@ def profile(residents: list[dict], *, requests: int, top: int) -> list[dict]:
             "py_calls": round(stats.total_calls / sampled),
             "queries": len(counted),
             "redis_commands": redis_per_request,
+            "redis_round_trips": round_trips,
             "bytes": len(response.content) if path == FLOOR else len(client.get(path).content),
         }
         rows.append(row)
@@ -280,19 +303,36 @@ def postgres_settings() -> str:
     return ", ".join(values)
 
 
-def measure(host: str, residents: list[dict], *, seconds: int, connections: int, threads: int) -> list[dict]:
+def cpu_probe(web_pid_file: str, pg_pid_file: str):
+    """A function giving (gunicorn tree, PostgreSQL tree) CPU seconds so far, or None without both pid files."""
+    if not (web_pid_file and pg_pid_file and Path(web_pid_file).exists() and Path(pg_pid_file).exists()):
+        return None
+    sys.path.insert(0, str(ROOT / "locust"))
+    from bench_capacity import read_pid, tree_cpu_seconds
+
+    web, pg = read_pid(web_pid_file), read_pid(pg_pid_file)
+    return lambda: (tree_cpu_seconds([web]), tree_cpu_seconds([pg]))
+
+
+def measure(
+    host: str, residents: list[dict], *, seconds: int, connections: int, threads: int, cpu=None, only: str = ""
+) -> list[dict]:
     import requests
 
     postgres = postgres_settings()
     summaries = []
     for path, resident in zip(ENDPOINTS, residents, strict=False):
+        if only and only not in path:
+            continue
         token = None if path == "/api/v1/methodologies" else resident["token"]
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         check = requests.get(host + path, headers=headers, timeout=30)
         check.raise_for_status()
         wrk(host, path, token=token, seconds=1, connections=connections, threads=threads)  # warm every worker
         floor = wrk(host, FLOOR, token=None, seconds=seconds, connections=connections, threads=threads)
+        before = cpu() if cpu else None
         product = wrk(host, path, token=token, seconds=seconds, connections=connections, threads=threads)
+        after = cpu() if cpu else None
         summary = {
             "summary": True,
             "bench": f"read:{path}",
@@ -310,6 +350,10 @@ def measure(host: str, residents: list[dict], *, seconds: int, connections: int,
             "seconds": seconds,
             "response_bytes": len(check.content),
         }
+        if cpu:  # CPU per request of each tier during the product's run (other load on the machine included)
+            requests_done = max(product["per_s"] * seconds, 1)
+            summary["web_cpu_ms"] = round((after[0] - before[0]) / requests_done * 1000, 3)
+            summary["pg_cpu_ms"] = round((after[1] - before[1]) / requests_done * 1000, 3)
         summaries.append(summary)
         print(json.dumps(summary, ensure_ascii=False), flush=True)
     return summaries
@@ -327,6 +371,9 @@ def main() -> None:
     ap.add_argument("--profile", action="store_true", help="in process: CPU ms, queries, Redis commands")
     ap.add_argument("--requests", type=int, default=300, help="requests per endpoint with --profile")
     ap.add_argument("--cprofile", type=int, default=0, metavar="N", help="with --profile: the N top functions")
+    ap.add_argument("--web-pid-file", default=str(ROOT / ".local/run/gunicorn.pid"), help="gunicorn CPU per request")
+    ap.add_argument("--pg-pid-file", default="", help="postmaster.pid: PostgreSQL CPU per request")
+    ap.add_argument("--only", default="", metavar="TEXT", help="only the paths containing TEXT")
     a = ap.parse_args()
     setup_django()
     started = time.perf_counter()
@@ -345,11 +392,14 @@ def main() -> None:
         flush=True,
     )
     if a.profile:
-        profile(residents, requests=a.requests, top=a.cprofile)
+        profile(residents, requests=a.requests, top=a.cprofile, only=a.only)
         return
     out = ROOT / ".local" / "bench"
     out.mkdir(parents=True, exist_ok=True)
-    summaries = measure(a.host, residents, seconds=a.seconds, connections=a.connections, threads=a.threads)
+    cpu = cpu_probe(a.web_pid_file, a.pg_pid_file)
+    summaries = measure(
+        a.host, residents, seconds=a.seconds, connections=a.connections, threads=a.threads, cpu=cpu, only=a.only
+    )
     (out / "reads.json").write_text(json.dumps(summaries, indent=2, ensure_ascii=False))
 
 

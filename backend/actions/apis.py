@@ -18,6 +18,7 @@ from backend.actions import selectors, services
 from backend.actions.history import history_entries
 from backend.actions.models import Action, ActionStatusChange, SubjectKind
 from backend.core.days import day_bounds
+from backend.core.db import prepared_statements
 from backend.core.errors import ApplicationError
 from backend.core.fields import LocalDayField, SafeJSONField
 from backend.core.parsers import JSONParser
@@ -187,6 +188,9 @@ class PartnerActionDetailView(APIView):
 # --- residents' actions -----------------------------------------------------------------------------------
 
 
+_UNSET = object()
+
+
 class ActionListItemSerializer(serializers.ModelSerializer):
     version = serializers.IntegerField(source="methodology_version.number", allow_null=True, default=None)
 
@@ -210,11 +214,14 @@ class ActionListItemSerializer(serializers.ModelSerializer):
         ActionDetailSerializer keep the generic path. tests/ledger/test_read_serializers.py compares both."""
         if type(self) is not ActionListItemSerializer:
             return super().to_representation(action)
-        version = action.methodology_version
+        number = getattr(action, "methodology_version_number", _UNSET)  # resident_action_list's joined column
+        if number is _UNSET:
+            version = action.methodology_version
+            number = None if version is None else version.number
         return {
             "id": action.id,
             "methodology": str(action.methodology),
-            "version": None if version is None else int(version.number),
+            "version": None if number is None else int(number),
             "source": action.source,
             "occurred_at": LIST_DATETIME.to_representation(action.occurred_at),
             "status": action.status,
@@ -330,6 +337,10 @@ class MyActionsView(ListAPIView):
             if values.get("date_to"):
                 values["date_to"] = day_bounds(values["date_to"])[1]
         return selectors.resident_action_list(resident=self.request.user, filters=values)
+
+    def paginate_queryset(self, queryset):
+        with prepared_statements():  # the page's statement repeats: PostgreSQL plans it once per connection
+            return super().paginate_queryset(queryset)
 
     @extend_schema(operation_id="me_actions_list", parameters=[ActionFilterSerializer])
     def get(self, request, *args, **kwargs):

@@ -1,4 +1,4 @@
-from django.db.models import Prefetch, QuerySet
+from django.db.models import F, Prefetch, QuerySet
 
 from backend.actions.models import Action, ActionStatusChange, SubjectBinding
 
@@ -12,7 +12,6 @@ def binding_list(*, resident) -> QuerySet[SubjectBinding]:
 LIST_COLUMNS = (
     "id",
     "methodology",
-    "methodology_version__number",
     "source",
     "occurred_at",
     "status",
@@ -25,7 +24,12 @@ LIST_COLUMNS = (
 
 def resident_action_list(*, resident, filters: dict | None = None) -> QuerySet[Action]:
     filters = filters or {}
-    qs = Action.objects.filter(resident=resident).select_related("methodology_version").only(*LIST_COLUMNS)
+    # The version's number as a joined column: no MethodologyVersion model per row (half a page's models).
+    qs = (
+        Action.objects.filter(resident=resident)
+        .only(*LIST_COLUMNS)
+        .annotate(methodology_version_number=F("methodology_version__number"))
+    )
     if filters.get("status"):
         qs = qs.filter(status=filters["status"])
     if filters.get("methodology"):

@@ -20,6 +20,8 @@ from rest_framework.response import Response
 from rest_framework.serializers import as_serializer_error
 from rest_framework.views import set_rollback
 
+from backend.core import throttling
+
 logger = logging.getLogger(__name__)
 
 
@@ -79,6 +81,8 @@ class RequestTooLarge(ApplicationError):
 
 
 def exception_handler(exc, context):
+    if context and context.get("request") is not None:  # stopped before its throttles ran: nothing counted
+        throttling.prefetch_release(context["request"])
     if isinstance(exc, RequestDataTooBig):
         exc = RequestTooLarge()
     elif isinstance(exc, DjangoValidationError):

@@ -7,6 +7,13 @@ pipeline. DRF's own throttle keeps a list of every request time in the cache and
 (two round trips and a pickle of up to `rate` floats per request). A refused request is not counted (its
 increment is taken back), as with DRF. Without Redis (the embedded default's local-memory cache) DRF's own
 algorithm runs.
+
+Signed-in requests get both Redis reads in one round trip: the JWT authentication (backend/accounts/authentication.py)
+sends the cached user row's GET and every sliding-window throttle's pipeline of the view for the token's user id
+(`prefetch_add`) together; `allow_request` then uses those figures instead of its own round trip. The counter was
+incremented before authentication and permissions had their say, so a request that stops there (refused token, user
+inactive, permission denied: DRF would not have counted it) gives its increments back (`prefetch_release`, from the
+authentication and from the exception handler), like a refused request does.
 """
 
 import logging
@@ -46,19 +53,16 @@ class _SlidingWindowCounter:
         self.key = self.get_cache_key(request, view)
         if self.key is None:
             return True
-        client = _redis_client()
-        if client is None:
-            return super().allow_request(request, view)
-        now = self.timer()
-        window, into = divmod(now, self.duration)
-        window = int(window)
-        elapsed = into / self.duration  # 0..1 of the current window gone
-        current = cache.make_key(f"{self.key}:{window}")
-        pipe = client.pipeline(transaction=False)
-        pipe.incr(current)
-        pipe.expire(current, int(self.duration) * 2)
-        pipe.get(cache.make_key(f"{self.key}:{window - 1}"))
-        count, _expiry, previous = pipe.execute()
+        prefetched = _prefetched(request).pop(self.key, None)
+        if prefetched is not None:  # counted in the authentication's round trip
+            client, current, elapsed, count, previous = prefetched
+        else:
+            client = _redis_client()
+            if client is None:
+                return super().allow_request(request, view)
+            pipe = client.pipeline(transaction=False)
+            current, elapsed = self._queue(pipe, self.key, self.timer())
+            count, _expiry, previous = pipe.execute()
         previous = int(previous or 0)
         before = count - 1 + previous * (1 - elapsed)  # requests in the sliding window before this one
         if before < self.num_requests:
@@ -66,6 +70,16 @@ class _SlidingWindowCounter:
         client.decr(current)  # refused: not counted
         self._wait = self._seconds_until_free(count - 1, previous, elapsed)
         return False
+
+    def _queue(self, pipe, key: str, now: float) -> tuple[str, float]:
+        """INCR + EXPIRE of the current window's counter and GET of the previous one's, on `pipe`."""
+        window, into = divmod(now, self.duration)
+        window = int(window)
+        current = cache.make_key(f"{key}:{window}")
+        pipe.incr(current)
+        pipe.expire(current, int(self.duration) * 2)
+        pipe.get(cache.make_key(f"{key}:{window - 1}"))
+        return current, into / self.duration  # 0..1 of the current window gone
 
     def _seconds_until_free(self, count: int, previous: int, elapsed: float) -> float:
         """When the weighted count drops below the limit if no other request arrives."""
@@ -80,6 +94,86 @@ class _SlidingWindowCounter:
         if self._wait is not None:
             return self._wait
         return super().wait()
+
+
+# ------------------------------------------------------------------------- one round trip with the authentication
+
+_PREFETCH_ATTR = "_throttle_prefetch"
+
+
+def _prefetched(request) -> dict:
+    return getattr(request, _PREFETCH_ATTR, None) or {}
+
+
+class _SignedIn:
+    """The request as the throttles will see it once the token's user is loaded: only `user` differs."""
+
+    def __init__(self, request, user_id):
+        self._request = request
+        self.user = _UserId(user_id)
+
+    def __getattr__(self, name):
+        return getattr(self._request, name)
+
+
+class _UserId:
+    is_authenticated = True
+    is_anonymous = False
+
+    def __init__(self, pk):
+        self.pk = self.id = pk
+
+
+def prefetch_add(pipe, request, user_id) -> list:
+    """Queue on `pipe` the round trip of every sliding-window throttle of the request's view for the signed-in user
+    `user_id` (three commands each); returns what `prefetch_store` needs to read their replies. A throttle whose key
+    needs more than the user's id is left to its own round trip."""
+    view = (getattr(request, "parser_context", None) or {}).get("view")
+    if view is None or _redis_client() is None:
+        return []
+    queued = []
+    signed_in = _SignedIn(request, user_id)
+    for throttle in view.get_throttles():
+        if not isinstance(throttle, _SlidingWindowCounter) or throttle.rate is None:
+            continue
+        try:
+            key = throttle.get_cache_key(signed_in, view)
+        except Exception:  # keyed on more than the user id: it makes its own round trip
+            logger.debug("throttle %s not prefetched", type(throttle).__name__, exc_info=True)
+            continue
+        if key is None or any(key == k for k, *_ in queued):
+            continue
+        current, elapsed = throttle._queue(pipe, key, throttle.timer())
+        queued.append((key, current, elapsed))
+    return queued
+
+
+def prefetch_store(request, queued: list, replies: list) -> None:
+    """Keep the queued throttles' replies (three per throttle, in order) for their `allow_request`."""
+    if not queued:
+        return
+    client = _redis_client()
+    store = {}
+    for i, (key, current, elapsed) in enumerate(queued):
+        count, _expiry, previous = replies[3 * i : 3 * i + 3]
+        store[key] = (client, current, elapsed, count, previous)
+    setattr(request, _PREFETCH_ATTR, store)
+
+
+def prefetch_release(request) -> None:
+    """The request stopped before its throttles ran: give back the increments they did not use."""
+    store = _prefetched(request)
+    if not store:
+        return
+    setattr(request, _PREFETCH_ATTR, None)
+    try:
+        client = next(iter(store.values()))[0]
+        pipe = client.pipeline(transaction=False)
+        for _client, current, *_ in store.values():
+            pipe.decr(current)
+        pipe.execute()
+    except Exception:
+        logger.warning("could not take back unused throttle counts", exc_info=True)
 
 
 class AnonRateThrottle(_FailOpen, _SlidingWindowCounter, throttling.AnonRateThrottle):

@@ -125,3 +125,79 @@ def test_one_throttle_round_trip_per_request_anonymous_or_signed_in(api, residen
     throttles = [cls() for cls in api_settings.DEFAULT_THROTTLE_CLASSES]
     assert [t.get_cache_key(anonymous, None) is not None for t in throttles] == [True, False]
     assert [t.get_cache_key(signed_in, None) is not None for t in throttles] == [False, True]
+
+
+def _round_trips(call) -> int:
+    """Redis round trips made by call(): a pipeline is one packet, like a single command."""
+    from redis.connection import AbstractConnection
+
+    sent = []
+    original = AbstractConnection.send_packed_command
+
+    def counting(self, *args, **kwargs):
+        sent.append(args[0] if args else None)
+        return original(self, *args, **kwargs)
+
+    AbstractConnection.send_packed_command = counting
+    try:
+        call()
+    finally:
+        AbstractConnection.send_packed_command = original
+    return len(sent)
+
+
+def _user_window_count(user) -> int:
+    import time
+
+    key = cache.make_key(f"throttle_user_{user.pk}:{int(time.time() // 60)}")
+    return int(throttling._redis_client().get(key) or 0)
+
+
+@pytest.mark.django_db
+def test_signed_in_read_is_one_redis_round_trip_for_user_row_and_throttles(resident):
+    """Failed before: the cached user row's GET and the throttle pipeline were two round trips."""
+    api = client_for(resident)
+    assert api.get("/api/v1/me/wallet").status_code == 200  # user row cached now
+    before = _user_window_count(resident)
+    responses = []
+    assert _round_trips(lambda: responses.append(api.get("/api/v1/me/wallet"))) == 1
+    assert responses[0].status_code == 200
+    assert _user_window_count(resident) == before + 1  # still counted exactly once
+
+
+@pytest.mark.django_db
+def test_combined_round_trip_still_throttles_with_retry_after(resident):
+    original = SimpleRateThrottle.THROTTLE_RATES
+    SimpleRateThrottle.THROTTLE_RATES = {**original, "user": "3/min"}
+    try:
+        api = client_for(resident)
+        statuses = [api.get("/api/v1/me/wallet").status_code for _ in range(6)]
+    finally:
+        SimpleRateThrottle.THROTTLE_RATES = original
+    assert statuses == [200, 200, 200, 429, 429, 429]
+    assert _user_window_count(resident) <= 3  # refusals were taken back
+
+
+@pytest.mark.django_db
+def test_permission_denied_request_is_not_counted(resident):
+    """DRF checks throttles after permissions: a refused request must not use the user's allowance even though its
+    counter travelled with the authentication's round trip."""
+    api = client_for(resident)
+    assert api.get("/api/v1/me/wallet").status_code == 200
+    before = _user_window_count(resident)
+    for _ in range(3):
+        assert api.get("/api/v1/admin/stats").status_code == 403
+    assert _user_window_count(resident) == before
+
+
+@pytest.mark.django_db
+def test_refused_user_is_not_counted(resident, make_user):
+    from backend.accounts import services
+    from backend.accounts.models import User
+
+    api = client_for(resident)
+    assert api.get("/api/v1/me/wallet").status_code == 200
+    before = _user_window_count(resident)
+    services.user_set_status(user_id=resident.pk, status=User.Status.SUSPENDED, actor=make_user(role="admin"))
+    assert api.get("/api/v1/me/wallet").status_code == 401
+    assert _user_window_count(resident) == before
