@@ -29,6 +29,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "locust"))
+import pg_cost  # noqa: E402  (beside this script)
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "backend.settings")
 COST = 10
 TARGET_RATIO = 0.8  # issue 14: at least 0.8 of redeem_floor.py
@@ -177,6 +180,20 @@ def redeem_floor(dsn: str, stock: int, clients: int) -> dict | None:
     return lines[-1] if lines else None
 
 
+def database_dsn() -> str:
+    from django.db import connection
+
+    s = connection.settings_dict
+    return f"postgres://{s['USER']}@{s['HOST']}:{s['PORT']}/{s['NAME']}"
+
+
+def checkpoint(dsn: str) -> None:
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("CHECKPOINT")
+
+
 def fsync_setting() -> str:
     from django.db import connection
 
@@ -214,13 +231,19 @@ def main() -> None:
         )
         for i in range(a.clients)
     ]
+    dsn = database_dsn()
+    checkpoint(dsn)  # the preparation's dirty pages are not the redemptions' cost
+    with_statements = pg_cost.statements_reset(dsn)
     for t in threads:
         t.start()
+    pg_before = pg_cost.snapshot(dsn)
     barrier.wait()
     started = time.perf_counter()
     for t in threads:
         t.join()
     wall = time.perf_counter() - started
+    pg_product = pg_cost.per_op(pg_before, pg_cost.snapshot(dsn), sum(counts))
+    statements = pg_cost.statements_top(dsn, sum(counts)) if with_statements else None
     redeemed = sum(counts)
     summary = {
         "benchmark": "redeem",
@@ -236,14 +259,18 @@ def main() -> None:
         "web": {k: os.environ[k] for k in ("WEB_CONCURRENCY", "GUNICORN_THREADS") if k in os.environ},
         "postgres": fsync_setting(),
         "check": check(reward_id),
+        "postgres_cost": pg_product,
     }
+    if statements:
+        print(json.dumps({"pg_stat_statements_per_redemption": statements}), flush=True)
     print(json.dumps(summary), flush=True)
     if not a.skip_floor:
-        from django.db import connection
-
-        s = connection.settings_dict
-        dsn = f"postgres://{s['USER']}@{s['HOST']}:{s['PORT']}/{s['NAME']}"
+        floor_before = pg_cost.snapshot(dsn)
         floor = redeem_floor(dsn, a.stock, a.clients)
+        if floor:
+            floor["postgres_cost"] = pg_cost.per_op(
+                floor_before, pg_cost.snapshot_after_reap(dsn), floor["redemptions"]
+            )
         summary["redeem_floor"] = floor
         if floor and floor.get("redemptions_per_s"):
             summary["ratio_to_floor"] = round(summary["redemptions_per_s"] / floor["redemptions_per_s"], 3)

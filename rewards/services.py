@@ -176,11 +176,12 @@ def _authorise(*, resident, reward: Reward, key: str, rhash: str, now: datetime)
         if exc.get_codes() == "insufficient_points":
             raise ApplicationError(_("Not enough points."), code="insufficient_points", status_code=409) from None
         raise
-    # (4) The item: the hot row, locked last and only until commit.
+    # (4) The item: the hot row, locked last and only until commit, which goes out in the same round trip
+    # (`stock_take_and_commit`: nothing may be written after it).
     if reward.stock is not None:
-        if not locking.stock_take(reward_id=reward.pk):
+        catalogue_changed()  # registered now, run after the commit (dropped with a rollback)
+        if not locking.stock_take_and_commit(reward_id=reward.pk):
             raise ApplicationError(_("This reward is out of stock."), code="reward_out_of_stock", status_code=409)
-        catalogue_changed()
     return voucher
 
 

@@ -97,8 +97,10 @@ class BoundCursor:
         connection.ensure_connection()
         self.cursor = psycopg.Cursor(connection.connection)
 
-    def execute(self, sql: str, params=None) -> None:
-        self.cursor.execute(sql, params)
+    def execute(self, sql: str, params=None, *, prepare: bool | None = None) -> None:
+        """`prepare=True`: a server-side prepared statement (planned once per connection) for a hot path's few
+        statements; Django's connections otherwise never prepare (prepare_threshold None, for poolers)."""
+        self.cursor.execute(sql, params, prepare=prepare)
         if connection.queries_logged:
             connection.queries_log.append({"sql": sql, "time": "0"})
 
