@@ -78,7 +78,7 @@ def voucher_claim(voucher: Voucher) -> None:
     sql, fields = _voucher_insert_sql()
     params = [f.get_db_prep_save(getattr(voucher, f.attname), connection) for f in fields]
     with connection.wrap_database_errors, BoundCursor() as cur:  # IntegrityError as Django raises it
-        cur.execute(sql, params)
+        cur.execute(sql, params, prepare=True)
         voucher.pk = cur.cursor.fetchone()[0]
     voucher._state.adding, voucher._state.db = False, connection.alias
 

@@ -140,7 +140,7 @@ def reward_for_redemption(*, reward_id: int) -> Reward | None:
         return Reward.objects.select_related("merchant").filter(pk=reward_id).first()
     sql, reward_fields, merchant_fields = _reward_with_merchant_sql()
     with connection.wrap_database_errors, BoundCursor() as cur:
-        cur.execute(sql, [reward_id])
+        cur.execute(sql, [reward_id], prepare=True)
         row = cur.cursor.fetchone()
     if row is None:
         return None

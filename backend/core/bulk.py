@@ -86,6 +86,9 @@ def _array_type(field) -> str:
     return mapping[internal]
 
 
+NEVER_AUTOMATICALLY = 2**62  # psycopg prepares a statement by itself after this many executions
+
+
 class BoundCursor:
     """A psycopg cursor with server-side parameter binding on Django's connection. Django's own cursors bind
     client-side, quoting every element of a 1,000-element array in Python (most of a batch's time); here an
@@ -98,8 +101,12 @@ class BoundCursor:
         self.cursor = psycopg.Cursor(connection.connection)
 
     def execute(self, sql: str, params=None, *, prepare: bool | None = None) -> None:
-        """`prepare=True`: a server-side prepared statement (planned once per connection) for a hot path's few
-        statements; Django's connections otherwise never prepare (prepare_threshold None, for poolers)."""
+        """`prepare=True`: a server-side prepared statement (parsed and planned once per connection) for a hot
+        path's few statements. Django turns psycopg's automatic preparing off (prepare_threshold None, for
+        transaction-pooling proxies), which also ignores an explicit prepare=True: the first explicit one raises
+        the threshold out of reach instead, so only statements asked for explicitly are ever prepared."""
+        if prepare and self.cursor.connection.prepare_threshold is None:
+            self.cursor.connection.prepare_threshold = NEVER_AUTOMATICALLY
         self.cursor.execute(sql, params, prepare=prepare)
         if connection.queries_logged:
             connection.queries_log.append({"sql": sql, "time": "0"})
