@@ -20,6 +20,7 @@ PostgreSQL durability settings of the run).
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import threading
@@ -237,12 +238,19 @@ def main() -> None:
     for t in threads:
         t.start()
     pg_before = pg_cost.snapshot(dsn)
+    web_pid_file = ROOT / ".local" / "run" / "gunicorn.pid"
+    web_before, client_before = pg_cost.process_tree_cpu_s(web_pid_file), time.process_time()
     barrier.wait()
     started = time.perf_counter()
     for t in threads:
         t.join()
     wall = time.perf_counter() - started
     pg_product = pg_cost.per_op(pg_before, pg_cost.snapshot(dsn), sum(counts))
+    web_after, client_cpu_s = pg_cost.process_tree_cpu_s(web_pid_file), time.process_time() - client_before
+    if pg_product is not None:  # the whole machine's CPU per redemption, by side
+        pg_product["client_cpu_ms_per_op"] = round(client_cpu_s * 1000 / max(sum(counts), 1), 2)
+        if web_before is not None and web_after is not None:
+            pg_product["web_cpu_ms_per_op"] = round((web_after - web_before) * 1000 / max(sum(counts), 1), 2)
     statements = pg_cost.statements_top(dsn, sum(counts)) if with_statements else None
     redeemed = sum(counts)
     summary = {
@@ -265,12 +273,16 @@ def main() -> None:
         print(json.dumps({"pg_stat_statements_per_redemption": statements}), flush=True)
     print(json.dumps(summary), flush=True)
     if not a.skip_floor:
-        floor_before = pg_cost.snapshot(dsn)
+        floor_before, children_before = pg_cost.snapshot(dsn), resource.getrusage(resource.RUSAGE_CHILDREN)
         floor = redeem_floor(dsn, a.stock, a.clients)
         if floor:
-            floor["postgres_cost"] = pg_cost.per_op(
+            floor["postgres_cost"] = cost = pg_cost.per_op(
                 floor_before, pg_cost.snapshot_after_reap(dsn), floor["redemptions"]
             )
+            children = resource.getrusage(resource.RUSAGE_CHILDREN)
+            client_s = children.ru_utime + children.ru_stime - children_before.ru_utime - children_before.ru_stime
+            if cost is not None:  # its client's CPU (setup and check included: an upper bound)
+                cost["client_cpu_ms_per_op"] = round(client_s * 1000 / max(floor["redemptions"], 1), 2)
         summary["redeem_floor"] = floor
         if floor and floor.get("redemptions_per_s"):
             summary["ratio_to_floor"] = round(summary["redemptions_per_s"] / floor["redemptions_per_s"], 3)

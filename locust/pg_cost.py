@@ -127,3 +127,22 @@ def statements_top(dsn: str, ops: int, limit: int = 12) -> list[dict]:
         }
         for q, calls, exec_ms, plan_ms, wal, dirtied in rows
     ]
+
+
+def process_tree_cpu_s(pid_file) -> float | None:
+    """CPU seconds of a process (by its pid file, e.g. gunicorn's master) and its live children."""
+    try:
+        with open(pid_file) as f:
+            root = int(f.read().strip())
+    except (OSError, ValueError):
+        return None
+    main = _stat(root)
+    if main is None:
+        return None
+    ticks = sum(int(x) for x in main[11:15])
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            fields = _stat(int(entry))
+            if fields and int(fields[1]) == root:
+                ticks += int(fields[11]) + int(fields[12])
+    return ticks / TICKS
