@@ -42,8 +42,16 @@ IDEMPOTENCY_KEY_RE = re.compile(r"^[A-Za-z0-9_.:\-]{1,100}$")
 HOLD_ACCOUNT = "system:redemption_hold"
 
 
+_UNBIASED = 256 - 256 % len(CODE_ALPHABET)  # bytes below this map onto the alphabet uniformly
+
+
 def voucher_code_new() -> str:
-    return "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
+    """12 characters from the OS's CSPRNG, uniform over the alphabet (bytes >= _UNBIASED are drawn again): one
+    `token_bytes` call instead of twelve `secrets.choice`."""
+    code = ""
+    while len(code) < CODE_LENGTH:
+        code += "".join(CODE_ALPHABET[b % len(CODE_ALPHABET)] for b in secrets.token_bytes(16) if b < _UNBIASED)
+    return code[:CODE_LENGTH]
 
 
 def voucher_code_normalize(code: str) -> str:
