@@ -57,10 +57,17 @@ def test_nothing_is_committed_when_no_item_is_taken(shop, reward_factory, state)
     reward = reward_factory(merchant, stock=0 if state == "none_left" else 3)
     if state == "paused":
         Reward.objects.filter(pk=reward.pk).update(status=Reward.Status.PAUSED)
-    with pytest.raises(LookupError), transaction.atomic():
-        Merchant.objects.filter(pk=merchant.pk).update(address="must be rolled back")
-        assert locking.stock_take_and_commit(reward_id=reward.pk) is False
-        raise LookupError  # what the service does: refuse, and the atomic block rolls back
+    taken = []
+
+    def redeem_like_the_service():
+        with transaction.atomic():
+            Merchant.objects.filter(pk=merchant.pk).update(address="must be rolled back")
+            taken.append(locking.stock_take_and_commit(reward_id=reward.pk))
+            raise LookupError  # what the service does: refuse, and the atomic block rolls back
+
+    with pytest.raises(LookupError):
+        redeem_like_the_service()
+    assert taken == [False]
     assert _address(merchant.pk) != "must be rolled back"
     assert Reward.objects.get(pk=reward.pk).stock == (0 if state == "none_left" else 3)
 
@@ -71,9 +78,16 @@ def test_nested_in_another_atomic_block_it_does_not_commit(shop, reward_factory)
     """Inside someone else's transaction it is the plain guarded UPDATE: the outer block decides, and its
     rollback gives the item back."""
     reward = reward_factory(shop[0], stock=1)
-    with pytest.raises(LookupError), transaction.atomic():
+    seen = []
+
+    def outer_transaction_that_rolls_back():
         with transaction.atomic():
-            assert locking.stock_take_and_commit(reward_id=reward.pk) is True
-        assert _committed_stock(reward.pk) == 1
-        raise LookupError
+            with transaction.atomic():
+                seen.append(locking.stock_take_and_commit(reward_id=reward.pk))
+            seen.append(_committed_stock(reward.pk))
+            raise LookupError
+
+    with pytest.raises(LookupError):
+        outer_transaction_that_rolls_back()
+    assert seen == [True, 1]  # taken inside, not committed (another connection still sees 1)
     assert Reward.objects.get(pk=reward.pk).stock == 1
