@@ -84,7 +84,14 @@ def main() -> None:
     psycopg.Cursor.execute = original_cursor_execute
     conn_class.send_command = original_send
 
-    profiler = cProfile.Profile() if a.cprofile else None
+    sys.path.insert(0, str(ROOT / "locust"))
+    import pg_cost
+    from django.db import connection
+
+    settings = connection.settings_dict
+    dsn = f"postgres://{settings['USER']}@{settings['HOST']}:{settings['PORT']}/{settings['NAME']}"
+    profiler = cProfile.Profile(time.process_time) if a.cprofile else None  # CPU time, not waits
+    pg_before = pg_cost.snapshot(dsn)
     cpu0, wall0 = time.process_time(), time.perf_counter()
     if profiler:
         profiler.enable()
@@ -93,6 +100,7 @@ def main() -> None:
     if profiler:
         profiler.disable()
     cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+    postgres = pg_cost.per_op(pg_before, pg_cost.snapshot(dsn), a.n)
     print(
         json.dumps(
             {
@@ -102,6 +110,7 @@ def main() -> None:
                 "cpu_ms_per_redemption": round(cpu * 1000 / a.n, 2),
                 "wall_ms_per_redemption": round(wall * 1000 / a.n, 2),
                 "redemptions": a.n,
+                "postgres": postgres,
                 "python_calls_per_redemption": (round(pstats.Stats(profiler).total_calls / a.n) if profiler else None),
             }
         ),

@@ -4,7 +4,8 @@ cancel, expire, stock adjustment), so two of them never wait on each other in a 
     1. the voucher row        (the idempotency-claim INSERT of a new voucher, or SELECT ... FOR UPDATE)
     2. the limit-usage row    (`limit_claim` / `limit_release`: one guarded upsert / update)
     3. ledger rows            (inside backend.ledger: new accounts by key, floored accounts by id, lots)
-    4. the reward row         (`stock_take` / `stock_return`: one guarded UPDATE)
+    4. the reward row         (`stock_take_and_commit` / `stock_return`: one guarded UPDATE; on the redemption
+                                 path sent together with the COMMIT)
 
 The reward row comes last on purpose: it is the hot row of a popular reward, so it is locked for the shortest
 possible time (only until the commit that follows it). No read-then-act: each claim is one statement whose
@@ -14,7 +15,7 @@ WHERE clause is the check, and CHECK constraints (stock >= 0, count >= 0, balanc
 from datetime import datetime
 from functools import cache
 
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.models import F
 
 from backend.core.bulk import BoundCursor
@@ -60,26 +61,30 @@ def limit_release(*, reward_id: int, resident_id: int, period_key: str) -> None:
 
 
 @cache
-def _voucher_insert_sql() -> tuple[str, tuple]:
+def _voucher_insert_sql() -> tuple[str, tuple[str, ...]]:
     fields = tuple(f for f in Voucher._meta.concrete_fields if not f.primary_key)
     columns = ", ".join(f'"{f.column}"' for f in fields)  # identifiers from model metadata, never from input
     placeholders = ", ".join(["%s"] * len(fields))
-    return f"INSERT INTO rewards_voucher ({columns}) VALUES ({placeholders}) RETURNING id", fields  # noqa: S608
+    sql = f"INSERT INTO rewards_voucher ({columns}) VALUES ({placeholders}) RETURNING id"  # noqa: S608
+    return sql, tuple(f.attname for f in fields)
 
 
 def voucher_claim(voucher: Voucher) -> None:
     """(1) Insert a new (unsaved) voucher: the idempotency claim. A second request with the same (resident,
     Idempotency-Key) fails here with IntegrityError `voucher_resident_idem_key`, after waiting for the first to
     commit or roll back. One prepared statement on PostgreSQL (this is the hot path of a popular reward)."""
-    if connection.vendor != "postgresql":
+    db = connections[DEFAULT_DB_ALIAS]
+    if db.vendor != "postgresql":
         voucher.save(force_insert=True)
         return
-    sql, fields = _voucher_insert_sql()
-    params = [f.get_db_prep_save(getattr(voucher, f.attname), connection) for f in fields]
-    with connection.wrap_database_errors, BoundCursor() as cur:  # IntegrityError as Django raises it
-        cur.execute(sql, params)
+    sql, attnames = _voucher_insert_sql()
+    # The values as the service built them (ints, str, bool, aware datetimes: what psycopg binds as they are),
+    # without the ORM's per-field conversion (a sixth of the claim's Python time).
+    params = [getattr(voucher, name) for name in attnames]
+    with db.wrap_database_errors, BoundCursor() as cur:  # IntegrityError as Django raises it
+        cur.execute(sql, params, prepare=True)
         voucher.pk = cur.cursor.fetchone()[0]
-    voucher._state.adding, voucher._state.db = False, connection.alias
+    voucher._state.adding, voucher._state.db = False, db.alias
 
 
 STOCK_TAKE = "UPDATE rewards_reward SET stock = stock - 1 WHERE id = %s AND stock > 0 AND status = %s RETURNING stock"
@@ -95,6 +100,44 @@ def stock_take(*, reward_id: int) -> bool:
     with connection.wrap_database_errors, BoundCursor() as cur:
         cur.execute(STOCK_TAKE, [reward_id, str(Reward.Status.ACTIVE)])
         return cur.cursor.fetchone() is not None
+
+
+# The hot row's statement when it is sent together with the COMMIT (below): it must FAIL when it takes nothing,
+# for then the COMMIT queued behind it is skipped. CHECK (stock >= 0) makes it fail when none is left, and a
+# reward paused or archived meanwhile fails it the same way (its stock would become -1).
+STOCK_TAKE_FAILING = (
+    "UPDATE rewards_reward SET stock = CASE WHEN status = %s THEN stock - 1 ELSE -1 END WHERE id = %s RETURNING stock"
+)
+STOCK_CONSTRAINT = "reward_stock_gte_0"
+
+
+def stock_take_and_commit(*, reward_id: int) -> bool:
+    """(4) Take one item and COMMIT in the same round trip, when the caller's `transaction.atomic()` is the
+    outermost block and this is its last write. The hot row of a popular reward is then locked only while
+    PostgreSQL runs this UPDATE and the commit (WAL flush included), never across a network round trip and the
+    Python work of a busy web worker waiting for its GIL: that wait, inside every holder's lock, was what
+    queued 50 concurrent redemptions behind one another (pg_stat_statements: 290 ms per stock UPDATE).
+
+    Pipelined (psycopg pipeline mode): UPDATE, COMMIT and one Sync go out together; when the UPDATE fails
+    (none left), PostgreSQL skips the COMMIT and the transaction stays aborted for the caller's atomic block to
+    roll back. Returns False then. Elsewhere (nested in another atomic block, as in tests, or on SQLite): the
+    guarded UPDATE of `stock_take` and the caller's own COMMIT."""
+    db = connections[DEFAULT_DB_ALIAS]
+    if db.vendor != "postgresql" or len(db.atomic_blocks) != 1 or db.needs_rollback:
+        return stock_take(reward_id=reward_id)
+    import psycopg
+
+    pg = db.connection
+    with db.wrap_database_errors:
+        try:
+            with pg.pipeline(), BoundCursor() as cur:
+                cur.execute(STOCK_TAKE_FAILING, [str(Reward.Status.ACTIVE), reward_id], prepare=True)
+                pg.commit()  # queued behind the UPDATE; sent with it at the pipeline's sync
+        except psycopg.errors.CheckViolation as exc:
+            if exc.diag.constraint_name != STOCK_CONSTRAINT:
+                raise
+            return False
+    return True
 
 
 def stock_return(*, reward_id: int) -> None:

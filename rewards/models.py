@@ -128,11 +128,16 @@ class Voucher(models.Model):
         CANCELLED = "cancelled", _("Cancelled")
         EXPIRED = "expired", _("Expired")
 
-    code = models.CharField(max_length=16, unique=True)
+    # Every index of this table is written by each redemption (the hot path): only those a query needs.
+    # Unique through `voucher_code_unique` (a constraint: no second, LIKE-only index of the code).
+    code = models.CharField(max_length=16)
     reward = models.ForeignKey(Reward, on_delete=models.PROTECT, related_name="vouchers")
-    merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, related_name="vouchers")
+    # merchant and resident: their lookups use the composite indexes below (leading column), no index of their own
+    merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, related_name="vouchers", db_index=False)
     # PROTECT: vouchers are settlement records. Erasure anonymises the user row, which stays.
-    resident = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="vouchers")
+    resident = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="vouchers", db_index=False
+    )
     idempotency_key = models.CharField(max_length=100)
     request_hash = models.CharField(max_length=64)
     points_cost = models.PositiveIntegerField()
@@ -144,8 +149,8 @@ class Voucher(models.Model):
     issued_at = models.DateTimeField()
     expires_at = models.DateTimeField()
     redeemed_at = models.DateTimeField(null=True, blank=True)
-    redeemed_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    redeemed_by = models.ForeignKey(  # indexed only once set (`voucher_redeemed_by`): not at issue
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+", db_index=False
     )
     closed_at = models.DateTimeField(null=True, blank=True)  # cancelled or expired
 
@@ -153,10 +158,16 @@ class Voucher(models.Model):
         indexes = [
             models.Index(fields=["resident", "-id"], name="voucher_resident"),
             models.Index(fields=["merchant", "-id"], name="voucher_merchant"),
-            models.Index(fields=["merchant", "redeemed_at"], name="voucher_merchant_redeemed"),
+            models.Index(
+                fields=["merchant", "redeemed_at"],
+                condition=Q(redeemed_at__isnull=False),
+                name="voucher_merchant_redeemed",
+            ),
+            models.Index(fields=["redeemed_by"], condition=Q(redeemed_by__isnull=False), name="voucher_redeemed_by"),
             models.Index(fields=["expires_at"], condition=Q(status="issued"), name="voucher_issued_due"),
         ]
         constraints = [
+            models.UniqueConstraint(fields=["code"], name="voucher_code_unique"),
             # The idempotency claim: a second request with the same key finds the first voucher.
             models.UniqueConstraint(fields=["resident", "idempotency_key"], name="voucher_resident_idem_key"),
             models.CheckConstraint(

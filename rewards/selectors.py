@@ -3,7 +3,7 @@
 from datetime import date
 from functools import cache
 
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.models import Count, Q, QuerySet, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
@@ -136,14 +136,15 @@ def reward_for_redemption(*, reward_id: int) -> Reward | None:
     """The reward with its merchant, for the redemption path (what `select_related("merchant")` loads, in one
     prepared statement: the ORM's query compilation was a fifth of a redemption's Python work)."""
     reward_id = min(int(reward_id), MAX_ID)
-    if connection.vendor != "postgresql":
+    db = connections[DEFAULT_DB_ALIAS]  # one look-up of the thread's connection, not one per attribute
+    if db.vendor != "postgresql":
         return Reward.objects.select_related("merchant").filter(pk=reward_id).first()
     sql, reward_fields, merchant_fields = _reward_with_merchant_sql()
-    with connection.wrap_database_errors, BoundCursor() as cur:
-        cur.execute(sql, [reward_id])
+    with db.wrap_database_errors, BoundCursor() as cur:
+        cur.execute(sql, [reward_id], prepare=True)
         row = cur.cursor.fetchone()
     if row is None:
         return None
-    reward = Reward.from_db(connection.alias, reward_fields, row[: len(reward_fields)])
-    reward.merchant = Merchant.from_db(connection.alias, merchant_fields, row[len(reward_fields) :])
+    reward = Reward.from_db(db.alias, reward_fields, row[: len(reward_fields)])
+    reward.merchant = Merchant.from_db(db.alias, merchant_fields, row[len(reward_fields) :])
     return reward

@@ -42,8 +42,16 @@ IDEMPOTENCY_KEY_RE = re.compile(r"^[A-Za-z0-9_.:\-]{1,100}$")
 HOLD_ACCOUNT = "system:redemption_hold"
 
 
+_UNBIASED = 256 - 256 % len(CODE_ALPHABET)  # bytes below this map onto the alphabet uniformly
+
+
 def voucher_code_new() -> str:
-    return "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
+    """12 characters from the OS's CSPRNG, uniform over the alphabet (bytes >= _UNBIASED are drawn again): one
+    `token_bytes` call instead of twelve `secrets.choice`."""
+    code = ""
+    while len(code) < CODE_LENGTH:
+        code += "".join(CODE_ALPHABET[b % len(CODE_ALPHABET)] for b in secrets.token_bytes(16) if b < _UNBIASED)
+    return code[:CODE_LENGTH]
 
 
 def voucher_code_normalize(code: str) -> str:
@@ -176,11 +184,12 @@ def _authorise(*, resident, reward: Reward, key: str, rhash: str, now: datetime)
         if exc.get_codes() == "insufficient_points":
             raise ApplicationError(_("Not enough points."), code="insufficient_points", status_code=409) from None
         raise
-    # (4) The item: the hot row, locked last and only until commit.
+    # (4) The item: the hot row, locked last and only until commit, which goes out in the same round trip
+    # (`stock_take_and_commit`: nothing may be written after it).
     if reward.stock is not None:
-        if not locking.stock_take(reward_id=reward.pk):
+        catalogue_changed()  # registered now, run after the commit (dropped with a rollback)
+        if not locking.stock_take_and_commit(reward_id=reward.pk):
             raise ApplicationError(_("This reward is out of stock."), code="reward_out_of_stock", status_code=409)
-        catalogue_changed()
     return voucher
 
 

@@ -167,11 +167,17 @@ requires_postgres = pytest.mark.skipif(
 @pytest.fixture(autouse=True)
 def _celery_mode(request):
     """Unit tests run tasks in-process; tests that take the `celery_worker` fixture talk to a real worker."""
+    from celery._state import _set_task_join_will_block
+
     from backend.celery import app
 
     app.conf.task_always_eager = "celery_worker" not in request.fixturenames
     yield
     app.conf.task_always_eager = False
+    # Celery's Task.apply() sets a process-wide "joining would block" flag while an eager task runs and restores
+    # what it saw on entry: two threads applying at once (the race tests) can leave it set, and every later
+    # `.apply().get()` in this xdist worker then fails with "Never call result.get() within a task!".
+    _set_task_join_will_block(False)
 
 
 class CeleryWorker:

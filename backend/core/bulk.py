@@ -2,7 +2,7 @@
 
 import json
 
-from django.db import connection, models
+from django.db import DEFAULT_DB_ALIAS, connection, connections, models
 
 
 def bulk_update_rows(model: type[models.Model], rows: list[dict], fields: list[str]) -> int:
@@ -82,6 +82,9 @@ def _array_type(field) -> str:
     return mapping[internal]
 
 
+NEVER_AUTOMATICALLY = 2**62  # psycopg prepares a statement by itself after this many executions
+
+
 class BoundCursor:
     """A psycopg cursor with server-side parameter binding on Django's connection. Django's own cursors bind
     client-side, quoting every element of a 1,000-element array in Python (most of a batch's time); here an
@@ -90,20 +93,29 @@ class BoundCursor:
     def __init__(self):
         import psycopg
 
-        connection.ensure_connection()
-        self.cursor = psycopg.Cursor(connection.connection)
+        # The thread's connection looked up once: each attribute of the `connection` proxy is a look-up of its own
+        # (a few microseconds each, dozens per request on the redemption path).
+        self.db = connections[DEFAULT_DB_ALIAS]
+        self.db.ensure_connection()
+        self.cursor = psycopg.Cursor(self.db.connection)
 
-    def execute(self, sql: str, params=None) -> None:
-        self.cursor.execute(sql, params)
-        if connection.queries_logged:
-            connection.queries_log.append({"sql": sql, "time": "0"})
+    def execute(self, sql: str, params=None, *, prepare: bool | None = None) -> None:
+        """`prepare=True`: a server-side prepared statement (parsed and planned once per connection) for a hot
+        path's few statements. Django turns psycopg's automatic preparing off (prepare_threshold None, for
+        transaction-pooling proxies), which also ignores an explicit prepare=True: the first explicit one raises
+        the threshold out of reach instead, so only statements asked for explicitly are ever prepared."""
+        if prepare and self.cursor.connection.prepare_threshold is None:
+            self.cursor.connection.prepare_threshold = NEVER_AUTOMATICALLY
+        self.cursor.execute(sql, params, prepare=prepare)
+        if self.db.queries_logged:
+            self.db.queries_log.append({"sql": sql, "time": "0"})
 
     def fetchall(self) -> list:
         return self.cursor.fetchall()
 
     def copy(self, sql: str):
-        if connection.queries_logged:
-            connection.queries_log.append({"sql": sql, "time": "0"})
+        if self.db.queries_logged:
+            self.db.queries_log.append({"sql": sql, "time": "0"})
         return self.cursor.copy(sql)
 
     def __enter__(self):

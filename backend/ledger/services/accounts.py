@@ -143,7 +143,7 @@ ACCOUNT_INSERT = (
 
 def _accounts_ensure_pg(keys: list[str]) -> dict[str, AccountRow]:
     with BoundCursor() as cur:
-        cur.execute(ACCOUNT_SELECT, [keys])
+        cur.execute(ACCOUNT_SELECT, [keys], prepare=True)
         found = {r[1]: AccountRow(*r) for r in cur.fetchall()}
         missing = [account_spec(k) for k in keys if k not in found]
         if missing:

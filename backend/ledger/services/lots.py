@@ -39,7 +39,7 @@ def _lots_consume(
     serialises every change to its lots (spend, expiry, reversal)."""
     if first_from_txn is None and connection.vendor == "postgresql":  # a spend: one round trip
         with connection.wrap_database_errors, BoundCursor() as cur:
-            cur.execute(LOTS_CONSUME, [account_id, now, points, points, txn_id, str(kind)])
+            cur.execute(LOTS_CONSUME, [account_id, now, points, points, txn_id, str(kind)], prepare=True)
             taken = sum(row[0] for row in cur.fetchall())
         if taken != points:
             raise ApplicationError(_("Not enough spendable points."), code="insufficient_points")

@@ -71,6 +71,7 @@ def transaction_insert(
                 [p.currency for p in postings],
                 [p.amount for p in postings],
             ],
+            prepare=True,  # planned once per connection: every single posting (redemption's hot path) runs it
         )
         row = cur.cursor.fetchone()
     if row is None:
@@ -103,5 +104,5 @@ def balance_apply(*, account_id: int, delta: int) -> bool:
     if connection.vendor != "postgresql":
         return bool(Account.objects.filter(id=account_id, balance__gte=-delta).update(balance=F("balance") + delta))
     with connection.wrap_database_errors, BoundCursor() as cur:
-        cur.execute(BALANCE_APPLY, [delta, account_id, delta])
+        cur.execute(BALANCE_APPLY, [delta, account_id, delta], prepare=True)
         return cur.cursor.fetchone() is not None
