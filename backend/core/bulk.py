@@ -82,9 +82,6 @@ def _array_type(field) -> str:
     return mapping[internal]
 
 
-NEVER_AUTOMATICALLY = 2**62  # psycopg prepares a statement by itself after this many executions
-
-
 class BoundCursor:
     """A psycopg cursor with server-side parameter binding on Django's connection. Django's own cursors bind
     client-side, quoting every element of a 1,000-element array in Python (most of a batch's time); here an
@@ -101,11 +98,8 @@ class BoundCursor:
 
     def execute(self, sql: str, params=None, *, prepare: bool | None = None) -> None:
         """`prepare=True`: a server-side prepared statement (parsed and planned once per connection) for a hot
-        path's few statements. Django turns psycopg's automatic preparing off (prepare_threshold None, for
-        transaction-pooling proxies), which also ignores an explicit prepare=True: the first explicit one raises
-        the threshold out of reach instead, so only statements asked for explicitly are ever prepared."""
-        if prepare and self.cursor.connection.prepare_threshold is None:
-            self.cursor.connection.prepare_threshold = NEVER_AUTOMATICALLY
+        path's few statements. Our PostgreSQL backend (backend/core/db/postgresql) gives every connection a
+        prepare_threshold nothing reaches, so only statements asked for explicitly are ever prepared."""
         self.cursor.execute(sql, params, prepare=prepare)
         if self.db.queries_logged:
             self.db.queries_log.append({"sql": sql, "time": "0"})
