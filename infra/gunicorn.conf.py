@@ -4,6 +4,13 @@ counting (its counters stay, as Prometheus expects)."""
 
 import os
 
+# Seconds an idle keep-alive connection stays open. gunicorn's default (2 s) is shorter than the pause between two
+# requests of the app or of Locust's personas (up to 3 s): the server closed the connection just as the client sent
+# its next request on it, which failed with "connection closed". Behind a load balancer it must also outlast the
+# balancer's idle timeout (60 s for AWS ALB and a typical nginx upstream keepalive). An idle connection costs the
+# gthread worker a socket in its selector, not a thread.
+keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "75"))
+
 
 def child_exit(server, worker):
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

@@ -34,6 +34,8 @@ print(json.dumps({
     "p95_missed": run(0.0, limits["max_p95_ms"] + 1),
     "personas": sorted(c.__name__ for c in users),
     "not_fast": sorted(c.__name__ for c in users if not issubclass(c, FastHttpUser)),
+    # between(min, max) keeps both bounds in its closure: the longest pause any persona takes between requests.
+    "longest_pause_s": max(max(cell.cell_contents for cell in c.wait_time.__closure__) for c in users),
 }))
 """
 
@@ -53,6 +55,17 @@ def test_exit_code_follows_the_thresholds_alone_and_personas_are_fast_http_users
     assert result["p95_missed"] == 1
     assert result["personas"] == ["Cashier", "Partner", "PublicReader", "Resident", "Reviewer", "RewardShopper"]
     assert result["not_fast"] == []
+
+
+def test_gunicorn_keeps_idle_connections_longer_than_any_client_pauses():
+    """gunicorn's default keep-alive (2 s) closed connections that Locust's personas (pauses up to 3 s) and the
+    app were about to reuse: "connection closed" errors at the ceiling's 90-user step. The server's idle timeout
+    must outlast the clients' pauses (and a load balancer's 60 s idle timeout in production)."""
+    import runpy
+
+    conf = runpy.run_path(str(ROOT / "infra" / "gunicorn.conf.py"))
+    assert conf.get("keepalive", 2) > _probe()["longest_pause_s"]
+    assert conf["keepalive"] > 60
 
 
 CEILING_PROBE = """
