@@ -139,3 +139,63 @@ def test_a_claimed_action_reopens_its_batch(api, partner, resident, monkeypatch)
 
     assert actions_reconcile(older_than=timedelta(seconds=-60)) == 1
     assert Action.objects.get().status == "credited"
+
+
+@requires_postgres
+@pytest.mark.django_db(transaction=True)
+def test_closing_a_batch_never_overrides_a_claim_that_reopened_it(api, partner, resident):
+    """A worker closes a batch ("none of its actions received") while a card binding, not yet committed, puts one
+    of its unclaimed actions back to `received` and reopens it. The close must not win: the batch would stay
+    closed with a `received` action that the reconciler (which reads open batches only) never finds again."""
+    import threading
+    import time
+
+    from django.db import connections
+
+    from backend.actions.pipeline.process import batches_close
+
+    submit(api, partner, [ride("unbound-2", identifier="CLAIM-0002")])
+    action = Action.objects.get()
+    assert action.status == "unclaimed"
+    batch = IngestBatch.objects.get()
+    IngestBatch.objects.filter(pk=batch.pk).update(processed_at=None)  # another chunk of it still in flight
+
+    claimed, release = threading.Event(), threading.Event()
+
+    def claim():  # what binding_create does to the batch, held open until released
+        try:
+            with transaction.atomic():
+                Action.objects.filter(pk=action.pk).update(status=Action.Status.RECEIVED, reason="")
+                IngestBatch.objects.filter(pk=batch.pk).update(processed_at=None)
+                claimed.set()
+                assert release.wait(30)
+        finally:
+            connections.close_all()
+
+    def close():
+        try:
+            with transaction.atomic():
+                batches_close(batch_ids=[batch.pk])
+        finally:
+            connections.close_all()
+
+    claimer = threading.Thread(target=claim)
+    claimer.start()
+    assert claimed.wait(30)
+    closer = threading.Thread(target=close)
+    closer.start()
+    with connection.cursor() as cursor:  # the close waits for the claim's lock on the batch row
+        for _ in range(300):
+            cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
+            if cursor.fetchone()[0]:
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail("the close never waited for the claim")
+    release.set()
+    claimer.join(30)
+    closer.join(30)
+
+    batch.refresh_from_db()
+    assert Action.objects.get().status == "received"
+    assert batch.processed_at is None  # still open: the reconciler will find the received action

@@ -55,12 +55,21 @@ def batches_close(*, batch_ids) -> int:
     stays open until that worker, or the reconciler, closes it. Returns how many were closed."""
     if not batch_ids:
         return 0
-    waiting = Action.objects.filter(batch_id=OuterRef("pk"), status=Action.Status.RECEIVED)
-    return (
-        IngestBatch.objects.filter(id__in=batch_ids, processed_at__isnull=True)
-        .exclude(Exists(waiting))
-        .update(processed_at=timezone.now())
-    )
+    # Lock first, check after, in two statements: a card binding that puts a batch's unclaimed actions back to
+    # `received` reopens the batch in its transaction. A single UPDATE ... WHERE NOT EXISTS that waited for that
+    # lock would re-check the batch row but still read the actions as of its own start (READ COMMITTED), and close
+    # the batch over a `received` action that the reconciler would then never find.
+    with transaction.atomic(savepoint=False):  # also called on its own (a redelivered task, the reconciler)
+        open_ids = list(
+            IngestBatch.objects.select_for_update()
+            .filter(id__in=batch_ids, processed_at__isnull=True)
+            .order_by("id")  # one lock order for concurrent workers
+            .values_list("id", flat=True)
+        )
+        if not open_ids:
+            return 0
+        waiting = Action.objects.filter(batch_id=OuterRef("pk"), status=Action.Status.RECEIVED)
+        return IngestBatch.objects.filter(id__in=open_ids).exclude(Exists(waiting)).update(processed_at=timezone.now())
 
 
 def _process(actions: list[ActionRow]) -> dict[str, int]:
