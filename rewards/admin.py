@@ -3,6 +3,8 @@ vouchers) are read-only here, and nothing that carries value can be deleted."""
 
 from django import forms
 from django.contrib import admin, messages
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
 from backend.core.admin import ReadOnlyInline
 from backend.core.errors import ApplicationError
@@ -59,13 +61,15 @@ class MerchantAdmin(admin.ModelAdmin):
     def _set_status(self, request, queryset, status):
         for merchant in queryset:
             catalogue.merchant_update(merchant=merchant, status=status)
-        self.message_user(request, f"{queryset.count()} merchant(s) {status}.")
+        self.message_user(
+            request, gettext("%(count)d merchant(s): %(status)s.") % {"count": queryset.count(), "status": status}
+        )
 
-    @admin.action(description="Suspend selected merchants (their rewards leave the catalogue)")
+    @admin.action(description=_("Suspend selected merchants (their rewards leave the catalogue)"))
     def suspend(self, request, queryset):
         self._set_status(request, queryset, Merchant.Status.SUSPENDED)
 
-    @admin.action(description="Reactivate selected merchants")
+    @admin.action(description=_("Reactivate selected merchants"))
     def reactivate(self, request, queryset):
         self._set_status(request, queryset, Merchant.Status.ACTIVE)
 
@@ -94,11 +98,11 @@ class RewardAdmin(admin.ModelAdmin):
             except Exception as exc:  # shown to the operator, the rest of the selection goes on
                 self.message_user(request, f"#{reward.pk}: {exc}", messages.ERROR)
 
-    @admin.action(description="Pause selected rewards")
+    @admin.action(description=_("Pause selected rewards"))
     def pause(self, request, queryset):
         self._set_status(request, queryset, Reward.Status.PAUSED)
 
-    @admin.action(description="Archive selected rewards")
+    @admin.action(description=_("Archive selected rewards"))
     def archive(self, request, queryset):
         self._set_status(request, queryset, Reward.Status.ARCHIVED)
 
@@ -124,7 +128,7 @@ class VoucherAdmin(admin.ModelAdmin):
     def has_change_permission(self, request, obj=None):
         return request.method in ("GET", "HEAD") and super().has_view_permission(request, obj)
 
-    @admin.action(description="Expire the selected vouchers that are past due")
+    @admin.action(description=_("Expire the selected vouchers that are past due"))
     def expire_due(self, request, queryset):
         done = sum(services.voucher_expire(voucher_id=v) for v in queryset.values_list("id", flat=True))
-        self.message_user(request, f"{done} voucher(s) expired.")
+        self.message_user(request, gettext("%(count)d voucher(s) expired.") % {"count": done})

@@ -3,6 +3,7 @@ call the review services. Batches and bindings are read-only; nothing here is de
 
 from django.contrib import admin
 from django.utils.html import format_html
+from django.utils.translation import gettext_lazy as _
 
 from backend.actions import services
 from backend.actions.models import Action, ActionStatusChange, IngestBatch, SubjectBinding
@@ -31,29 +32,29 @@ class ActionAdmin(ReadOnlyAdmin):
     def has_review_permission(self, request):
         return request.user.role in ("reviewer", "admin")
 
-    @admin.display(description="evidence")
+    @admin.display(description=_("evidence"))
     def evidence_preview(self, obj):
         if not obj.evidence:
             return "—"
         return format_html('<a href="{0}"><img src="{0}" style="max-height:240px"></a>', obj.evidence.url)
 
-    @admin.action(description="Approve selected flagged / self-reported actions…", permissions=["review"])
+    @admin.action(description=_("Approve selected flagged / self-reported actions…"), permissions=["review"])
     def approve(self, request, queryset):
         return confirmed_action(
             self,
             request,
             queryset,
-            title="Approve",
+            title=_("Approve"),
             perform=lambda action, note: services.review_approve(action_id=action.pk, reviewer=request.user, note=note),
         )
 
-    @admin.action(description="Reject selected flagged / self-reported actions…", permissions=["review"])
+    @admin.action(description=_("Reject selected flagged / self-reported actions…"), permissions=["review"])
     def reject(self, request, queryset):
         return confirmed_action(
             self,
             request,
             queryset,
-            title="Reject",
+            title=_("Reject"),
             perform=lambda action, note: services.review_reject(action_id=action.pk, reviewer=request.user, note=note),
         )
 

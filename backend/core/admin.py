@@ -8,6 +8,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.template.response import TemplateResponse
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 from rest_framework.exceptions import APIException
 
@@ -21,7 +22,7 @@ class NoteForm(forms.Form):
     note = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 3, "cols": 80}),
         max_length=2000,
-        help_text="Why (kept in the admin log with your name).",
+        help_text=_("Why (kept in the admin log with your name)."),
     )
 
 
@@ -73,7 +74,11 @@ def confirmed_action(modeladmin, request, queryset, *, title: str, perform, form
                 modeladmin.log_change(request, obj, f"{title}: {form.cleaned_data['note']}")
             if finish is not None:
                 return finish(results)
-            messages.success(request, f"{title}: {len(results)} of {len(queryset)} done.")
+            messages.success(
+                request,
+                gettext("%(title)s: %(done)d of %(total)d done.")
+                % {"title": title, "done": len(results), "total": len(queryset)},
+            )
             return None
     else:
         form = form_class()

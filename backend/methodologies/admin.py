@@ -10,6 +10,8 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 from rest_framework.exceptions import APIException
 
 from backend.actions.impact import impact_preview_request  # the preview lives downstream of both apps
@@ -98,7 +100,7 @@ class VersionWorkflowAdmin(ReadOnlyAdmin):
         ]
         return own + super().get_urls()
 
-    @admin.display(description="Review")
+    @admin.display(description=_("Review"))
     def review_buttons(self, obj):
         verbs = [verb for verb in OFFERED.get(obj.status, ()) if verb in self.workflow]
         if not verbs:
@@ -129,7 +131,10 @@ class VersionWorkflowAdmin(ReadOnlyAdmin):
                 messages.error(request, f"{title}: {error.detail}")
             else:
                 self.log_change(request, obj, f"{title}: {note}")
-                messages.success(request, f"{title}: done for {result if isinstance(result, type(obj)) else obj}.")
+                done_for = result if isinstance(result, type(obj)) else obj
+                messages.success(
+                    request, gettext("%(title)s: done for %(object)s.") % {"title": title, "object": done_for}
+                )
                 return HttpResponseRedirect(change_url)
         context = {
             **self.admin_site.each_context(request),
@@ -204,7 +209,7 @@ class MethodologyVersionAdmin(VersionWorkflowAdmin):
         ),
     }
 
-    @admin.display(description="Compared with the active version (changes highlighted)")
+    @admin.display(description=_("Compared with the active version (changes highlighted)"))
     def side_by_side(self, obj):
         active = selectors.methodology_version_active(code=obj.methodology.code)
         other = active if active and active.pk != obj.pk else None
@@ -222,35 +227,36 @@ class MethodologyVersionAdmin(VersionWorkflowAdmin):
                 )
                 after = value.get(key) if key is not None else value
                 rows.append(("changed" if label in changes else "", label, _pretty(before), _pretty(after)))
-        header = f"active v{other.number}" if other else "active (this version)"
+        header = gettext("active v%(number)s") % {"number": other.number} if other else gettext("active (this version)")
         body = format_html_join("", '<tr class="{}"><td>{}</td><td>{}</td><td>{}</td></tr>', rows)
         return format_html(
             '{}<table class="version-diff"><colgroup><col class="field"><col class="value"><col class="value">'
-            "</colgroup><tr><th>field</th><th>{}</th><th>v{} ({})</th></tr>{}</table>",
+            "</colgroup><tr><th>{}</th><th>{}</th><th>v{} ({})</th></tr>{}</table>",
             mark_safe(DIFF_STYLE),  # noqa: S308 - a constant of ours, no input in it
+            gettext("field"),
             header,
             obj.number,
             obj.status,
             body,
         )
 
-    @admin.display(description="Latest impact preview")
+    @admin.display(description=_("Latest impact preview"))
     def latest_preview(self, obj):
         return impact_preview_html(obj.previews.first())
 
-    @admin.action(description="Approve selected versions (not your own)")
+    @admin.action(description=_("Approve selected versions (not your own)"))
     def approve(self, request, queryset):
         return self._bulk(request, queryset, "approve")
 
-    @admin.action(description="Reject selected versions (not your own)")
+    @admin.action(description=_("Reject selected versions (not your own)"))
     def reject(self, request, queryset):
         return self._bulk(request, queryset, "reject")
 
-    @admin.action(description="Submit selected drafts for review (your own)")
+    @admin.action(description=_("Submit selected drafts for review (your own)"))
     def submit(self, request, queryset):
         return self._bulk(request, queryset, "submit")
 
-    @admin.action(description="Preview impact over the last 30 days")
+    @admin.action(description=_("Preview impact over the last 30 days"))
     def preview(self, request, queryset):
         return self._bulk(request, queryset, "preview")
 
@@ -261,35 +267,45 @@ def impact_preview_html(preview):
     if preview is None:
         return "—"
     head = format_html(
-        "<p>{} ({}/{} actions, {} days)</p>",
-        preview.status,
-        preview.progress_done,
-        preview.progress_total,
-        preview.days,
+        "<p>{}</p>",
+        gettext("%(status)s (%(done)s/%(total)s actions, %(days)s days)")
+        % {
+            "status": preview.status,
+            "done": preview.progress_done,
+            "total": preview.progress_total,
+            "days": preview.days,
+        },
     )
     result = preview.result or {}
     if preview.status != ImpactPreview.Status.DONE or not result:
         return format_html("{}<p>{}</p>", head, preview.error or "")
     totals = result.get("totals") or {}
     summary = format_html(
-        "<p><strong>Total change: {} g CO2e</strong> over {} actions ({} → {} g); {} residents affected.</p>",
-        f"{int(totals.get('delta_grams', 0)):+,}",
-        totals.get("actions", 0),
-        f"{int(totals.get('current_grams', 0)):,}",
-        f"{int(totals.get('preview_grams', 0)):,}",
-        result.get("residents_affected", 0),
+        "<p><strong>{}</strong> {}</p>",
+        gettext("Total change: %(delta)s g CO2e") % {"delta": f"{int(totals.get('delta_grams', 0)):+,}"},
+        gettext("over %(actions)s actions (%(current)s → %(preview)s g); %(residents)s residents affected.")
+        % {
+            "actions": totals.get("actions", 0),
+            "current": f"{int(totals.get('current_grams', 0)):,}",
+            "preview": f"{int(totals.get('preview_grams', 0)):,}",
+            "residents": result.get("residents_affected", 0),
+        },
     )
     districts = [(row["district"], int(row["delta_grams"])) for row in result.get("by_district", [])]
     largest = [
-        (f"resident #{row['resident_id']} ({row.get('district') or '—'})", int(row["delta_grams"]))
+        (
+            gettext("resident #%(id)s (%(district)s)")
+            % {"id": row["resident_id"], "district": row.get("district") or "—"},
+            int(row["delta_grams"]),
+        )
         for row in result.get("largest_changes", [])[:15]
     ]
     return format_html(
         "{}{}{}{}",
         head,
         summary,
-        diverging_bars(districts, title="Change by district", unit="g CO2e"),
-        diverging_bars(largest, title="Largest changes", unit="g CO2e"),
+        diverging_bars(districts, title=_("Change by district"), unit="g CO2e"),
+        diverging_bars(largest, title=_("Largest changes"), unit="g CO2e"),
     )
 
 
@@ -318,11 +334,11 @@ class PointsPolicyVersionAdmin(VersionWorkflowAdmin):
         ),
     }
 
-    @admin.action(description="Approve selected versions (not your own)")
+    @admin.action(description=_("Approve selected versions (not your own)"))
     def approve(self, request, queryset):
         return self._bulk(request, queryset, "approve")
 
-    @admin.action(description="Reject selected versions (not your own)")
+    @admin.action(description=_("Reject selected versions (not your own)"))
     def reject(self, request, queryset):
         return self._bulk(request, queryset, "reject")
 
@@ -336,7 +352,7 @@ class ImpactPreviewAdmin(ReadOnlyAdmin):
     def has_add_permission(self, request):
         return False
 
-    @admin.display(description="Impact")
+    @admin.display(description=_("Impact"))
     def chart(self, obj):
         return impact_preview_html(obj)
 

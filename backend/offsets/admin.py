@@ -10,6 +10,8 @@ from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path
 from django.utils.html import format_html
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 from rest_framework.exceptions import APIException
 
 from backend.offsets import inventory, selectors, services, settlement
@@ -39,8 +41,8 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 class CertifyForm(forms.Form):
     methodology = forms.CharField(max_length=32)
-    period_start = forms.DateField(help_text="YYYY-MM-DD, Asia/Shanghai")
-    period_end = forms.DateField(help_text="inclusive")
+    period_start = forms.DateField(help_text=_("YYYY-MM-DD, Asia/Shanghai"))
+    period_end = forms.DateField(help_text=_("inclusive"))
 
 
 @admin.register(CertificationBatch)
@@ -82,17 +84,20 @@ class CertificationBatchAdmin(ReadOnlyAdmin):
             except APIException as exc:
                 messages.error(request, str(exc.detail))
             else:
-                messages.success(request, f"{batch.code}: {batch.certified_kg} kg certified")
+                messages.success(
+                    request,
+                    gettext("%(code)s: %(kg)s kg certified") % {"code": batch.code, "kg": batch.certified_kg},
+                )
                 return redirect("admin:offsets_certificationbatch_changelist")
         context = {
             **self.admin_site.each_context(request),
             "form": form,
-            "title": "Certify a batch",
+            "title": _("Certify a batch"),
             "opts": self.model._meta,
         }
         return TemplateResponse(request, "admin/offsets/certificationbatch/certify.html", context)
 
-    @admin.action(description="Close the selected batches (no new sales)")
+    @admin.action(description=_("Close the selected batches (no new sales)"))
     def close_batches(self, request, queryset):
         for batch_id in queryset.values_list("id", flat=True):
             inventory.batch_close(batch_id=batch_id)
@@ -129,9 +134,9 @@ class CertificateAdmin(ReadOnlyAdmin):
     list_filter = ("status",)
     search_fields = ("code", "company_name")
 
-    @admin.display(description="public page")
+    @admin.display(description=_("public page"))
     def verify(self, obj):
-        return format_html('<a href="/api/v1/offsets/certificates/verify/{}">verify</a>', obj.code)
+        return format_html('<a href="/api/v1/offsets/certificates/verify/{}">{}</a>', obj.code, gettext("verify"))
 
 
 class FailedEventFilter(admin.SimpleListFilter):
@@ -167,11 +172,12 @@ class StripeEventAdmin(ReadOnlyAdmin):
     )
     list_filter = (FailedEventFilter, "type", "outcome")
 
-    @admin.action(description="Retry the selected failed events (each applied once, whatever is clicked)")
+    @admin.action(description=_("Retry the selected failed events (each applied once, whatever is clicked)"))
     def retry_failed(self, request, queryset):
         for event_id in queryset.filter(failed_at__isnull=False).values_list("event_id", flat=True):
             queued = services.stripe_event_retry_failed(event_id=event_id)
-            messages.info(request, f"{event_id}: {'queued again' if queued else 'not failed'}")
+            outcome = gettext("queued again") if queued else gettext("not failed")
+            messages.info(request, f"{event_id}: {outcome}")
 
     def get_actions(self, request):
         actions = super().get_actions(request)
@@ -190,7 +196,7 @@ class BuyerAdmin(ReadOnlyAdmin):
 
 
 class ManualPaymentForm(forms.Form):
-    reference = forms.CharField(max_length=255, help_text="bank transfer reference (required)")
+    reference = forms.CharField(max_length=255, help_text=_("bank transfer reference (required)"))
 
 
 @admin.register(MerchantPayable)
@@ -243,11 +249,11 @@ class SettlementAdmin(ReadOnlyAdmin):
         )
         return [mark, *super().get_urls()]
 
-    @admin.display(description="by hand")
+    @admin.display(description=_("by hand"))
     def record_manual(self, obj):
         if obj.status != Settlement.Status.MANUAL:
             return ""
-        return format_html('<a href="{}/mark-paid/">record payment</a>', obj.pk)
+        return format_html('<a href="{}/mark-paid/">{}</a>', obj.pk, gettext("record payment"))
 
     def mark_paid_view(self, request, settlement_id):
         if not request.user.is_superuser:  # the admin role (see accounts.User: superuser follows the role)
@@ -264,26 +270,30 @@ class SettlementAdmin(ReadOnlyAdmin):
             except APIException as exc:
                 messages.error(request, str(exc.detail))
             else:
-                messages.success(request, f"settlement {item.pk} recorded as paid")
+                messages.success(request, gettext("Settlement %(id)s recorded as paid.") % {"id": item.pk})
                 return redirect("admin:offsets_settlement_changelist")
         context = {
             **self.admin_site.each_context(request),
             "form": form,
             "settlement": item,
-            "title": "Record a payment by hand",
+            "title": _("Record a payment by hand"),
             "opts": self.model._meta,
         }
         return TemplateResponse(request, "admin/offsets/settlement/mark_paid.html", context)
 
-    @admin.action(description="Pay the selected settlements now (each once; no account -> by hand)")
+    @admin.action(description=_("Pay the selected settlements now (each once; no account -> by hand)"))
     def pay_now(self, request, queryset):
         for settlement_id in queryset.values_list("id", flat=True):
             try:
                 outcome = settlement.settlement_pay(settlement_id=settlement_id)
             except PayoutError as exc:
-                messages.error(request, f"settlement {settlement_id}: {exc}")
+                messages.error(
+                    request, gettext("Settlement %(id)s: %(outcome)s") % {"id": settlement_id, "outcome": exc}
+                )
             else:
-                messages.info(request, f"settlement {settlement_id}: {outcome}")
+                messages.info(
+                    request, gettext("Settlement %(id)s: %(outcome)s") % {"id": settlement_id, "outcome": outcome}
+                )
 
     def get_actions(self, request):
         actions = super().get_actions(request)

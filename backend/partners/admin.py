@@ -5,6 +5,7 @@ own (not cached), never in a message: Django's messages cookie is signed, not en
 from django import forms
 from django.contrib import admin
 from django.template.response import TemplateResponse
+from django.utils.translation import gettext_lazy as _
 
 from backend.core.admin import NoteForm, ReadOnlyAdmin, ReadOnlyInline, confirmed_action
 from backend.partners import services
@@ -28,7 +29,7 @@ class SubjectKindsForm(NoteForm):
         choices=_subject_kind_choices,
         widget=forms.CheckboxSelectMultiple,
         required=False,
-        help_text="Card/account kinds the selected partners attest links for (POST /api/v1/partner/links).",
+        help_text=_("Card/account kinds the selected partners attest links for (POST /api/v1/partner/links)."),
     )
 
 
@@ -43,7 +44,7 @@ class MethodologiesForm(NoteForm):
         choices=_methodology_choices,
         widget=forms.CheckboxSelectMultiple,
         required=False,
-        help_text="Methodologies the selected partners may push actions for (POST /api/v1/partner/actions).",
+        help_text=_("Methodologies the selected partners may push actions for (POST /api/v1/partner/actions)."),
     )
 
 
@@ -68,13 +69,13 @@ class PartnerAdmin(ReadOnlyAdmin):
     def has_manage_permission(self, request):
         return request.user.is_superuser
 
-    @admin.action(description="Rotate secret (shown once; at most two stay active)…", permissions=["manage"])
+    @admin.action(description=_("Rotate secret (shown once; at most two stay active)…"), permissions=["manage"])
     def rotate_secret(self, request, queryset):
         def shown_once(results):
             response = TemplateResponse(
                 request,
                 "admin/secret_once.html",
-                {**self.admin_site.each_context(request), "title": "New partner secrets", "secrets": results},
+                {**self.admin_site.each_context(request), "title": _("New partner secrets"), "secrets": results},
             )
             response["Cache-Control"] = "no-store, private"
             return response
@@ -83,76 +84,76 @@ class PartnerAdmin(ReadOnlyAdmin):
             self,
             request,
             queryset,
-            title="Rotate secret",
+            title=_("Rotate secret"),
             perform=lambda partner, note: services.partner_secret_rotate(partner_id=partner.pk),
             finish=shown_once,
         )
 
-    @admin.action(description="Suspend (signed requests get 403 partner_suspended)…", permissions=["manage"])
+    @admin.action(description=_("Suspend (signed requests get 403 partner_suspended)…"), permissions=["manage"])
     def suspend(self, request, queryset):
         return confirmed_action(
             self,
             request,
             queryset,
-            title="Suspend",
+            title=_("Suspend"),
             perform=lambda p, note: services.partner_set_status(partner_id=p.pk, status=Partner.Status.SUSPENDED),
         )
 
-    @admin.action(description="Reactivate…", permissions=["manage"])
+    @admin.action(description=_("Reactivate…"), permissions=["manage"])
     def reactivate(self, request, queryset):
         return confirmed_action(
             self,
             request,
             queryset,
-            title="Reactivate",
+            title=_("Reactivate"),
             perform=lambda p, note: services.partner_set_status(partner_id=p.pk, status=Partner.Status.ACTIVE),
         )
 
-    @admin.action(description="Set the card/account kinds it links…", permissions=["manage"])
+    @admin.action(description=_("Set the card/account kinds it links…"), permissions=["manage"])
     def set_subject_kinds(self, request, queryset):
         return confirmed_action(
             self,
             request,
             queryset,
-            title="Set subject kinds",
+            title=_("Set subject kinds"),
             form_class=SubjectKindsForm,
             perform=lambda p, note, subject_kinds: services.partner_subject_kinds_set(
                 partner_id=p.pk, subject_kinds=subject_kinds
             ),
         )
 
-    @admin.action(description="Set the methodologies it may push…", permissions=["manage"])
+    @admin.action(description=_("Set the methodologies it may push…"), permissions=["manage"])
     def set_methodologies(self, request, queryset):
         return confirmed_action(
             self,
             request,
             queryset,
-            title="Set methodologies",
+            title=_("Set methodologies"),
             form_class=MethodologiesForm,
             perform=lambda p, note, methodologies: services.partner_methodologies_set(
                 partner_id=p.pk, methodologies=methodologies
             ),
         )
 
-    @admin.action(description="Refuse signature v1 (partner signs with v2 only)…", permissions=["manage"])
+    @admin.action(description=_("Refuse signature v1 (partner signs with v2 only)…"), permissions=["manage"])
     def refuse_signature_v1(self, request, queryset):
         return confirmed_action(
             self,
             request,
             queryset,
-            title="Refuse signature v1",
+            title=_("Refuse signature v1"),
             perform=lambda p, note: services.partner_set_signature_v1(
                 partner_id=p.pk, allowed=False, actor=request.user
             ),
         )
 
-    @admin.action(description="Accept signature v1 again…", permissions=["manage"])
+    @admin.action(description=_("Accept signature v1 again…"), permissions=["manage"])
     def allow_signature_v1(self, request, queryset):
         return confirmed_action(
             self,
             request,
             queryset,
-            title="Accept signature v1",
+            title=_("Accept signature v1"),
             perform=lambda p, note: services.partner_set_signature_v1(
                 partner_id=p.pk, allowed=True, actor=request.user
             ),

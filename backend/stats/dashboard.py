@@ -6,6 +6,7 @@ from datetime import timedelta
 from django.contrib.admin.views.decorators import staff_member_required
 from django.shortcuts import render
 from django.utils.safestring import mark_safe
+from django.utils.translation import gettext
 
 from backend.stats import charts, selectors
 from backend.stats.leaderboards import now_shanghai
@@ -21,13 +22,14 @@ def dashboard_context(*, days: int = 365) -> dict:
     methods = {m: [per_day.get(d, 0) for d in data["days"]] for m, per_day in data["grams_by_methodology"].items()}
     names = dict(District.objects.values_list("code", "name_zh"))
     bars = [(names.get(code, code or "—"), grams) for code, grams in data["grams_by_district"].items()]
-    active = {"active residents": [data["active"].get(d, 0) for d in data["days"]]}
+    active = {gettext("active residents"): [data["active"].get(d, 0) for d in data["days"]]}
+    district_title = gettext("Grams CO2e by district since %(month)s") % {"month": f"{start:%Y-%m}"}
     return {
         "start": start,
         "end": end,
-        "grams_chart": mark_safe(charts.line_chart("Grams CO2e per day by methodology", labels, methods)),  # noqa: S308 (escaped in charts)
-        "district_chart": mark_safe(charts.bar_chart(f"Grams CO2e by district since {start:%Y-%m}", bars)),  # noqa: S308
-        "active_chart": mark_safe(charts.line_chart("Active residents per day", labels, active)),  # noqa: S308
+        "grams_chart": mark_safe(charts.line_chart(gettext("Grams CO2e per day by methodology"), labels, methods)),  # noqa: S308 (escaped in charts)
+        "district_chart": mark_safe(charts.bar_chart(district_title, bars)),  # noqa: S308
+        "active_chart": mark_safe(charts.line_chart(gettext("Active residents per day"), labels, active)),  # noqa: S308
         "plan": selectors.plan_panel(year=end.year),
         "as_of": selectors.as_of(),
     }
@@ -35,5 +37,5 @@ def dashboard_context(*, days: int = 365) -> dict:
 
 @staff_member_required
 def dashboard_view(request):
-    context = {**dashboard_context(), "title": "Statistics dashboard", "site_header": "青碳行"}
+    context = {**dashboard_context(), "title": gettext("Statistics dashboard"), "site_header": "青碳行"}
     return render(request, "stats/dashboard.html", context)

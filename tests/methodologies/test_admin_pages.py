@@ -131,6 +131,9 @@ def test_preview_is_requested_from_the_page_and_shown_as_a_chart(make_user, djan
     assert "Change by district" in html and "Largest changes" in html and "resident #7 (370202)" in html
     assert "+120" in html and "-20" in html and "Total change: +100 g CO2e" in html
     assert "370203<script>" not in html and "370203&lt;script&gt;" in html  # labels escaped
+    chinese = staff(author, "zh-hans").get(f"{page(version)}change/").content.decode()
+    assert "各区变化" in chinese and "居民 #7（370202）" in chinese and "总变化：+100 克 CO2e" in chinese
+    assert "Change by district" not in chinese and "Total change" not in chinese
     assert '"by_district"' not in html  # no raw JSON
     detail = staff(author).get(f"/admin/methodologies/impactpreview/{preview.pk}/change/").content.decode()
     assert "impact-chart" in detail

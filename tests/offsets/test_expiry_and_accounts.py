@@ -193,7 +193,7 @@ def test_offsets_admin_screens_render_read_only(localstripe, make_batch, buyer_c
     orders = client.get("/admin/offsets/offsetorder/")
     assert orders.status_code == 200
     html = orders.content.decode()
-    assert "Reward fund" in html and "435 fen" in html and "<svg" in html
+    assert "奖励基金" in html and "435 分" in html and "<svg" in html
     for name in ("certificationbatch", "certificate", "stripeevent", "buyer"):
         assert client.get(f"/admin/offsets/{name}/").status_code == 200
         assert client.get(f"/admin/offsets/{name}/add/").status_code == 403

@@ -325,7 +325,7 @@ def test_fund_deficit_is_shown_in_the_admin(api, spent, make_user):
     user = make_user(role="admin")
     assert admin.login(username=user.raw_phone, password=PASSWORD)
     html = admin.get("/admin/offsets/offsetorder/").content.decode()
-    assert "deficit: 400 fen" in html and "reconciles" in html
+    assert "基金缺口：400 分" in html and "账本对账一致。" in html  # deficit 400 fen, the ledger reconciles (zh-hans)
     assert "400" in admin.get(f"/admin/offsets/offsetorder/{order.pk}/change/").content.decode()
 
 

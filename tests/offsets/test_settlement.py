@@ -401,11 +401,11 @@ def test_admin_shows_payables_and_settlements_and_acts_through_services(
     payables = admin.get("/admin/offsets/merchantpayable/")
     html = payables.content.decode()
     assert payables.status_code == 200 and "<svg" in html
-    assert "outstanding merchant payables: 1300 fen" in html and "等待资金" in html  # "Waiting for funds", zh-hans
+    assert "未结商户应付款：1300 分" in html and "等待资金" in html  # outstanding payables, waiting for funds (zh-hans)
     orders = admin.get("/admin/offsets/offsetorder/").content.decode()
-    assert "outstanding merchant payables: 1300 fen" in orders  # the chart is fed with the real payables
+    assert "未结商户应付款：1300 分" in orders  # the chart is fed with the real payables
     listing = admin.get("/admin/offsets/settlement/").content.decode()
-    assert "record payment" in listing and "pay_now" in listing
+    assert "登记付款" in listing and "pay_now" in listing  # "record payment", zh-hans
     for name in ("merchantpayable", "settlement"):
         assert admin.get(f"/admin/offsets/{name}/add/").status_code == 403
     assert admin.post(f"/admin/offsets/settlement/{a_settlement.pk}/delete/").status_code == 403
@@ -429,7 +429,7 @@ def test_admin_shows_payables_and_settlements_and_acts_through_services(
     a_settlement.refresh_from_db()
     assert (a_settlement.status, a_settlement.manual_reference) == ("paid", "ICBC #1")
     assert money(a) == 0 and money(b) == 0
-    assert "outstanding merchant payables: 800 fen" in admin.get("/admin/offsets/settlement/").content.decode()
+    assert "未结商户应付款：800 分" in admin.get("/admin/offsets/settlement/").content.decode()
     assert_offsets_invariants()
 
 
