@@ -15,11 +15,11 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from backend.core.errors import ApplicationError
+from backend.core.parsers import JSONParser
 from backend.core.permissions import IsResident
 from backend.ledger.models import Account
 from rewards import cache, qr, selectors, services
 from rewards.models import Category, Reward, Voucher
-from rewards.parsers import SafeJSONParser
 
 # --- serializers ------------------------------------------------------------------------------------------
 
@@ -230,7 +230,7 @@ class RedeemInputSerializer(serializers.Serializer):
 
 class RewardRedeemView(APIView):
     permission_classes = [IsResident]
-    parser_classes = [SafeJSONParser]
+    parser_classes = [JSONParser]
 
     @extend_schema(
         operation_id="rewards_redeem",

@@ -14,10 +14,10 @@ from rest_framework.views import APIView
 
 from backend.core.errors import ApplicationError
 from backend.core.pagination import cursor_pagination, paginated_response
+from backend.core.parsers import JSONParser
 from backend.core.permissions import IsMerchantStaff
 from rewards import catalogue, qr, selectors, services
 from rewards.models import Category, Reward, Voucher
-from rewards.parsers import SafeJSONParser
 
 SHANGHAI_TZ = "Asia/Shanghai"
 MAX_SUMMARY_DAYS = 92
@@ -157,7 +157,7 @@ class StaffInputSerializer(serializers.Serializer):
 
 class MerchantView(APIView):
     permission_classes = [IsMerchantStaff]
-    parser_classes = [SafeJSONParser]
+    parser_classes = [JSONParser]
 
     def staff(self):
         return selectors.staff_of(self.request.user)
@@ -288,7 +288,7 @@ class MerchantVouchersView(MerchantView, ListAPIView):
 
 
 class MerchantVoucherRedeemView(MerchantView):
-    parser_classes = [SafeJSONParser]
+    parser_classes = [JSONParser]
 
     @extend_schema(operation_id="merchant_vouchers_redeem", request=None, responses={200: MerchantVoucherSerializer})
     def post(self, request, code: str):
@@ -300,7 +300,7 @@ class MerchantVoucherRedeemView(MerchantView):
 
 
 class MerchantVoucherScanView(MerchantView):
-    parser_classes = [SafeJSONParser]
+    parser_classes = [JSONParser]
 
     @extend_schema(
         operation_id="merchant_vouchers_scan", request=ScanInputSerializer, responses={200: MerchantVoucherSerializer}

@@ -1,6 +1,5 @@
 """Actions API: partner ingestion (signed), residents' bindings, history and self-reports, reviewers' queue."""
 
-import json
 from decimal import Decimal
 
 from django.core.exceptions import ObjectDoesNotExist
@@ -21,7 +20,7 @@ from backend.core.days import day_bounds
 from backend.core.db import prepared_statements
 from backend.core.errors import ApplicationError
 from backend.core.fields import LocalDayField, SafeJSONField
-from backend.core.parsers import JSONParser
+from backend.core.parsers import JSONParser, json_loads, read_text
 from backend.core.permissions import IsReviewer
 from backend.core.throttling import PartnerRateThrottle
 from backend.core.uploads import FileSizeLimitUploadHandler
@@ -66,11 +65,7 @@ class ExactJSONParser(JSONParser):
     stays recognisable as exponent notation, which the engine refuses (a float would turn it into 100.0)."""
 
     def parse(self, stream, media_type=None, parser_context=None):
-        encoding = (parser_context or {}).get("encoding", "utf-8")
-        try:
-            return json.loads(stream.read().decode(encoding), parse_float=Decimal)
-        except ValueError as exc:
-            raise ParseError(_("JSON parse error - %(detail)s") % {"detail": exc}) from None
+        return json_loads(read_text(stream, parser_context), parse_float=Decimal)
 
 
 class PartnerBatchDocSerializer(serializers.Serializer):
@@ -301,8 +296,8 @@ class SelfReportSerializer(serializers.Serializer):
     def validate_data(self, value):
         if isinstance(value, str):
             try:
-                value = json.loads(value, parse_float=Decimal)
-            except (ValueError, RecursionError):
+                value = json_loads(value, parse_float=Decimal)
+            except ParseError:
                 raise serializers.ValidationError(_("data must be a JSON object."), code="invalid_data") from None
         if not isinstance(value, dict):
             raise serializers.ValidationError(_("data must be a JSON object."), code="invalid_data")

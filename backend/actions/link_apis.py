@@ -3,7 +3,6 @@ linked on the partner's word (backend/actions/links.py), never by a resident typ
 
 from drf_spectacular.utils import OpenApiExample, extend_schema
 from rest_framework import serializers, status
-from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -11,6 +10,7 @@ from backend.actions import links, selectors
 from backend.actions.apis import PartnerSubjectSerializer
 from backend.actions.models import SubjectBinding, SubjectKind
 from backend.core.pagination import cursor_pagination, paginated_response
+from backend.core.parsers import JSONParser
 from backend.core.throttling import PartnerRateThrottle
 from backend.partners.auth import PartnerSignatureAuthentication
 from backend.partners.permissions import IsSignedPartner

@@ -8,7 +8,6 @@ from decimal import Decimal
 from urllib.parse import urlencode
 
 from django.utils.translation import get_language
-from django.utils.translation import gettext as _
 from drf_spectacular.utils import OpenApiExample, extend_schema
 from rest_framework import exceptions, serializers, status
 from rest_framework.generics import ListAPIView
@@ -18,7 +17,7 @@ from rest_framework.views import APIView
 
 from backend.actions import impact
 from backend.core.pagination import CursorPagination, paginated_response
-from backend.core.parsers import JSONParser, json_loads
+from backend.core.parsers import JSONParser, json_loads, read_text
 from backend.core.permissions import IsReviewer
 from backend.methodologies import cache as list_cache
 from backend.methodologies import calculator, selectors, services
@@ -63,13 +62,7 @@ class DecimalJSONParser(JSONParser):
     """JSON numbers with a fraction become Decimal, never float (1.15 stays 1.15)."""
 
     def parse(self, stream, media_type=None, parser_context=None):
-        parser_context = parser_context or {}
-        encoding = parser_context.get("encoding", "utf-8")
-        try:
-            text = stream.read().decode(encoding)
-        except UnicodeDecodeError:
-            raise exceptions.ParseError(_("The body is not valid %(encoding)s.") % {"encoding": encoding}) from None
-        return json_loads(text, parse_float=Decimal)
+        return json_loads(read_text(stream, parser_context), parse_float=Decimal)
 
 
 # --- public views -----------------------------------------------------------------------------------------

@@ -131,3 +131,54 @@ def test_full_width_digits_are_the_same_phone(api, reference_data):
     # Other Unicode digits (Arabic-Indic) are not a mainland number.
     arabic = phone.translate(str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩"))
     assert_error(api.post("/api/v1/auth/register", {"phone": arabic, **payload}, format="json"), 400, "phone_invalid")
+
+
+# A lone surrogate escape parses into a str no UTF-8 writer accepts (the renderer echoing an external_id back
+# gave a 500); NaN and Infinity are not JSON; a partner's too-deep body raised RecursionError past its parser.
+LONE_SURROGATE = b'{"actions": [{"external_id": "\\ud800", "methodology": "bus_ride"}]}'
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        (LONE_SURROGATE, "parse_error"),
+        (b'{"actions": [{"external_id": "x", "data": {"distance_km": NaN}}]}', "parse_error"),
+        (DEEP.encode(), "json_too_deep"),
+    ],
+    ids=["lone-surrogate", "nan", "too-deep"],
+)
+def test_partner_body_that_is_not_strict_json_is_a_400_and_stores_nothing(api, partner, body, code):
+    from backend.actions.models import Action, IngestBatch
+
+    headers = signed_headers(partner.pk, partner.secret, body)
+    response = api.generic("POST", PARTNER_URL, body, content_type="application/json", **headers)
+    assert_error(response, 400, code)
+    assert not Action.objects.exists() and not IngestBatch.objects.exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "body",
+    ['{"phone": "\\udfff", "password": "x"}', '{"phone": "13800000000", "password": Infinity}'],
+    ids=["lone-surrogate", "infinity"],
+)
+def test_resident_body_that_is_not_strict_json_is_a_400(api, body):
+    assert_error(api.generic("POST", "/api/v1/auth/token", body, content_type="application/json"), 400, "parse_error")
+
+
+@pytest.mark.django_db
+def test_calculate_refuses_nan_and_a_lone_surrogate_key(resident_client, seeded):
+    for body in ('{"data": {"distance_km": NaN}}', '{"data": {"\\ud83d": "1"}}'):
+        response = resident_client.generic(
+            "POST", "/api/v1/methodologies/bus_ride/calculate", body, content_type="application/json"
+        )
+        assert_error(response, 400, "parse_error")
+
+
+@pytest.mark.django_db
+def test_a_surrogate_pair_is_an_ordinary_character(api, reference_data):
+    # "\ud83d\ude00" is 😀: a pair of escapes is valid and must not be refused by the lone-surrogate check.
+    body = '{"phone": "\\ud83d\\ude00", "password": "wrong-password"}'
+    response = api.generic("POST", "/api/v1/auth/token", body, content_type="application/json")
+    assert response.status_code in (400, 401) and "parse_error" not in response.content.decode()
