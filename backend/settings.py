@@ -225,6 +225,8 @@ REST_FRAMEWORK = {
         "backend.core.renderers.JSONRenderer",
         "rest_framework.renderers.BrowsableAPIRenderer",
     ],
+    # DRF's negotiation, its answer for the usual Accept headers looked up (backend/core/negotiation.py).
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "backend.core.negotiation.ContentNegotiation",
     "DEFAULT_PAGINATION_CLASS": "backend.core.pagination.CursorPagination",
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_SCHEMA_CLASS": "backend.core.schema.AutoSchema",
