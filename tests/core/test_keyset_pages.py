@@ -193,3 +193,22 @@ def test_pages_follow_the_active_time_zone(history):
                 assert ledger(1, "k", "r", at, at, at.date(), "x", None, None, {})["created_at"] == declared
                 assert action(1, "m", None, "s", at, "credited", "", 0, 0, at)["occurred_at"] == declared
             assert declared.endswith("Z") == (zone == "UTC")
+
+
+def test_keyset_rows_do_only_what_the_cursor_pagination_asks():
+    from backend.core.pagination import BIGINT_MAX, BIGINT_MIN, KeysetRows
+
+    def fetch(**window):
+        return [window]
+
+    with pytest.raises(ValueError):
+        KeysetRows(fetch).order_by("-created_at")
+    with pytest.raises(ValueError):
+        KeysetRows(fetch).order_by("-id").filter(id__gt=1)  # newest first continues below the position only
+    assert KeysetRows(fetch).order_by("-id").filter(id__lt="5")[0:21] == [
+        {"descending": True, "bound": 5, "offset": 0, "limit": 21}
+    ]
+    assert KeysetRows(fetch).order_by("-id")[0:21][0]["bound"] == BIGINT_MAX
+    assert KeysetRows(fetch).order_by("id")[3:24] == [
+        {"descending": False, "bound": BIGINT_MIN, "offset": 3, "limit": 21}
+    ]
