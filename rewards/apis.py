@@ -185,16 +185,26 @@ class RewardListView(ListAPIView):
                 .first()
                 or 0
             )
-        query = urlencode(sorted(request.query_params.lists()), doseq=True)
-        key = cache.list_key(cache.catalogue_version(), request.get_host(), f"{query}|{max_cost}")
-        hit = cache.cached_get(key)
+        key = self.page_key(request, max_cost)
+        version, hit = cache.CATALOGUE.lookup(request, key)
         if hit is not None:
             return Response(hit)
         queryset = self.filter_queryset(selectors.public_rewards(max_cost=max_cost, **filters))
         page = self.paginate_queryset(queryset)
         data = self.get_paginated_response(self.get_serializer(page, many=True).data).data
-        cache.cached_set(key, data)
+        cache.CATALOGUE.store(key, version, data)
         return Response(data)
+
+    def page_key(self, request, max_cost) -> str:
+        query = urlencode(sorted(request.query_params.lists()), doseq=True)
+        return cache.list_key(request.get_host(), f"{query}|{max_cost}")
+
+    def redis_prefetch_keys(self, request) -> list[str]:
+        """The cached page's reads, in the throttle / authentication round trip (backend/core/throttling.py
+        reads_add); `affordable` pages depend on the balance, read after authentication: not prefetched."""
+        if "affordable" in request.query_params:
+            return []
+        return cache.CATALOGUE.prefetch_keys(self.page_key(request, None))
 
 
 class RewardDetailView(APIView):

@@ -69,8 +69,10 @@ def _cached_with_throttles(key: str, request, user_id):
     pipe = client.pipeline(transaction=False)
     pipe.get(cache.make_key(key))
     queued = throttling.prefetch_add(pipe, request, user_id)
+    reads = throttling.reads_add(pipe, request)  # a cached list's version and page (throttling.reads_add)
     raw, *replies = pipe.execute()
-    throttling.prefetch_store(request, queued, replies)
+    throttling.prefetch_store(request, queued, replies[: len(replies) - len(reads)])
+    throttling.reads_store(request, reads, replies[len(replies) - len(reads) :])
     return None if raw is None else cache.client.decode(raw)
 
 

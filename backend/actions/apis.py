@@ -4,6 +4,7 @@ from decimal import Decimal
 
 from django.core.exceptions import ObjectDoesNotExist
 from django.core.serializers.json import DjangoJSONEncoder
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from drf_spectacular.utils import OpenApiExample, extend_schema, extend_schema_field
 from rest_framework import serializers, status
@@ -17,9 +18,8 @@ from backend.actions import selectors, services
 from backend.actions.history import history_entries
 from backend.actions.models import Action, ActionStatusChange, SubjectKind
 from backend.core.days import day_bounds
-from backend.core.db import prepared_statements
 from backend.core.errors import ApplicationError
-from backend.core.fields import LocalDayField, SafeJSONField
+from backend.core.fields import LocalDayField, SafeJSONField, datetime_text
 from backend.core.parsers import JSONParser, json_loads, read_text
 from backend.core.permissions import IsReviewer
 from backend.core.throttling import PartnerRateThrottle
@@ -230,6 +230,28 @@ class ActionListItemSerializer(serializers.ModelSerializer):
 LIST_DATETIME = serializers.DateTimeField()  # stateless: formats in the active time zone like a declared field
 
 
+def action_item_writer():
+    """A function writing one actions page row as ActionListItemSerializer does (same keys, same bytes:
+    tests/core/test_keyset_pages.py compares them), with the active time zone read once per page."""
+    tz = timezone.get_current_timezone()
+
+    def write(id, methodology, version, source, occurred_at, status, reason, grams, points, created_at):
+        return {
+            "id": id,
+            "methodology": methodology,
+            "version": version,
+            "source": source,
+            "occurred_at": datetime_text(occurred_at, tz),
+            "status": status,
+            "reason": reason,
+            "grams": grams,
+            "points": points,
+            "created_at": datetime_text(created_at, tz),
+        }
+
+    return write
+
+
 class ActionHistorySerializer(serializers.ModelSerializer):
     class Meta:
         model = ActionStatusChange
@@ -321,9 +343,12 @@ class MyActionsView(ListAPIView):
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):  # schema generation: no user to filter by
             return Action.objects.none()
-        params = ActionFilterSerializer(data=self.request.query_params)
-        params.is_valid(raise_exception=True)
-        values = dict(params.validated_data)
+        values = {}
+        query = self.request.query_params
+        if any(name in query for name in ActionFilterSerializer._declared_fields):  # the plain first page skips it
+            params = ActionFilterSerializer(data=query)
+            params.is_valid(raise_exception=True)
+            values = dict(params.validated_data)
         if values.get("date"):
             values["date_from"], values["date_to"] = day_bounds(values.pop("date"))
         else:
@@ -331,16 +356,15 @@ class MyActionsView(ListAPIView):
                 values["date_from"] = day_bounds(values["date_from"])[0]
             if values.get("date_to"):
                 values["date_to"] = day_bounds(values["date_to"])[1]
-        return selectors.resident_action_list(resident=self.request.user, filters=values)
-
-    def paginate_queryset(self, queryset):
-        with prepared_statements():  # the page's statement repeats: PostgreSQL plans it once per connection
-            return super().paginate_queryset(queryset)
+        return selectors.resident_action_rows(
+            resident_id=self.request.user.id, filters=values, write=action_item_writer()
+        )
 
     @extend_schema(operation_id="me_actions_list", parameters=[ActionFilterSerializer])
     def get(self, request, *args, **kwargs):
         """My actions, newest first, filtered by status, methodology and Asia/Shanghai date."""
-        return super().get(request, *args, **kwargs)
+        # One statement for the page, rows written out as they come (no model, no serializer walk per row).
+        return self.get_paginated_response(self.paginate_queryset(self.get_queryset()))
 
     @extend_schema(
         operation_id="me_actions_self_report",

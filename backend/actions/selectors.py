@@ -1,6 +1,9 @@
+from django.db import connection
 from django.db.models import F, Prefetch, QuerySet
 
 from backend.actions.models import Action, ActionStatusChange, SubjectBinding
+from backend.core.db import prepared_cursor
+from backend.core.pagination import KeysetRows
 
 
 def binding_list(*, resident) -> QuerySet[SubjectBinding]:
@@ -39,6 +42,52 @@ def resident_action_list(*, resident, filters: dict | None = None) -> QuerySet[A
     if filters.get("date_to"):
         qs = qs.filter(occurred_at__lt=filters["date_to"])
     return qs
+
+
+# The list page in one prepared statement (PostgreSQL): `resident_action_list`'s columns and filters from a keyset
+# bound, rows written out as they come. The filters present pick the statement text (each prepared once).
+LIST_SQL = """
+SELECT a.id, a.methodology, v.number, a.source, a.occurred_at, a.status, a.reason, a.grams, a.points, a.created_at
+FROM actions_action a LEFT JOIN methodologies_methodologyversion v ON v.id = a.methodology_version_id
+WHERE a.resident_id = %(resident)s AND a.id {op} %(bound)s{filters}
+ORDER BY a.id {direction} LIMIT %(limit)s OFFSET %(offset)s
+"""
+LIST_FILTERS = {
+    "status": " AND a.status = %(status)s",
+    "methodology": " AND a.methodology = %(methodology)s",
+    "date_from": " AND a.occurred_at >= %(date_from)s",
+    "date_to": " AND a.occurred_at < %(date_to)s",
+}
+
+
+def resident_action_rows(*, resident_id: int, filters: dict | None = None, write) -> KeysetRows:
+    """A resident's actions for the cursor pagination (`-id`), filtered as `resident_action_list`, each written by
+    `write(id, methodology, version_number, source, occurred_at, status, reason, grams, points, created_at)`.
+    PostgreSQL: one prepared statement (LIST_SQL); elsewhere the ORM queryset, also the tests' reference."""
+    present = {name: value for name, value in (filters or {}).items() if value and name in LIST_FILTERS}
+
+    def fetch(*, descending: bool, bound: int, offset: int, limit: int) -> list:
+        if connection.vendor != "postgresql":
+            qs = resident_action_list(resident=resident_id, filters=present).order_by("-id" if descending else "id")
+            qs = qs.filter(id__lt=bound) if descending else qs.filter(id__gt=bound)
+            return [
+                write(
+                    a.id, a.methodology, a.methodology_version_number, a.source, a.occurred_at,
+                    a.status, a.reason, a.grams, a.points, a.created_at,
+                )
+                for a in qs[offset : offset + limit]
+            ]  # fmt: skip
+        sql = LIST_SQL.format(
+            op="<" if descending else ">",
+            direction="DESC" if descending else "ASC",
+            filters="".join(LIST_FILTERS[name] for name in LIST_FILTERS if name in present),
+        )
+        params = {"resident": resident_id, "bound": bound, "limit": limit, "offset": offset, **present}
+        with prepared_cursor() as cursor:
+            cursor.execute(sql, params)
+            return [write(*row) for row in cursor.fetchall()]
+
+    return KeysetRows(fetch)
 
 
 def resident_action_get(*, resident, action_id: int) -> Action:

@@ -34,3 +34,12 @@ class SafeJSONField(serializers.JSONField):
             return super().to_internal_value(data)
         except RecursionError:
             self.fail("invalid")
+
+
+def datetime_text(value, tz) -> str | None:
+    """What a DRF DateTimeField (ISO 8601, USE_TZ) writes for an aware datetime, in time zone `tz` (the active one,
+    `timezone.get_current_timezone()`, read once per page): for hot lists that write rows out themselves."""
+    if value is None:
+        return None
+    text = value.astimezone(tz).isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text

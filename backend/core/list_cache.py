@@ -1,9 +1,12 @@
 """A public list cached in Redis (through Django's cache) and invalidated by a version number.
 
-Pages live under `<prefix>:v<version>:<hash of the parts that vary the page>`. A change bumps the version, so old
-keys are simply never read again and expire after the TTL (also a backstop for changes that send no signal).
-Redis being down never breaks a list: the version reads 0 (a key nobody bumps) and pages are rendered from the
-database. Used by the rewards catalogue and the methodology list.
+A page lives under `<prefix>:page:<hash of the parts that vary the page>` as (version it was rendered at, data). A
+change bumps the version (`bump`), so a page rendered before it no longer matches the version and is rendered again
+(and pages expire after the TTL, a backstop for changes that send no signal). Reading a page is one round trip: GET of
+the version and of the page together, and when the view names them in `redis_prefetch_keys` they even travel with
+the request's throttle or authentication round trip (backend/core/throttling.py `reads_add`): a cached list costs
+one Redis round trip in all. Redis being down never breaks a list: the version reads 0 (a key nobody bumps) and
+pages are rendered from the database. Used by the rewards catalogue and the methodology list.
 """
 
 import hashlib
@@ -11,6 +14,8 @@ import logging
 
 from django.core.cache import cache
 from django.db import transaction
+
+from backend.core.throttling import prefetched_reads
 
 logger = logging.getLogger(__name__)
 
@@ -44,18 +49,41 @@ class VersionedListCache:
         """Bump when the current transaction commits (at once outside one)."""
         transaction.on_commit(self.bump)
 
-    def key(self, version: int, *parts: str) -> str:
+    def page_key(self, *parts: str) -> str:
         digest = hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]
-        return f"{self.prefix}:v{version}:{digest}"
+        return f"{self.prefix}:page:{digest}"
 
-    def get(self, key: str):
-        try:
-            return cache.get(key)
-        except Exception:
-            return None
+    def prefetch_keys(self, key: str) -> list[str]:
+        """The full Redis keys `lookup` reads for the page at `key` (a view's `redis_prefetch_keys`)."""
+        return [cache.make_key(self.version_key), cache.make_key(key)]
 
-    def set(self, key: str, value) -> None:
+    def lookup(self, request, key: str) -> tuple[int, object]:
+        """(the current version, the page at `key` if it was rendered at that version, else None). From the request's
+        prefetched reads when its throttle or authentication round trip carried them, else one round trip."""
         try:
-            cache.set(key, value, timeout=self.ttl_s)
+            prefetched = prefetched_reads(request)
+            full_keys = self.prefetch_keys(key)
+            if all(k in prefetched for k in full_keys):
+                raw_version, raw_entry = (prefetched[k] for k in full_keys)
+                version = None if raw_version is None else int(cache.client.decode(raw_version))
+                entry = None if raw_entry is None else cache.client.decode(raw_entry)
+            else:
+                found = cache.get_many([self.version_key, key])  # MGET on Redis
+                version, entry = found.get(self.version_key), found.get(key)
+        except Exception:  # Redis down: serve from the database
+            logger.warning("%s cache unavailable", self.prefix, exc_info=True)
+            return 0, None
+        if version is None:  # first use (or a flushed cache): create the version, render the page
+            return self.version(), None
+        version = int(version)
+        if isinstance(entry, tuple) and len(entry) == 2 and entry[0] == version:
+            return version, entry[1]
+        return version, None
+
+    def store(self, key: str, version: int, data) -> None:
+        """Keep `data`, rendered after reading `version`: a change committed meanwhile bumped the version, so the
+        page (possibly from before it) is never served."""
+        try:
+            cache.set(key, (version, data), timeout=self.ttl_s)
         except Exception:
             logger.warning("could not cache a %s page", self.prefix, exc_info=True)

@@ -1,6 +1,10 @@
-"""Request size limit: a body over the limit is refused from its Content-Length, before a byte of it is read."""
+"""Request size limit: a body over the limit is refused from its Content-Length, before a byte of it is read. The
+admin's middleware (sessions, Django's request.user, messages), skipped under /api/."""
 
 from django.conf import settings
+from django.contrib.auth import middleware as auth_middleware
+from django.contrib.messages import middleware as messages_middleware
+from django.contrib.sessions import middleware as session_middleware
 from django.http import JsonResponse
 from django.utils.translation import gettext as _
 
@@ -33,3 +37,31 @@ class RequestSizeLimitMiddleware:
         if length > limit:
             return request_too_large_response(limit)
         return None
+
+
+# ------------------------------------------------------------------------------------------ admin-only middleware
+
+
+class _NotForApi:
+    """Runs the middleware it is mixed into everywhere but under /api/. The API authenticates with JWT only (DRF's
+    authentication classes) and answers JSON: sessions, Django's request.user and messages serve the admin and cost
+    every API request a little. Under /api/ there is no session at all, so no session can authenticate an API
+    request (with or without a CSRF token); DRF sets request.user itself. Django's CsrfViewMiddleware stays as it
+    is everywhere (`check --deploy` looks for it; DRF's views are CSRF-exempt, so it costs them little)."""
+
+    def __call__(self, request):
+        if request.path_info.startswith("/api/"):
+            return self.get_response(request)
+        return super().__call__(request)
+
+
+class SessionMiddleware(_NotForApi, session_middleware.SessionMiddleware):
+    pass
+
+
+class AuthenticationMiddleware(_NotForApi, auth_middleware.AuthenticationMiddleware):
+    pass
+
+
+class MessageMiddleware(_NotForApi, messages_middleware.MessageMiddleware):
+    pass

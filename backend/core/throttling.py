@@ -62,7 +62,9 @@ class _SlidingWindowCounter:
                 return super().allow_request(request, view)
             pipe = client.pipeline(transaction=False)
             current, elapsed = self._queue(pipe, self.key, self.timer())
-            count, _expiry, previous = pipe.execute()
+            reads = reads_add(pipe, request)  # the view's own GETs ride along (one round trip)
+            count, _expiry, previous, *read_replies = pipe.execute()
+            reads_store(request, reads, read_replies)
         previous = int(previous or 0)
         before = count - 1 + previous * (1 - elapsed)  # requests in the sliding window before this one
         if before < self.num_requests:
@@ -174,6 +176,39 @@ def prefetch_release(request) -> None:
         pipe.execute()
     except Exception:
         logger.warning("could not take back unused throttle counts", exc_info=True)
+
+
+# ------------------------------------------------------------------------------ the view's reads in the same trip
+
+_READS_ATTR = "_redis_reads"
+
+
+def reads_add(pipe, request) -> list[str]:
+    """Queue on `pipe` a GET of every Redis key the request's view names in `redis_prefetch_keys(request)` (full keys,
+    `cache.make_key` applied), once per request: a cached public list's version and page travel with the throttle or
+    authentication round trip the request makes anyway. Returns the keys, for `reads_store`."""
+    view = (getattr(request, "parser_context", None) or {}).get("view")
+    hook = getattr(view, "redis_prefetch_keys", None)
+    if hook is None or getattr(request, _READS_ATTR, None) is not None:
+        return []
+    try:
+        keys = list(hook(request))
+    except Exception:  # the view reads them itself
+        logger.debug("view reads not prefetched", exc_info=True)
+        return []
+    for key in keys:
+        pipe.get(key)
+    return keys
+
+
+def reads_store(request, keys: list[str], replies: list) -> None:
+    if keys:
+        setattr(request, _READS_ATTR, dict(zip(keys, replies, strict=True)))
+
+
+def prefetched_reads(request) -> dict:
+    """{full key: raw reply (bytes or None)} of the view's GETs made in the request's throttle round trip."""
+    return getattr(request, _READS_ATTR, None) or {}
 
 
 class AnonRateThrottle(_FailOpen, _SlidingWindowCounter, throttling.AnonRateThrottle):

@@ -10,6 +10,7 @@ from django.utils.translation import gettext as _
 
 from backend.core.db import prepared_cursor
 from backend.core.errors import ApplicationError
+from backend.core.pagination import KeysetRows
 from backend.ledger import merkle
 from backend.ledger.expiry import lot_last_valid_day
 from backend.ledger.models import (
@@ -166,6 +167,70 @@ def resident_amounts_attach(txns: list[LedgerTransaction], *, resident_id: int) 
         for txn_id, name, amount in cursor.fetchall():
             by_id[txn_id].resident_amounts[AMOUNT_FIELDS[name]] += int(amount)
     return txns
+
+
+# A ledger page in one statement (PostgreSQL): the page of the resident's transactions (`resident_transactions`'
+# shape: ids from their postings, newest first from a keyset bound) with the resident's amounts per account name
+# beside each row, no model per row. One text per direction (bound `<` newest first, `>` for a previous page).
+PAGE_SQL = """
+WITH acct AS (
+    SELECT id, name FROM ledger_account WHERE owner_id = %(resident)s AND kind = 'resident'
+)
+SELECT t.id, t.kind, t.reason, t.created_at, t.effective_at, t.booked_on, t.source_type, t.source_id, t.reverses_id,
+       am.carbon, am.carbon_pending, am.points, am.points_pending
+FROM (
+    SELECT id, kind, reason, created_at, effective_at, booked_on, source_type, source_id, reverses_id
+    FROM ledger_ledgertransaction
+    WHERE id IN (SELECT p.transaction_id FROM ledger_posting p WHERE p.account_id IN (SELECT id FROM acct))
+      AND id {op} %(bound)s
+    ORDER BY id {direction} LIMIT %(limit)s OFFSET %(offset)s
+) t
+CROSS JOIN LATERAL (
+    SELECT COALESCE(SUM(p.amount) FILTER (WHERE a.name = 'carbon'), 0)::bigint AS carbon,
+           COALESCE(SUM(p.amount) FILTER (WHERE a.name = 'carbon_pending'), 0)::bigint AS carbon_pending,
+           COALESCE(SUM(p.amount) FILTER (WHERE a.name = 'points'), 0)::bigint AS points,
+           COALESCE(SUM(p.amount) FILTER (WHERE a.name = 'points_pending'), 0)::bigint AS points_pending
+    FROM ledger_posting p JOIN acct a ON a.id = p.account_id
+    WHERE p.transaction_id = t.id
+) am
+ORDER BY t.id {direction}
+"""
+PAGE_SQL_NEWEST_FIRST = PAGE_SQL.format(op="<", direction="DESC")
+PAGE_SQL_OLDEST_FIRST = PAGE_SQL.format(op=">", direction="ASC")
+
+
+def resident_transaction_rows(*, resident_id: int, write) -> KeysetRows:
+    """A resident's ledger transactions for the cursor pagination (`-id`), each written by
+    `write(id, kind, reason, created_at, effective_at, booked_on, source_type, source_id, reverses_id, amounts)`
+    with amounts {carbon_g, carbon_pending_g, points, points_pending}. PostgreSQL: one prepared statement per page
+    (PAGE_SQL); elsewhere the ORM (`resident_transactions` + `resident_amounts_attach`, two queries), also the
+    reference the statement is tested against."""
+
+    def fetch(*, descending: bool, bound: int, offset: int, limit: int) -> list:
+        if connection.vendor != "postgresql":
+            qs = resident_transactions(resident_id=resident_id).order_by("-id" if descending else "id")
+            qs = qs.filter(id__lt=bound) if descending else qs.filter(id__gt=bound)
+            txns = resident_amounts_attach(list(qs[offset : offset + limit]), resident_id=resident_id)
+            return [
+                write(
+                    t.id, t.kind, t.reason, t.created_at, t.effective_at, t.booked_on,
+                    t.source_type, t.source_id, t.reverses_id, t.resident_amounts,
+                )
+                for t in txns
+            ]  # fmt: skip
+        sql = PAGE_SQL_NEWEST_FIRST if descending else PAGE_SQL_OLDEST_FIRST
+        with prepared_cursor() as cursor:
+            cursor.execute(sql, {"resident": resident_id, "bound": bound, "limit": limit, "offset": offset})
+            rows = cursor.fetchall()
+        return [
+            write(
+                *row[:9],
+                {"carbon_g": row[9], "carbon_pending_g": row[10], "points": row[11], "points_pending": row[12]},
+            )
+            for row in rows
+        ]
+
+    return KeysetRows(fetch)
 
 
 def resident_transaction_get(*, resident_id: int, transaction_id: int) -> LedgerTransaction:

@@ -99,14 +99,23 @@ class MethodologyListView(ListAPIView):
     def get(self, request, *args, **kwargs):
         """Every methodology with its active version: formula type, parameters with units, validity rules,
         daily cap, evidence levels and their shares, sources and effective dates. Public."""
-        query = urlencode(sorted(request.query_params.lists()), doseq=True)
-        key = list_cache.list_key(list_cache.list_version(), request.get_host(), get_language() or "", query)
-        hit = list_cache.cached_get(key)
+        key = self.page_key(request)
+        version, hit = list_cache.LIST.lookup(request, key)
         if hit is not None:
             return Response(hit)
         response = super().get(request, *args, **kwargs)
-        list_cache.cached_set(key, response.data)
+        list_cache.LIST.store(key, version, response.data)
         return response
+
+    def page_key(self, request) -> str:
+        if getattr(self, "_page_key", None) is None:  # one view instance per request
+            query = urlencode(sorted(request.query_params.lists()), doseq=True)
+            self._page_key = list_cache.list_key(request.get_host(), get_language() or "", query)
+        return self._page_key
+
+    def redis_prefetch_keys(self, request) -> list[str]:
+        """The cached page's reads, in the anonymous throttle's round trip (backend/core/throttling.py reads_add)."""
+        return list_cache.LIST.prefetch_keys(self.page_key(request))
 
 
 class MethodologyVersionHistoryView(ListAPIView):

@@ -46,7 +46,7 @@ def grow(reviewer, author):
 @pytest.mark.parametrize(
     ("url", "signed_in", "expected"),
     [
-        ("/api/v1/me/ledger", True, 2),  # the page, its postings with account names (account ids: a subquery)
+        ("/api/v1/me/ledger", True, 1),  # the page with the resident's amounts per transaction (PAGE_SQL)
         ("/api/v1/me/actions", True, 1),  # the page with the versions' numbers
         ("/api/v1/me/wallet", True, 1),
         ("/api/v1/me/consents", True, 1),
