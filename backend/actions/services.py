@@ -64,7 +64,12 @@ def _validate_item(item, index: int, partner: Partner, methodologies: dict, now:
     if not isinstance(item, dict):
         return None, _item_error("invalid_item", _("Each action must be an object."), str(index))
     external_id = item.get("external_id")
-    if not isinstance(external_id, str) or not external_id.strip() or len(external_id) > 128:
+    if (
+        not isinstance(external_id, str)
+        or not external_id.strip()
+        or len(external_id) > 128
+        or not _text_storable(external_id)
+    ):
         return None, _item_error(
             "invalid_external_id", _("external_id must be a string of 1 to 128 characters."), "external_id"
         )
@@ -161,6 +166,18 @@ def parse_occurred_at(raw) -> datetime | None:
     except (ValueError, OverflowError):
         return None
     return parsed
+
+
+def _text_storable(value: str) -> bool:
+    """PostgreSQL text holds no NUL, and UTF-8 no lone surrogate (JSON's "\\ud800"): either would fail the
+    whole batch's insert (a 500) instead of the one item."""
+    if "\x00" in value:
+        return False
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _storable(parsed: dict) -> dict:

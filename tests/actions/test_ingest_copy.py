@@ -105,3 +105,15 @@ def test_simultaneous_batches_sharing_one_action_credit_it_once(partner_factory,
     credited = Action.objects.filter(partner=partner)
     keys = [f"action:{pk}" for pk in credited.values_list("id", flat=True)]
     assert LedgerTransaction.objects.filter(idempotency_key__in=keys).count() == credited.exclude(grams=0).count()
+
+
+@pytest.mark.django_db
+def test_an_external_id_postgresql_cannot_store_is_that_items_error_not_a_500(api, partner_factory):
+    # Failed before: a NUL failed the whole batch's insert with a 500 (before COPY too: psycopg refused it).
+    partner = partner_factory(methodologies=["bus_ride"])
+    body = json.dumps({"actions": [ride("nul\x00id"), ride("fine")]}).encode()
+    response = signed_post(api, partner.pk, partner.secret, body)
+    assert response.status_code == 202
+    results = [(r["status"], (r["error"] or {}).get("code")) for r in response.json()["results"]]
+    assert results == [("rejected", "invalid_external_id"), ("accepted", None)]
+    assert list(Action.objects.values_list("external_id", flat=True)) == ["fine"]
