@@ -146,3 +146,40 @@ def test_a_due_lot_spent_out_is_marked_expired_without_a_transaction():
     assert lots_of(307)[0][4] == later  # out of the due index; a late credit of the month opens a new lot
     assert not LedgerTransaction.objects.filter(kind="points_expiry", reason__contains="expired").exists()
     assert_ledger_invariants()
+
+
+def test_migration_merges_the_lots_of_one_account_and_expiry_and_moves_their_consumptions():
+    from importlib import import_module
+
+    from django.apps import apps
+    from django.db import connection
+
+    merge_lots = import_module("backend.ledger.migrations.0008_one_lot_per_month").merge_lots
+    # Given lots as ledger 0007 wrote them: one per credit (the unique index dropped inside this test's transaction)
+    now = datetime.now(UTC)
+    ids = action_credits_post_bulk(credits=[credit(308, points=10), credit(309, points=4)])
+    with connection.cursor() as cur:
+        cur.execute("DROP INDEX ledger_lot_one_per_month")
+    first = PointsLot.objects.get(account__owner_id=308)
+    txn = ids[next(iter(ids))]
+    second = PointsLot.objects.create(
+        account_id=first.account_id, transaction_id=txn, amount=20, remaining=20, expires_at=first.expires_at
+    )
+    spend(308, 5, "m-s5")  # soonest expiry, then id: out of the first lot
+    spent_lot = LotConsumption.objects.get(transaction__idempotency_key="m-s5").lot_id
+    # When the migration's merge runs
+    merge_lots(apps, connection.schema_editor())
+    # Then one lot holds both, with the consumption moved to it; the other resident's lot is untouched
+    lot = PointsLot.objects.get(account__owner_id=308)
+    assert (lot.id, lot.amount, lot.remaining, lot.expires_at) == (first.id, 30, 25, lot_expires_at(now))
+    assert spent_lot == first.id
+    assert not PointsLot.objects.filter(id=second.id).exists()
+    assert LotConsumption.objects.get(transaction__idempotency_key="m-s5").lot_id == lot.id
+    assert PointsLot.objects.get(account__owner_id=309).amount == 4
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT count(*) FROM ledger_pointslot l LEFT JOIN (SELECT lot_id, sum(amount) s"
+            " FROM ledger_lotconsumption GROUP BY lot_id) c ON c.lot_id = l.id"
+            " WHERE l.amount <> l.remaining + coalesce(c.s, 0)"
+        )
+        assert cur.fetchone()[0] == 0
