@@ -56,12 +56,23 @@ def amounts(outcomes: list[Outcome]) -> None:
     """Grams and points for the credited quantity (the evidence share applied), statuses for caps."""
     from backend.methodologies import engine
 
+    params: dict[int, dict] = {}  # per version, parsed once per batch
     for o in creditable(outcomes):
         with isolated(o):
             share = Decimal(str(o.version.evidence_shares.get(_share_key(o.action), "1")))
-            result = engine.calculate(o.version, o.parsed, evidence_share=share, credited_quantity=o.credited_quantity)
+            version_params = params.get(id(o.version))
+            if version_params is None:
+                version_params = params[id(o.version)] = engine.parameter_values(o.version)
+            result = engine.calculate(
+                o.version,
+                o.parsed,
+                evidence_share=share,
+                credited_quantity=o.credited_quantity,
+                params=version_params,
+                lean=True,  # exactly STORED_BREAKDOWN_KEYS (tests/methodologies: lean == compact of the full one)
+            )
             o.grams = result.grams
-            o.breakdown = compact_breakdown(result.breakdown)
+            o.breakdown = result.breakdown
             o.action.evidence_share = share
             o.points = engine.points_for_grams(o.grams, o.policy) if o.policy is not None else 0
         if o.status == Action.Status.REJECTED:  # the engine failed on it: the cap it reserved goes back
