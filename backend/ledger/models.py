@@ -129,14 +129,21 @@ class Posting(models.Model):
 
 
 class PointsLot(models.Model):
-    """Points credited to a resident in one go; spent soonest-expiring first, expired once when due."""
+    """Points of one account expiring at one date; spent soonest-expiring first, expired once when due.
+
+    Earned points are one lot per account and expiry date while it is not expired (`ledger_lot_one_per_month`):
+    a credit adds to its month's lot (`amount` and `remaining` grow together), so a resident's credits of one
+    month cost one row, not one per credit. `transaction` is the credit that opened the lot; a reversal finds a
+    credit's lot by its expiry date, never by transaction. Restored lots (a reversed spend) stay one per
+    consumption, each with its original expiry."""
 
     class Kind(models.TextChoices):
-        EARNED = "earned"  # a credit (or a released pending credit)
+        EARNED = "earned"  # credits (and released pending credits) of one expiry date
         RESTORED = "restored"  # a reversed spend gives points back with their original expiry
 
     account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="lots")
-    transaction = models.ForeignKey(LedgerTransaction, on_delete=models.PROTECT, related_name="lots")
+    # Not indexed: nothing reads lots by transaction (transactions are never deleted: no PROTECT look-up either).
+    transaction = models.ForeignKey(LedgerTransaction, on_delete=models.PROTECT, related_name="lots", db_index=False)
     kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.EARNED)
     amount = models.BigIntegerField()
     remaining = models.BigIntegerField()
@@ -144,14 +151,24 @@ class PointsLot(models.Model):
     expired_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        # No index mentions `amount` or `remaining` (not even in a predicate): adding a credit to a lot and
+        # spending from it are HOT updates that write no index entry (the table keeps free space for them,
+        # fillfactor in migration 0008). A spent-out lot stays in these indexes until its expiry date.
         indexes = [
-            models.Index(fields=["account", "expires_at", "id"], condition=Q(remaining__gt=0), name="ledger_lot_open"),
-            models.Index(fields=["expires_at"], condition=Q(remaining__gt=0), name="ledger_lot_due"),
+            models.Index(
+                fields=["account", "expires_at", "id"], condition=Q(expired_at__isnull=True), name="ledger_lot_open"
+            ),
+            models.Index(fields=["expires_at"], condition=Q(expired_at__isnull=True), name="ledger_lot_due"),
         ]
         constraints = [
             models.CheckConstraint(
                 condition=Q(amount__gt=0) & Q(remaining__gte=0) & Q(remaining__lte=models.F("amount")),
                 name="ledger_lot_remaining_in_range",
+            ),
+            models.UniqueConstraint(
+                fields=["account", "expires_at"],
+                condition=Q(kind="earned", expired_at__isnull=True),
+                name="ledger_lot_one_per_month",
             ),
         ]
 

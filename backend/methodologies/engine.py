@@ -589,13 +589,19 @@ def calculate(
     *,
     evidence_share: Decimal = Decimal(1),
     credited_quantity: Decimal | None = None,
+    params: dict | None = None,
+    lean: bool = False,
 ) -> CalculationResult:
     """grams = floor(exact_net x evidence_share x credited_quantity / quantity), one floor, never negative.
-    `credited_quantity` is what remains under the resident's daily cap (None = the whole action)."""
+    `credited_quantity` is what remains under the resident's daily cap (None = the whole action).
+    The pipeline's batch path passes the version's `params` (`parameter_values`, once per version) and asks for a
+    `lean` breakdown: only what is stored with an action (LEAN_BREAKDOWN_KEYS); the same inputs and version give
+    the full one again when a person asks for it."""
     methodology = version.methodology
     spec = FORMULA_TYPES[methodology.formula_type]
     data = _ensure_parsed(version, data)
-    params = parameter_values(version)
+    if params is None:
+        params = parameter_values(version)
     outcome = spec.compute(data, params)
     if _above_ceiling(version, outcome.net):
         raise ActionDataInvalid(
@@ -615,6 +621,25 @@ def calculate(
             exact = exact * credited / quantity
     grams = max(0, _floor(exact))
     cap = version.daily_cap
+    cap_breakdown = {
+        "unit": cap["unit"] if cap else None,
+        "daily_limit": cap["limit"] if cap else None,
+        "quantity": str(quantity),
+        "credited_quantity": str(credited),
+        "capped_quantity": str(quantity - credited),
+    }
+    if lean:
+        breakdown = {
+            "baseline_g": str(outcome.baseline),
+            "project_g": str(outcome.project),
+            "net_g": str(outcome.net),
+            "evidence_share": str(share),
+            "cap": cap_breakdown,
+            "exact_g": str(exact),
+            "rounding": f"floor({exact}) = {grams} g (rounded down once)",
+            "grams": grams,
+        }
+        return CalculationResult(grams, breakdown, quantity, credited, quantity - credited)
     breakdown = {
         "methodology": methodology.code,
         "version": version.number,
@@ -632,13 +657,7 @@ def calculate(
         "project_g": str(outcome.project),
         "net_g": str(outcome.net),
         "evidence_share": str(share),
-        "cap": {
-            "unit": cap["unit"] if cap else None,
-            "daily_limit": cap["limit"] if cap else None,
-            "quantity": str(quantity),
-            "credited_quantity": str(credited),
-            "capped_quantity": str(quantity - credited),
-        },
+        "cap": cap_breakdown,
         "exact_g": str(exact),
         "rounding": f"floor({exact}) = {grams} g (rounded down once)",
         "grams": grams,
@@ -650,6 +669,10 @@ def calculate(
         credited_quantity=credited,
         capped_quantity=quantity - credited,
     )
+
+
+# What a lean breakdown holds (the keys an action stores: actions/pipeline/write.py).
+LEAN_BREAKDOWN_KEYS = ("baseline_g", "project_g", "net_g", "evidence_share", "cap", "exact_g", "rounding", "grams")
 
 
 def points_for_grams(grams: int, policy: "PointsPolicyVersion") -> int:

@@ -44,6 +44,7 @@ class Lot:
     expires_at: datetime
     remaining: int
     txn: int
+    earned: bool = True
 
 
 @dataclass
@@ -54,8 +55,8 @@ class Model:
     credits: dict[int, int] = field(default_factory=dict)  # reversible credit txn -> points
     seq: itertools.count = field(default_factory=itertools.count)
 
-    def add_lot(self, expires_at, points, txn):
-        self.lots.append(Lot(next(self.seq), expires_at, points, txn))
+    def add_lot(self, expires_at, points, txn, earned=True):
+        self.lots.append(Lot(next(self.seq), expires_at, points, txn, earned))
 
     def open_lots(self):
         return sorted(
@@ -145,14 +146,17 @@ class LedgerMachine(RuleBasedStateMachine):
         txn = data.draw(st.sampled_from(sorted(self.model.spends)))
         reversal = transaction_reverse(transaction_id=txn, reason="cancelled", idempotency_key=self.key("rs"))
         for lot, n in self.model.spends.pop(txn):
-            self.model.add_lot(lot.expires_at, n, reversal)
+            self.model.add_lot(lot.expires_at, n, reversal, earned=False)
 
     @precondition(lambda self: self.model.credits)
     @rule(data=st.data())
     def reverse_credit(self, data):
         txn = data.draw(st.sampled_from(sorted(self.model.credits)))
         points = self.model.credits[txn]
-        own = [lot for lot in self.model.lots if lot.txn == txn]
+        # The ledger keeps one earned lot per expiry date: a credit's points come back from its date's earned
+        # points first (whichever credit of that date brought them), then soonest expiry.
+        expiry = next(lot.expires_at for lot in self.model.lots if lot.txn == txn)
+        own = [lot for lot in self.model.lots if lot.earned and lot.expires_at == expiry]
         available = sum(lot.remaining for lot in own) + sum(
             lot.remaining for lot in self.model.open_lots() if lot not in own
         )

@@ -55,7 +55,7 @@ from backend.ledger.services.accounts import (
 from backend.ledger.services.integrity import balances_reconcile, merkle_root_compute
 from backend.ledger.services.posting import (
     BALANCE_UPDATE,
-    LOT_INSERT,
+    LOT_UPSERT,
     POSTING_COPY,
     POSTING_TYPES,
     TXN_INSERT,
@@ -82,7 +82,7 @@ __all__ = [
     "ACCOUNT_SELECT",
     "BALANCE_UPDATE",
     "FLOORED_SYSTEM_MONEY",
-    "LOT_INSERT",
+    "LOT_UPSERT",
     "MERCHANT_ACCOUNTS",
     "POSTING_COPY",
     "POSTING_TYPES",

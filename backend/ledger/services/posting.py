@@ -161,7 +161,8 @@ def _post_one(
             effective_at=effective_at or now,
             reverses_id=reverses_id,
             releases_id=releases_id,
-            lot_expiry_months=lot_expiry_months,
+            # Also stored when a credit's lot lives other than 12 months: its reversal finds the lot by expiry date.
+            lot_expiry_months=_months_stored(points_expiry_months) if lot_expiry_months is None else lot_expiry_months,
         )
         postings = [
             PostingRow(accounts[leg.account].id, accounts[leg.account].unit, accounts[leg.account].currency, leg.amount)
@@ -193,6 +194,11 @@ def _post_one(
             if by_id[account_id].holds_lots:
                 (lot_handler or _default_lots)(txn, by_id[account_id], delta[account_id], now, points_expiry_months)
     return txn.id
+
+
+def _months_stored(months: int) -> int | None:
+    """The lot months a transaction records: NULL for the default 12 (what a reader assumes when NULL)."""
+    return None if months == 12 else months
 
 
 def ledger_post(
@@ -308,10 +314,15 @@ TXN_INSERT = (
 )
 POSTING_COPY = "COPY ledger_posting (transaction_id, account_id, unit, currency, amount) FROM STDIN (FORMAT BINARY)"
 POSTING_TYPES = ["int8", "int8", "text", "text", "int8"]
-LOT_INSERT = (
-    "INSERT INTO ledger_pointslot (account_id, transaction_id, kind, amount, remaining, expires_at)"
+# One earned lot per account and expiry date (`ledger_lot_one_per_month`): a credit adds to it. The amount and
+# remaining columns are in no index, so adding is a HOT update (no index entry) when the page has room
+# (fillfactor, migration 0008). Rows arrive summed per (account, expiry) and sorted: a fixed lock order.
+LOT_UPSERT = (
+    "INSERT INTO ledger_pointslot AS l (account_id, transaction_id, kind, amount, remaining, expires_at)"
     " SELECT a, t, 'earned', n, n, e FROM unnest(%b::bigint[], %b::bigint[], %b::bigint[], %b::timestamptz[])"
-    " AS u(a, t, n, e)"
+    " AS u(a, t, n, e) ORDER BY a, e"
+    " ON CONFLICT (account_id, expires_at) WHERE kind = 'earned' AND expired_at IS NULL"
+    " DO UPDATE SET amount = l.amount + EXCLUDED.amount, remaining = l.remaining + EXCLUDED.remaining"
 )
 BALANCE_UPDATE = (
     "UPDATE ledger_account a SET balance = a.balance + v.d"
@@ -373,7 +384,11 @@ def _action_credits_bulk_pg(plans: list[_CreditPlan]) -> dict[str, int]:
                 [p.credit.idempotency_key for p in plans],
                 [p.content_hash for p in plans],
                 [p.credit.effective_at for p in plans],
-                [p.credit.points_expiry_months if p.credit.pending else None for p in plans],
+                # Pending: the policy applied on release; otherwise where the lot is, for a reversal.
+                [
+                    p.credit.points_expiry_months if p.credit.pending else _months_stored(p.credit.points_expiry_months)
+                    for p in plans
+                ],
             ],
         )
         inserted = {key: (txn_id, eff) for txn_id, key, eff in cur.fetchall()}
@@ -402,7 +417,7 @@ def _action_credits_bulk_pg(plans: list[_CreditPlan]) -> dict[str, int]:
 
         transaction.on_commit(lambda credits=[p.credit for p in fresh]: leaderboards_credits_posted(credits))
         delta: dict[int, int] = defaultdict(int)
-        lots_a, lots_t, lots_n, lots_e = [], [], [], []
+        lots: dict[tuple[int, datetime], list[int]] = {}  # (account, expiry) -> [opening transaction, points]
         with cur.copy(POSTING_COPY) as copy:
             copy.set_types(POSTING_TYPES)
             for p in fresh:
@@ -413,13 +428,16 @@ def _action_credits_bulk_pg(plans: list[_CreditPlan]) -> dict[str, int]:
                     if acct.floored:
                         delta[acct.id] += leg.amount
                     if acct.holds_lots:
-                        lots_a.append(acct.id)
-                        lots_t.append(txn_id)
-                        lots_n.append(leg.amount)
-                        lots_e.append(lot_expires_at(p.credit.effective_at, p.credit.points_expiry_months))
-        if lots_a:
-            cur.execute(LOT_INSERT, [lots_a, lots_t, lots_n, lots_e])
+                        expiry = lot_expires_at(p.credit.effective_at, p.credit.points_expiry_months)
+                        lot = lots.setdefault((acct.id, expiry), [txn_id, 0])
+                        lot[1] += leg.amount
         if delta:
             ids = sorted(delta)  # a fixed lock order: concurrent batches never deadlock on balances
             cur.execute(BALANCE_UPDATE, [ids, [delta[i] for i in ids]])
+        if lots:  # after the balances: the lock order of every poster is accounts by id, then lots
+            keys = sorted(lots)
+            cur.execute(
+                LOT_UPSERT,
+                [[a for a, _ in keys], [lots[k][0] for k in keys], [lots[k][1] for k in keys], [e for _, e in keys]],
+            )
     return result

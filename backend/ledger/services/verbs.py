@@ -9,7 +9,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from backend.core.errors import ApplicationError, ConflictError
-from backend.ledger.expiry import lot_last_valid_day
+from backend.ledger.expiry import lot_expires_at, lot_last_valid_day
 from backend.ledger.models import (
     Account,
     LedgerTransaction,
@@ -128,7 +128,8 @@ def transaction_reverse(*, transaction_id: int, reason: str, idempotency_key: st
                 txn_id=txn.id,
                 kind=LotConsumption.Kind.REVERSAL,
                 now=now,
-                first_from_txn=original.id,
+                # The credit's points were added to its account's earned lot of this expiry date.
+                first_from_expiry=lot_expires_at(original.effective_at, original.lot_expiry_months or 12),
             )
             return
         consumed = LotConsumption.objects.filter(transaction=original, lot__account_id=acct.id).select_related("lot")
@@ -163,22 +164,23 @@ def transaction_reverse(*, transaction_id: int, reason: str, idempotency_key: st
 
 def points_lots_expire(*, now: datetime | None = None) -> int:
     """Expire what is left of every due lot: one transaction per lot (key `expiry:lot:<id>`, so once per lot
-    however often this runs), moving the points to system:points_expired. Takes the same locks as spending
-    (the account row, then its lots). Returns how many lots were expired by this run."""
+    however often this runs), moving the points to system:points_expired. A due lot already spent out is only
+    marked expired: it leaves the due index, and a late credit of its month opens a new lot. Takes the same
+    locks as spending (the account row, then its lots). Returns how many lots were expired by this run."""
     now = now or timezone.now()
-    account_ids = sorted(
-        set(PointsLot.objects.filter(remaining__gt=0, expires_at__lte=now).values_list("account_id", flat=True))
-    )
+    due_lots = PointsLot.objects.filter(expired_at__isnull=True, expires_at__lte=now)
+    account_ids = sorted(set(due_lots.values_list("account_id", flat=True)))
     expired = 0
     for account_id in account_ids:
         with transaction.atomic():
             account = Account.objects.select_for_update().get(id=account_id)
-            due = list(
-                PointsLot.objects.select_for_update()
-                .filter(account_id=account_id, remaining__gt=0, expires_at__lte=now)
-                .order_by("expires_at", "id")
-            )
+            due = list(due_lots.select_for_update().filter(account_id=account_id).order_by("expires_at", "id"))
+            spent_out = [lot.id for lot in due if lot.remaining == 0]
+            if spent_out:
+                PointsLot.objects.filter(id__in=spent_out).update(expired_at=now)
             for lot in due:
+                if lot.remaining == 0:
+                    continue
                 _post_one(
                     kind=Kind.POINTS_EXPIRY,
                     reason=f"Points expired (valid through {lot_last_valid_day(lot.expires_at).isoformat()})",
