@@ -12,10 +12,11 @@ possible time (only until the commit that follows it). No read-then-act: each cl
 WHERE clause is the check, and CHECK constraints (stock >= 0, count >= 0, balance >= 0) are the backstop.
 """
 
+from contextlib import nullcontext
 from datetime import datetime
 from functools import cache
 
-from django.db import DEFAULT_DB_ALIAS, connection, connections
+from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 from django.db.models import F
 
 from backend.core.bulk import BoundCursor
@@ -85,6 +86,71 @@ def voucher_claim(voucher: Voucher) -> None:
         cur.execute(sql, params, prepare=True)
         voucher.pk = cur.cursor.fetchone()[0]
     voucher._state.adding, voucher._state.db = False, db.alias
+
+
+# The whole write half of a redemption, (1) to (4) above in this order, as one statement: the PostgreSQL function
+# of rewards/migrations/0004 (which calls ledger_points_spend, ledger migration 0008). Its refusals are P0001
+# errors whose message is the error code; the statement rolls back as a whole.
+REDEEM_SQL = (
+    "SELECT rewards_redeem(%s::text, %s::bigint, %s::bigint, %s::bigint, %s::text, %s::text, %s::integer,"
+    " %s::bigint, %s::text, %s::text, %s::integer, %s::boolean, %s::timestamptz, %s::timestamptz, %s::text,"
+    " %s::text, %s::text)"
+)
+REDEEM_REFUSALS = frozenset({"insufficient_points", "reward_limit_reached", "reward_out_of_stock"})
+
+
+class RedeemRefused(Exception):
+    """`redeem_write` refused: `code` is one of REDEEM_REFUSALS; nothing was written."""
+
+    def __init__(self, code: str):
+        super().__init__(code)
+        self.code = code
+
+
+def redeem_write(*, voucher: Voucher, limit_count: int, reason: str, content: tuple[str, str]) -> bool:
+    """(1)-(4) in one round trip on PostgreSQL: claim the (unsaved) voucher's idempotency key, the limit, move the
+    points to the hold and take the item. Outside a transaction (the API's case) the statement is its own
+    transaction, so the COMMIT follows the hot row's UPDATE inside PostgreSQL: no round trip, no Python between
+    them. Inside an atomic block (tests, the admin) it runs in a savepoint, so a refusal leaves the caller's
+    transaction usable. True when written (voucher.pk set); False when the INSERT conflicted: the key was used
+    (a replay, or a concurrent request with it committed first) or the code collided: the caller looks which.
+    Raises RedeemRefused. `content`: `points_spend_content` of the hold (its hash gets the voucher id)."""
+    import psycopg
+
+    db = connections[DEFAULT_DB_ALIAS]
+    params = [
+        voucher.code,
+        voucher.reward_id,
+        voucher.merchant_id,
+        voucher.resident_id,
+        voucher.idempotency_key,
+        voucher.request_hash,
+        voucher.points_cost,
+        voucher.face_value_minor,
+        voucher.currency,
+        voucher.limit_period_key,
+        limit_count or 0,
+        voucher.stock_taken,
+        voucher.issued_at,
+        voucher.expires_at,
+        reason,
+        content[0],
+        content[1],
+    ]
+    # A savepoint only when nested: outside, the statement alone is the transaction (autocommit).
+    with transaction.atomic() if db.in_atomic_block else nullcontext(), db.wrap_database_errors, BoundCursor() as cur:
+        try:
+            cur.execute(REDEEM_SQL, params, prepare=True)
+        except psycopg.errors.RaiseException as exc:
+            if exc.diag.message_primary in REDEEM_REFUSALS:
+                raise RedeemRefused(exc.diag.message_primary) from None
+            raise
+        voucher_id = cur.cursor.fetchone()[0]
+    if voucher_id is None:
+        return False
+    voucher.pk = voucher_id
+    voucher._state.adding, voucher._state.db = False, db.alias
+    return True
 
 
 STOCK_TAKE = "UPDATE rewards_reward SET stock = stock - 1 WHERE id = %s AND stock > 0 AND status = %s RETURNING stock"

@@ -20,13 +20,20 @@ import re
 import secrets
 from datetime import datetime, timedelta
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from backend.core.errors import ApplicationError
 from backend.ledger.models import LedgerTransaction
-from backend.ledger.services import Leg, ledger_post, points_spend, transaction_reverse
+from backend.ledger.services import (
+    Leg,
+    ledger_backfilling,
+    ledger_post,
+    points_spend,
+    points_spend_content,
+    transaction_reverse,
+)
 from backend.offsets.settlement import payable_create
 from rewards import locking
 from rewards.cache import catalogue_changed
@@ -127,9 +134,21 @@ def reward_redeem(*, resident, reward_id: int, idempotency_key: str | None, body
         if replay is not None:
             return replay, False
         raise
+    one_statement = connection.vendor == "postgresql" and not ledger_backfilling()
     for _attempt in range(3):
         try:
-            return _authorise(resident=resident, reward=reward, key=idempotency_key, rhash=rhash, now=now), True
+            if not one_statement:
+                return _authorise(resident=resident, reward=reward, key=idempotency_key, rhash=rhash, now=now), True
+            voucher = _authorise_in_one_statement(
+                resident=resident, reward=reward, key=idempotency_key, rhash=rhash, now=now
+            )
+            if voucher is not None:
+                return voucher, True
+            # Not written: the key was used (a replay, or a concurrent request with it committed first), or the
+            # voucher code collided (then the look-up finds nothing and the loop tries a new code).
+            replay = _replay(resident_id=resident.pk, idempotency_key=idempotency_key, rhash=rhash)
+            if replay is not None:
+                return replay, False
         except IntegrityError as exc:
             # The key was used before (a replay), or a concurrent request with it committed first: answer with
             # its voucher. (Asked of the table, not of the message: SQLite does not name the constraint.)
@@ -141,12 +160,9 @@ def reward_redeem(*, resident, reward_id: int, idempotency_key: str | None, body
     raise ApplicationError(_("Please try again."), code="retry", status_code=503)
 
 
-@transaction.atomic
-def _authorise(*, resident, reward: Reward, key: str, rhash: str, now: datetime) -> Voucher:
+def _voucher_new(*, resident, reward: Reward, key: str, rhash: str, now: datetime) -> Voucher:
     period_key = locking.limit_period_key(reward.limit_period, now) if reward.limit_count else ""
-    # (1) The idempotency claim. A concurrent request with the same key waits here on the unique index until
-    # the first commits (then fails with IntegrityError and replays) or rolls back (then goes on).
-    voucher = Voucher(
+    return Voucher(
         code=voucher_code_new(),
         reward=reward,
         merchant=reward.merchant,  # already loaded: the response needs no further query
@@ -161,35 +177,76 @@ def _authorise(*, resident, reward: Reward, key: str, rhash: str, now: datetime)
         issued_at=now,
         expires_at=now + timedelta(days=reward.voucher_validity_days),
     )
+
+
+_REFUSALS = {  # the error of each refusal of the write half (both paths)
+    "reward_limit_reached": _("You have reached this reward's limit for the period."),
+    "insufficient_points": _("Not enough points."),
+    "reward_out_of_stock": _("This reward is out of stock."),
+}
+
+
+def _refused(code: str) -> ApplicationError:
+    return ApplicationError(_REFUSALS[code], code=code, status_code=409)
+
+
+def _hold_reason(reward: Reward) -> str:
+    return f"Reward: {reward.title_zh}"[:255]
+
+
+def _authorise_in_one_statement(*, resident, reward: Reward, key: str, rhash: str, now: datetime) -> Voucher | None:
+    """PostgreSQL: (1)-(4) of `_authorise` in one statement and one round trip, its own transaction
+    (`locking.redeem_write`, the function of rewards/migrations/0004). None when the voucher INSERT conflicted."""
+    voucher = _voucher_new(resident=resident, reward=reward, key=key, rhash=rhash, now=now)
+    reason = _hold_reason(reward)
+    content = points_spend_content(
+        resident_id=resident.pk, points=reward.points_cost, reason=reason, source_type="voucher"
+    )
+    try:
+        written = locking.redeem_write(voucher=voucher, limit_count=reward.limit_count, reason=reason, content=content)
+    except locking.RedeemRefused as exc:
+        raise _refused(exc.code) from None
+    if not written:
+        return None
+    if reward.stock is not None:
+        catalogue_changed()  # after the commit (at once when the statement was its own transaction)
+    return voucher
+
+
+@transaction.atomic
+def _authorise(*, resident, reward: Reward, key: str, rhash: str, now: datetime) -> Voucher:
+    """Elsewhere than PostgreSQL (the embedded SQLite quick start) and while importing history: the same, one
+    statement after another in one transaction."""
+    voucher = _voucher_new(resident=resident, reward=reward, key=key, rhash=rhash, now=now)
+    # (1) The idempotency claim. A concurrent request with the same key waits here on the unique index until
+    # the first commits (then fails with IntegrityError and replays) or rolls back (then goes on).
     locking.voucher_claim(voucher)
     # (2) The per-resident limit: one guarded upsert is the claim.
     if reward.limit_count and not locking.limit_claim(
-        reward_id=reward.pk, resident_id=resident.pk, period_key=period_key, limit=reward.limit_count
+        reward_id=reward.pk, resident_id=resident.pk, period_key=voucher.limit_period_key, limit=reward.limit_count
     ):
-        raise ApplicationError(
-            _("You have reached this reward's limit for the period."), code="reward_limit_reached", status_code=409
-        )
+        raise _refused("reward_limit_reached")
     # (3) The points: resident -> hold, lots soonest expiry first; the balance CHECK is the backstop.
     try:
         points_spend(
             resident_id=resident.pk,
             points=reward.points_cost,
             idempotency_key=hold_key(voucher.pk),
-            reason=f"Reward: {reward.title_zh}"[:255],
+            reason=_hold_reason(reward),
             source_type="voucher",
             source_id=voucher.pk,
             savepoint=False,  # any refusal rolls back the whole redemption: no partial rollback needed
         )
     except ApplicationError as exc:
         if exc.get_codes() == "insufficient_points":
-            raise ApplicationError(_("Not enough points."), code="insufficient_points", status_code=409) from None
+            raise _refused("insufficient_points") from None
         raise
     # (4) The item: the hot row, locked last and only until commit, which goes out in the same round trip
     # (`stock_take_and_commit`: nothing may be written after it).
     if reward.stock is not None:
         catalogue_changed()  # registered now, run after the commit (dropped with a rollback)
         if not locking.stock_take_and_commit(reward_id=reward.pk):
-            raise ApplicationError(_("This reward is out of stock."), code="reward_out_of_stock", status_code=409)
+            raise _refused("reward_out_of_stock")
     return voucher
 
 

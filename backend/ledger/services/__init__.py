@@ -66,6 +66,7 @@ from backend.ledger.services.posting import (
     LotHandler,
     action_credits_post_bulk,
     ledger_backfill,
+    ledger_backfilling,
     ledger_post,
     ledger_post_bulk,
 )
@@ -74,6 +75,7 @@ from backend.ledger.services.verbs import (
     pending_credit_reverse,
     points_lots_expire,
     points_spend,
+    points_spend_content,
     transaction_reverse,
 )
 
@@ -102,6 +104,7 @@ __all__ = [
     "action_credits_post_bulk",
     "balances_reconcile",
     "ledger_backfill",
+    "ledger_backfilling",
     "ledger_post",
     "ledger_post_bulk",
     "lot_expires_at",
@@ -111,6 +114,7 @@ __all__ = [
     "pending_credit_reverse",
     "points_lots_expire",
     "points_spend",
+    "points_spend_content",
     "resident_account_key",
     "transaction_reverse",
 ]

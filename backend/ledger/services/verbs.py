@@ -18,7 +18,7 @@ from backend.ledger.models import (
 )
 from backend.ledger.services.accounts import AccountRow, resident_account_key
 from backend.ledger.services.lots import _lots_consume
-from backend.ledger.services.posting import Kind, Leg, LotHandler, _post_one
+from backend.ledger.services.posting import Kind, Leg, LotHandler, _content_text, _generic_content, _post_one
 
 
 def _locked_transaction(**lookup) -> LedgerTransaction:
@@ -102,6 +102,24 @@ def points_spend(
         legs=[Leg(resident_account_key(resident_id, "points"), -points), Leg(target, points)],
         savepoint=savepoint,
     )
+
+
+def points_spend_content(
+    *, resident_id: int, points: int, reason: str, source_type: str, to_account: str = "redemption_hold"
+) -> tuple[str, str]:
+    """For the database function `ledger_points_spend` (ledger migration 0008), called by a write path that knows
+    the source id only inside the database (rewards' one-statement redemption): the canonical content text of
+    the same `points_spend`, split where the source id goes. sha256(prefix + str(source_id) + suffix) is the
+    content hash `points_spend(..., source_id=source_id)` would store, so either path can check the other."""
+    target = to_account if ":" in to_account else f"system:{to_account}"
+    legs = [Leg(resident_account_key(resident_id, "points"), -points), Leg(target, points)]
+    text = _content_text(
+        _generic_content(kind=Kind.POINTS_SPEND, reason=reason, source_type=source_type, source_id=None, legs=legs)
+    )
+    tail = "null]}"  # "source" sorts last: the text ends with "source":["<type>",null]}
+    if not text.endswith(f'"source":[{_content_text(source_type)},{tail}'):
+        raise AssertionError("the content's last key is no longer its source")
+    return text[: -len(tail)], "]}"
 
 
 @transaction.atomic
