@@ -137,3 +137,41 @@ def test_a_voucher_code_collision_is_retried_with_a_new_code(make_user, shop, re
     assert Voucher.objects.filter(resident=resident).count() == 1 and balance(resident) == 90
     assert Reward.objects.get(pk=reward.pk).stock == 3
     assert_rewards_invariants()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_step_by_step_path_writes_the_same(make_user, shop, reward_factory, monkeypatch):
+    """Where the one statement is not used (SQLite, a ledger backfill), `_authorise` writes the same rows: the same
+    voucher fields, the same ledger transaction (kind, key pattern, reason, content-hash definition, postings) and
+    the same lots consumed, so both paths can be cancelled, captured and verified alike."""
+    reward = reward_factory(shop[0], points_cost=150, stock=4, title_zh="双份咖啡", limit_count=3, limit_period="week")
+    written = {}
+    for path in ("one_statement", "step_by_step"):
+        resident = make_user()
+        give_points(resident, 100)
+        give_points(resident, 100, months=24)
+        if path == "step_by_step":
+            monkeypatch.setattr(services, "ledger_backfilling", lambda: True)
+            monkeypatch.setattr(services.locking, "redeem_write", None)  # not called on this path
+        voucher, created = services.reward_redeem(resident=resident, reward_id=reward.pk, idempotency_key="k")
+        assert created
+        txn = LedgerTransaction.objects.get(idempotency_key=f"voucher:{voucher.pk}:hold")
+        reason = f"Reward: {reward.title_zh}"
+        legs = [Leg(f"resident:{resident.pk}:points", -150), Leg("system:redemption_hold", 150)]
+        content = _generic_content(
+            kind="points_spend", reason=reason, source_type="voucher", source_id=voucher.pk, legs=legs
+        )
+        assert txn.content_hash == _content_hash(content), path
+        row = Voucher.objects.filter(pk=voucher.pk).values(
+            "status", "points_cost", "stock_taken", "limit_period_key", "face_value_minor", "currency"
+        )[0]
+        written[path] = (
+            row,
+            (txn.kind, txn.reason, txn.source_type),
+            sorted(LotConsumption.objects.filter(transaction=txn).values_list("amount", flat=True)),
+            list(Posting.objects.filter(transaction=txn).order_by("id").values_list("amount", flat=True)),
+            RewardLimitUsage.objects.get(reward=reward, resident=resident).count,
+        )
+    assert written["one_statement"] == written["step_by_step"]
+    assert Reward.objects.get(pk=reward.pk).stock == 2
+    assert_rewards_invariants()
