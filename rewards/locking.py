@@ -13,6 +13,7 @@ WHERE clause is the check, and CHECK constraints (stock >= 0, count >= 0, balanc
 """
 
 from contextlib import nullcontext
+from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
 
@@ -88,55 +89,68 @@ def voucher_claim(voucher: Voucher) -> None:
     voucher._state.adding, voucher._state.db = False, db.alias
 
 
-# The whole write half of a redemption, (1) to (4) above in this order, as one statement: the PostgreSQL function
-# of rewards/migrations/0004 (which calls ledger_points_spend, ledger migration 0008). Its refusals are P0001
-# errors whose message is the error code; the statement rolls back as a whole.
+# A whole redemption, (1) to (4) above in this order after reading the reward and checking it is available, as
+# one statement: the PostgreSQL function of rewards/migrations/0004 (which calls ledger_points_spend, ledger
+# migration 0008). Its refusals are P0001 errors whose message is the error code; the statement rolls back whole.
 REDEEM_SQL = (
-    "SELECT rewards_redeem(%s::text, %s::bigint, %s::bigint, %s::bigint, %s::text, %s::text, %s::integer,"
-    " %s::bigint, %s::text, %s::text, %s::integer, %s::boolean, %s::timestamptz, %s::timestamptz, %s::text,"
-    " %s::text, %s::text)"
+    "SELECT * FROM rewards_redeem(%s::bigint, %s::bigint, %s::text, %s::text, %s::text, %s::text,"
+    " %s::timestamptz, %s::text[])"
 )
-REDEEM_REFUSALS = frozenset({"insufficient_points", "reward_limit_reached", "reward_out_of_stock"})
+REDEEM_REFUSALS = frozenset(
+    {
+        "not_found",
+        "reward_not_available:status",
+        "reward_not_available:time",
+        "reward_not_available:district",
+        "reward_out_of_stock",
+        "reward_limit_reached",
+        "insufficient_points",
+    }
+)
 
 
 class RedeemRefused(Exception):
-    """`redeem_write` refused: `code` is one of REDEEM_REFUSALS; nothing was written."""
+    """`redeem_in_one_statement` refused: `code` is one of REDEEM_REFUSALS; nothing was written."""
 
     def __init__(self, code: str):
         super().__init__(code)
         self.code = code
 
 
-def redeem_write(*, voucher: Voucher, limit_count: int, reason: str, content: tuple[str, str]) -> bool:
-    """(1)-(4) in one round trip on PostgreSQL: claim the (unsaved) voucher's idempotency key, the limit, move the
-    points to the hold and take the item. Outside a transaction (the API's case) the statement is its own
-    transaction, so the COMMIT follows the hot row's UPDATE inside PostgreSQL: no round trip, no Python between
-    them. Inside an atomic block (tests, the admin) it runs in a savepoint, so a refusal leaves the caller's
-    transaction usable. True when written (voucher.pk set); False when the INSERT conflicted: the key was used
-    (a replay, or a concurrent request with it committed first) or the code collided: the caller looks which.
-    Raises RedeemRefused. `content`: `points_spend_content` of the hold (its hash gets the voucher id)."""
+@dataclass(frozen=True)
+class Redeemed:
+    """The row of `rewards_redeem`: outcome `created` (everything below is set) or `conflict` (the voucher INSERT
+    met the key's or the code's unique index, or a refusal found a voucher of the key: nothing was written)."""
+
+    outcome: str
+    voucher_id: int | None
+    merchant_id: int | None
+    points_cost: int | None
+    face_value_minor: int | None
+    currency: str | None
+    limit_period_key: str | None
+    stock_taken: bool | None
+    expires_at: datetime | None
+    title_zh: str | None
+    title_en: str | None
+    name_zh: str | None
+    name_en: str | None
+    address: str | None
+
+
+def redeem_in_one_statement(
+    *, reward_id: int, resident, idempotency_key: str, request_hash: str, code: str, now: datetime
+) -> Redeemed:
+    """PostgreSQL: the reward read, its availability and (1)-(4) in one round trip. Outside a transaction (the
+    API's case) the statement is its own transaction; inside an atomic block (tests, the admin) it runs in a
+    savepoint, so a refusal leaves the caller's transaction usable. Raises RedeemRefused."""
     import psycopg
 
     db = connections[DEFAULT_DB_ALIAS]
-    params = [
-        voucher.code,
-        voucher.reward_id,
-        voucher.merchant_id,
-        voucher.resident_id,
-        voucher.idempotency_key,
-        voucher.request_hash,
-        voucher.points_cost,
-        voucher.face_value_minor,
-        voucher.currency,
-        voucher.limit_period_key,
-        limit_count or 0,
-        voucher.stock_taken,
-        voucher.issued_at,
-        voucher.expires_at,
-        reason,
-        content[0],
-        content[1],
-    ]
+    # The calendar periods a limit may count against, computed here once (Asia/Shanghai, as everywhere).
+    periods = [limit_period_key(p, now) for p in (Reward.Period.DAY, Reward.Period.WEEK, Reward.Period.MONTH)]
+    district = resident.district_id
+    params = [reward_id, resident.pk, district, idempotency_key, request_hash, code, now, periods]
     # A savepoint only when nested: outside, the statement alone is the transaction (autocommit).
     with transaction.atomic() if db.in_atomic_block else nullcontext(), db.wrap_database_errors, BoundCursor() as cur:
         try:
@@ -145,12 +159,7 @@ def redeem_write(*, voucher: Voucher, limit_count: int, reason: str, content: tu
             if exc.diag.message_primary in REDEEM_REFUSALS:
                 raise RedeemRefused(exc.diag.message_primary) from None
             raise
-        voucher_id = cur.cursor.fetchone()[0]
-    if voucher_id is None:
-        return False
-    voucher.pk = voucher_id
-    voucher._state.adding, voucher._state.db = False, db.alias
-    return True
+        return Redeemed(*cur.cursor.fetchone())
 
 
 STOCK_TAKE = "UPDATE rewards_reward SET stock = stock - 1 WHERE id = %s AND stock > 0 AND status = %s RETURNING stock"

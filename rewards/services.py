@@ -31,14 +31,13 @@ from backend.ledger.services import (
     ledger_backfilling,
     ledger_post,
     points_spend,
-    points_spend_content,
     transaction_reverse,
 )
 from backend.offsets.settlement import payable_create
 from rewards import locking
 from rewards.cache import catalogue_changed
 from rewards.models import Merchant, MerchantStaff, Reward, Voucher
-from rewards.selectors import reward_for_redemption
+from rewards.selectors import MAX_ID, reward_for_redemption
 
 logger = logging.getLogger(__name__)
 
@@ -120,6 +119,8 @@ def reward_redeem(*, resident, reward_id: int, idempotency_key: str | None, body
             _("Idempotency-Key: 1 to 100 letters, digits or _ . : -"), code="idempotency_key_invalid"
         )
     rhash = request_hash(reward_id=reward_id, body=body or {})
+    if connection.vendor == "postgresql" and not ledger_backfilling():
+        return _redeem_in_one_statement(resident=resident, reward_id=reward_id, key=idempotency_key, rhash=rhash)
     # No look-up of the key first: the voucher INSERT's unique index is the idempotency check (a replay is the
     # rare case and pays for it below). A refusal before that INSERT looks for a replay first, so the same key
     # still answers the same voucher after the reward ran out or was paused.
@@ -134,21 +135,9 @@ def reward_redeem(*, resident, reward_id: int, idempotency_key: str | None, body
         if replay is not None:
             return replay, False
         raise
-    one_statement = connection.vendor == "postgresql" and not ledger_backfilling()
     for _attempt in range(3):
         try:
-            if not one_statement:
-                return _authorise(resident=resident, reward=reward, key=idempotency_key, rhash=rhash, now=now), True
-            voucher = _authorise_in_one_statement(
-                resident=resident, reward=reward, key=idempotency_key, rhash=rhash, now=now
-            )
-            if voucher is not None:
-                return voucher, True
-            # Not written: the key was used (a replay, or a concurrent request with it committed first), or the
-            # voucher code collided (then the look-up finds nothing and the loop tries a new code).
-            replay = _replay(resident_id=resident.pk, idempotency_key=idempotency_key, rhash=rhash)
-            if replay is not None:
-                return replay, False
+            return _authorise(resident=resident, reward=reward, key=idempotency_key, rhash=rhash, now=now), True
         except IntegrityError as exc:
             # The key was used before (a replay), or a concurrent request with it committed first: answer with
             # its voucher. (Asked of the table, not of the message: SQLite does not name the constraint.)
@@ -194,23 +183,87 @@ def _hold_reason(reward: Reward) -> str:
     return f"Reward: {reward.title_zh}"[:255]
 
 
-def _authorise_in_one_statement(*, resident, reward: Reward, key: str, rhash: str, now: datetime) -> Voucher | None:
-    """PostgreSQL: (1)-(4) of `_authorise` in one statement and one round trip, its own transaction
-    (`locking.redeem_write`, the function of rewards/migrations/0004). None when the voucher INSERT conflicted."""
-    voucher = _voucher_new(resident=resident, reward=reward, key=key, rhash=rhash, now=now)
-    reason = _hold_reason(reward)
-    content = points_spend_content(
-        resident_id=resident.pk, points=reward.points_cost, reason=reason, source_type="voucher"
+def hold_content(*, resident_id: int, points: int, reward_id: int, voucher_id: int) -> dict:
+    """What the content hash of a voucher's hold transaction covers, on both paths (the database function of
+    rewards/migrations/0004 writes the same JSON text; tests/rewards/test_redeem_statement.py compares them)."""
+    return {
+        "kind": "points_spend",
+        "postings": [[f"resident:{resident_id}:points", -points], [HOLD_ACCOUNT, points]],
+        "reward": reward_id,
+        "source": ["voucher", voucher_id],
+    }
+
+
+_NOT_AVAILABLE = {
+    "reward_not_available:status": _("This reward is not available."),
+    "reward_not_available:time": _("This reward is not available at this time."),
+    "reward_not_available:district": _("This reward is only for residents of another district."),
+}
+
+
+def _refusal(code: str) -> ApplicationError:
+    if code == "not_found":
+        return ApplicationError(_("No such reward."), code="not_found", status_code=404)
+    if code in _NOT_AVAILABLE:
+        return _unavailable(_NOT_AVAILABLE[code])
+    return _refused(code)
+
+
+def _redeem_in_one_statement(*, resident, reward_id: int, key: str, rhash: str) -> tuple[Voucher, bool]:
+    """PostgreSQL: the reward read, its availability and (1)-(4) of `_authorise` in one statement and one round
+    trip, its own transaction (`locking.redeem_in_one_statement`, the function of rewards/migrations/0004)."""
+    reward_id = min(int(reward_id), MAX_ID)
+    for _attempt in range(3):
+        code, now = voucher_code_new(), timezone.now()
+        try:
+            row = locking.redeem_in_one_statement(
+                reward_id=reward_id, resident=resident, idempotency_key=key, request_hash=rhash, code=code, now=now
+            )
+        except locking.RedeemRefused as exc:
+            raise _refusal(exc.code) from None
+        if row.outcome == "created":
+            if row.stock_taken:
+                catalogue_changed()  # after the commit (at once: the statement was its own transaction)
+            return _voucher_issued(
+                row, reward_id=reward_id, resident=resident, key=key, rhash=rhash, code=code, now=now
+            )
+        # Nothing written: the key was used (a replay, or a concurrent request with it committed first), or the
+        # voucher code collided (then the look-up finds nothing and the loop tries a new code).
+        replay = _replay(resident_id=resident.pk, idempotency_key=key, rhash=rhash)
+        if replay is not None:
+            return replay, False
+    raise ApplicationError(_("Please try again."), code="retry", status_code=503)
+
+
+def _voucher_issued(row: locking.Redeemed, *, reward_id: int, resident, key, rhash, code, now) -> tuple[Voucher, bool]:
+    """The voucher the statement wrote, with what its response shows of the reward and the merchant (loaded as
+    deferred instances: any other field is read on first access, as with `.only()`)."""
+    db = connection.alias
+    reward = Reward.from_db(
+        db, ["id", "merchant_id", "title_zh", "title_en"], [reward_id, row.merchant_id, row.title_zh, row.title_en]
     )
-    try:
-        written = locking.redeem_write(voucher=voucher, limit_count=reward.limit_count, reason=reason, content=content)
-    except locking.RedeemRefused as exc:
-        raise _refused(exc.code) from None
-    if not written:
-        return None
-    if reward.stock is not None:
-        catalogue_changed()  # after the commit (at once when the statement was its own transaction)
-    return voucher
+    merchant = Merchant.from_db(
+        db, ["id", "name_zh", "name_en", "address"], [row.merchant_id, row.name_zh, row.name_en, row.address]
+    )
+    reward.merchant = merchant
+    voucher = Voucher(
+        id=row.voucher_id,
+        code=code,
+        reward=reward,
+        merchant=merchant,
+        resident=resident,
+        idempotency_key=key,
+        request_hash=rhash,
+        points_cost=row.points_cost,
+        face_value_minor=row.face_value_minor,
+        currency=row.currency,
+        limit_period_key=row.limit_period_key,
+        stock_taken=row.stock_taken,
+        issued_at=now,
+        expires_at=row.expires_at,
+    )
+    voucher._state.adding, voucher._state.db = False, db
+    return voucher, True
 
 
 @transaction.atomic
@@ -236,6 +289,9 @@ def _authorise(*, resident, reward: Reward, key: str, rhash: str, now: datetime)
             source_type="voucher",
             source_id=voucher.pk,
             savepoint=False,  # any refusal rolls back the whole redemption: no partial rollback needed
+            content=hold_content(
+                resident_id=resident.pk, points=reward.points_cost, reward_id=reward.pk, voucher_id=voucher.pk
+            ),
         )
     except ApplicationError as exc:
         if exc.get_codes() == "insufficient_points":

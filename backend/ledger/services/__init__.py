@@ -75,7 +75,6 @@ from backend.ledger.services.verbs import (
     pending_credit_reverse,
     points_lots_expire,
     points_spend,
-    points_spend_content,
     transaction_reverse,
 )
 
@@ -114,7 +113,6 @@ __all__ = [
     "pending_credit_reverse",
     "points_lots_expire",
     "points_spend",
-    "points_spend_content",
     "resident_account_key",
     "transaction_reverse",
 ]

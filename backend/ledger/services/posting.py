@@ -57,36 +57,8 @@ class LedgerEntry:
     points_expiry_months: int = 12
 
 
-def _content_text(payload: dict) -> str:
-    """The canonical JSON of a transaction's content (ASCII: `ensure_ascii`), whose SHA-256 is its content hash."""
-    return json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
-
-
 def _content_hash(payload: dict) -> str:
-    return hashlib.sha256(_content_text(payload).encode()).hexdigest()
-
-
-def _generic_content(
-    *,
-    kind: str,
-    reason: str,
-    source_type: str,
-    source_id: int | None,
-    legs: Sequence["Leg"],
-    effective_at: datetime | None = None,
-    reverses_id: int | None = None,
-    releases_id: int | None = None,
-) -> dict:
-    """What the content hash of a posting covers (unless the caller gives its own content)."""
-    return {
-        "kind": kind,
-        "reason": reason,
-        "source": [source_type, source_id],
-        "postings": sorted([leg.account, int(leg.amount)] for leg in legs),
-        "effective_at": effective_at.isoformat() if effective_at else None,
-        "reverses": reverses_id,
-        "releases": releases_id,
-    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str).encode()).hexdigest()
 
 
 def _existing(idempotency_key: str, content_hash: str) -> int | None:
@@ -160,16 +132,15 @@ def _post_one(
         raise ApplicationError(_("A transaction needs at least two postings."), code="ledger_unbalanced")
     content_hash = _content_hash(
         content
-        or _generic_content(
-            kind=kind,
-            reason=reason,
-            source_type=source_type,
-            source_id=source_id,
-            legs=legs,
-            effective_at=effective_at,
-            reverses_id=reverses_id,
-            releases_id=releases_id,
-        )
+        or {
+            "kind": kind,
+            "reason": reason,
+            "source": [source_type, source_id],
+            "postings": sorted([leg.account, int(leg.amount)] for leg in legs),
+            "effective_at": effective_at.isoformat() if effective_at else None,
+            "reverses": reverses_id,
+            "releases": releases_id,
+        }
     )
     now = timezone.now()
     booked_on = _booking_day(effective_at or now)

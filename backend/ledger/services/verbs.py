@@ -18,7 +18,7 @@ from backend.ledger.models import (
 )
 from backend.ledger.services.accounts import AccountRow, resident_account_key
 from backend.ledger.services.lots import _lots_consume
-from backend.ledger.services.posting import Kind, Leg, LotHandler, _content_text, _generic_content, _post_one
+from backend.ledger.services.posting import Kind, Leg, LotHandler, _post_one
 
 
 def _locked_transaction(**lookup) -> LedgerTransaction:
@@ -86,10 +86,13 @@ def points_spend(
     source_id: int,
     to_account: str = "redemption_hold",
     savepoint: bool = True,
+    content: dict | None = None,
 ) -> int:
     """Spend a resident's points, consuming lots soonest expiry first (lots already due are not spendable).
     `to_account` is a system account name or a full account key. Raises `insufficient_points` when short.
-    `savepoint=False` inside a transaction that is rolled back as a whole on any error (as `ledger_post`)."""
+    `savepoint=False` inside a transaction that is rolled back as a whole on any error (as `ledger_post`).
+    `content`: what the idempotency key's content hash covers, when the caller defines it (as the database
+    function `ledger_points_spend`'s callers do); by default the generic content of a posting."""
     if points <= 0:
         raise ApplicationError(_("Spend a positive number of points."), code="ledger_invalid_amount")
     target = to_account if ":" in to_account else f"system:{to_account}"
@@ -101,25 +104,8 @@ def points_spend(
         idempotency_key=idempotency_key,
         legs=[Leg(resident_account_key(resident_id, "points"), -points), Leg(target, points)],
         savepoint=savepoint,
+        content=content,
     )
-
-
-def points_spend_content(
-    *, resident_id: int, points: int, reason: str, source_type: str, to_account: str = "redemption_hold"
-) -> tuple[str, str]:
-    """For the database function `ledger_points_spend` (ledger migration 0008), called by a write path that knows
-    the source id only inside the database (rewards' one-statement redemption): the canonical content text of
-    the same `points_spend`, split where the source id goes. sha256(prefix + str(source_id) + suffix) is the
-    content hash `points_spend(..., source_id=source_id)` would store, so either path can check the other."""
-    target = to_account if ":" in to_account else f"system:{to_account}"
-    legs = [Leg(resident_account_key(resident_id, "points"), -points), Leg(target, points)]
-    text = _content_text(
-        _generic_content(kind=Kind.POINTS_SPEND, reason=reason, source_type=source_type, source_id=None, legs=legs)
-    )
-    tail = "null]}"  # "source" sorts last: the text ends with "source":["<type>",null]}
-    if not text.endswith(f'"source":[{_content_text(source_type)},{tail}'):
-        raise AssertionError("the content's last key is no longer its source")
-    return text[: -len(tail)], "]}"
 
 
 @transaction.atomic
