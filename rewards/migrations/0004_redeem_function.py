@@ -1,6 +1,6 @@
 """Issue 14 (redemption throughput): `rewards_redeem`, a whole redemption in ONE statement (one round trip, and in
 autocommit its own transaction: the COMMIT follows the hot row's UPDATE inside PostgreSQL, with no network round
-trip and no Python in between). The service (`rewards.services.reward_redeem`) stays the entry point: it checks the
+trip and no Python in between). The service (`rewards.redemption.reward_redeem`) stays the entry point: it checks the
 Idempotency-Key's shape, hashes the request, draws the voucher code and maps refusals to API errors; this function
 does what `reward_for_redemption`, `_check_available` and `_authorise` do on other databases, in the lock order of
 rewards/locking.py:
@@ -13,7 +13,7 @@ rewards/locking.py:
   2. the per-resident limit: the guarded upsert of `LIMIT_CLAIM_SQL` (`reward_limit_reached`); the period keys
      (Asia/Shanghai day, ISO week, month) come from the caller's `limit_period_key`;
   3. the points: `ledger_points_spend` (ledger migration 0008), key `voucher:<id>:hold`, source (voucher, id),
-     content hash = sha256 of `rewards.services.hold_content` (the same definition on both paths);
+     content hash = sha256 of `rewards.redemption.hold_content` (the same definition on both paths);
   4. the item: the guarded stock UPDATE of the hot row, last (`reward_out_of_stock`, also when the reward
      stopped being active meanwhile).
 

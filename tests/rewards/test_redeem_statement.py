@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from backend.ledger.models import LedgerTransaction, LotConsumption, PointsLot, Posting
 from backend.ledger.services.posting import _content_hash
-from rewards import services
+from rewards import redemption, services
 from rewards.models import Merchant, Reward, RewardLimitUsage, Voucher
 from tests.conftest import client_for, requires_postgres
 from tests.rewards.helpers import assert_rewards_invariants, balance, give_points, hold_total, redeem
@@ -84,8 +84,8 @@ def test_the_step_by_step_path_writes_the_same(make_user, shop, reward_factory, 
         give_points(resident, 100)
         give_points(resident, 100, months=24)
         if path == "step_by_step":
-            monkeypatch.setattr(services, "ledger_backfilling", lambda: True)
-            monkeypatch.setattr(services.locking, "redeem_in_one_statement", None)  # not called on this path
+            monkeypatch.setattr(redemption, "ledger_backfilling", lambda: True)
+            monkeypatch.setattr(redemption.locking, "redeem_in_one_statement", None)  # not called on this path
         voucher, created = services.reward_redeem(resident=resident, reward_id=reward.pk, idempotency_key="k")
         assert created
         txn = _hold(voucher.pk)
@@ -238,7 +238,7 @@ def test_a_voucher_code_collision_is_retried_with_a_new_code(make_user, shop, re
     reward = reward_factory(shop[0], points_cost=10, stock=5)
     taken = redeem(client_for(first_resident), reward.pk).json()["code"]
     codes = iter([taken, "NEWCXDE23456"])
-    monkeypatch.setattr(services, "voucher_code_new", lambda: next(codes))
+    monkeypatch.setattr(redemption, "voucher_code_new", lambda: next(codes))
     voucher, created = services.reward_redeem(resident=resident, reward_id=reward.pk, idempotency_key="k")
     assert created and voucher.code == "NEWCXDE23456"
     assert Voucher.objects.get(code=taken).resident_id == first_resident.pk
