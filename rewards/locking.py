@@ -8,14 +8,19 @@ cancel, expire, stock adjustment), so two of them never wait on each other in a 
                                  path sent together with the COMMIT)
 
 The reward row comes last on purpose: it is the hot row of a popular reward, so it is locked for the shortest
-possible time (only until the commit that follows it). No read-then-act: each claim is one statement whose
-WHERE clause is the check, and CHECK constraints (stock >= 0, count >= 0, balance >= 0) are the backstop.
+possible time (only until the commit that follows it). On PostgreSQL a redemption takes 1-4 in this order inside
+one statement, `redeem_in_one_statement` (the function `rewards_redeem`, rewards/migrations/0004), which is its
+own transaction: its COMMIT follows the hot row's UPDATE inside PostgreSQL, with no round trip in between.
+No read-then-act: each claim is one statement whose WHERE clause is the check, and CHECK constraints
+(stock >= 0, count >= 0, balance >= 0) are the backstop.
 """
 
+from contextlib import nullcontext
+from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
 
-from django.db import DEFAULT_DB_ALIAS, connection, connections
+from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 from django.db.models import F
 
 from backend.core.bulk import BoundCursor
@@ -85,6 +90,79 @@ def voucher_claim(voucher: Voucher) -> None:
         cur.execute(sql, params, prepare=True)
         voucher.pk = cur.cursor.fetchone()[0]
     voucher._state.adding, voucher._state.db = False, db.alias
+
+
+# A whole redemption, (1) to (4) above in this order after reading the reward and checking it is available, as
+# one statement: the PostgreSQL function of rewards/migrations/0004 (which calls ledger_points_spend, ledger
+# migration 0008). Its refusals are P0001 errors whose message is the error code; the statement rolls back whole.
+REDEEM_SQL = (
+    "SELECT * FROM rewards_redeem(%s::bigint, %s::bigint, %s::text, %s::text, %s::text, %s::text,"
+    " %s::timestamptz, %s::text[])"
+)
+REDEEM_REFUSALS = frozenset(
+    {
+        "not_found",
+        "reward_not_available:status",
+        "reward_not_available:time",
+        "reward_not_available:district",
+        "reward_out_of_stock",
+        "reward_limit_reached",
+        "insufficient_points",
+    }
+)
+
+
+class RedeemRefused(Exception):
+    """`redeem_in_one_statement` refused: `code` is one of REDEEM_REFUSALS; nothing was written."""
+
+    def __init__(self, code: str):
+        super().__init__(code)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class Redeemed:
+    """The row of `rewards_redeem`: outcome `created` (everything below is set) or `conflict` (the voucher INSERT
+    met the key's or the code's unique index, or a refusal found a voucher of the key: nothing was written)."""
+
+    outcome: str
+    voucher_id: int | None
+    merchant_id: int | None
+    points_cost: int | None
+    face_value_minor: int | None
+    currency: str | None
+    limit_period_key: str | None
+    stock_taken: bool | None
+    expires_at: datetime | None
+    title_zh: str | None
+    title_en: str | None
+    name_zh: str | None
+    name_en: str | None
+    address: str | None
+
+
+def redeem_in_one_statement(
+    *, reward_id: int, resident, idempotency_key: str, request_hash: str, code: str, now: datetime
+) -> Redeemed:
+    """PostgreSQL: the reward read, its availability and (1)-(4) in one round trip. Outside a transaction (the
+    API's case) the statement is its own transaction; inside an atomic block (tests, the admin) it runs in a
+    savepoint, so a refusal leaves the caller's transaction usable. Raises RedeemRefused."""
+    import psycopg
+
+    db = connections[DEFAULT_DB_ALIAS]
+    # The calendar periods a limit may count against, computed here once (Asia/Shanghai, as everywhere).
+    periods = [limit_period_key(p, now) for p in (Reward.Period.DAY, Reward.Period.WEEK, Reward.Period.MONTH)]
+    district = resident.district_id
+    params = [reward_id, resident.pk, district, idempotency_key, request_hash, code, now, periods]
+    # A savepoint only when nested: outside, the statement alone is the transaction (autocommit).
+    with transaction.atomic() if db.in_atomic_block else nullcontext(), db.wrap_database_errors, BoundCursor() as cur:
+        try:
+            cur.execute(REDEEM_SQL, params, prepare=True)
+        except psycopg.errors.RaiseException as exc:
+            if exc.diag.message_primary in REDEEM_REFUSALS:
+                raise RedeemRefused(exc.diag.message_primary) from None
+            raise
+        return Redeemed(*cur.cursor.fetchone())
 
 
 STOCK_TAKE = "UPDATE rewards_reward SET stock = stock - 1 WHERE id = %s AND stock > 0 AND status = %s RETURNING stock"

@@ -9,188 +9,59 @@ expiry, and the PIPL erasure hook. Catalogue and merchant writes are in rewards/
                      the hold transaction reversed (points back as lots with their original expiry), the item
                      back in stock, the per-resident limit claim given back, voucher `cancelled` / `expired`
 
+`reward_redeem` lives in rewards/redemption.py (on PostgreSQL one statement and one round trip), re-exported here
+with the voucher codes and the hold's ledger key.
+
 Ledger idempotency keys: `voucher:<id>:hold`, `voucher:<id>:capture`, `voucher:<id>:release`: each happens at
 most once per voucher, whatever retries or races do. Locks follow the order of rewards/locking.py.
 """
 
-import hashlib
-import json
 import logging
-import re
-import secrets
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from backend.core.errors import ApplicationError
 from backend.ledger.models import LedgerTransaction
-from backend.ledger.services import Leg, ledger_post, points_spend, transaction_reverse
+from backend.ledger.services import Leg, ledger_post, transaction_reverse
 from backend.offsets.settlement import payable_create
 from rewards import locking
 from rewards.cache import catalogue_changed
-from rewards.models import Merchant, MerchantStaff, Reward, Voucher
-from rewards.selectors import reward_for_redemption
+from rewards.models import MerchantStaff, Voucher
+from rewards.redemption import (  # the authorisation half, part of this public face
+    CODE_ALPHABET,
+    CODE_LENGTH,
+    HOLD_ACCOUNT,
+    IDEMPOTENCY_KEY_RE,
+    hold_content,
+    hold_key,
+    request_hash,
+    reward_redeem,
+    voucher_code_new,
+    voucher_code_normalize,
+)
+
+__all__ = [
+    "CODE_ALPHABET",
+    "CODE_LENGTH",
+    "HOLD_ACCOUNT",
+    "IDEMPOTENCY_KEY_RE",
+    "hold_content",
+    "hold_key",
+    "request_hash",
+    "reward_redeem",
+    "rewards_erase_personal_data",
+    "voucher_cancel",
+    "voucher_capture",
+    "voucher_code_new",
+    "voucher_code_normalize",
+    "voucher_expire",
+    "vouchers_expire_due",
+]
 
 logger = logging.getLogger(__name__)
-
-# 31 characters without look-alikes (no 0/O, 1/I/L); 12 of them are ~59 bits: unguessable at any rate limit.
-CODE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
-CODE_LENGTH = 12
-IDEMPOTENCY_KEY_RE = re.compile(r"^[A-Za-z0-9_.:\-]{1,100}$")
-HOLD_ACCOUNT = "system:redemption_hold"
-
-
-_UNBIASED = 256 - 256 % len(CODE_ALPHABET)  # bytes below this map onto the alphabet uniformly
-
-
-def voucher_code_new() -> str:
-    """12 characters from the OS's CSPRNG, uniform over the alphabet (bytes >= _UNBIASED are drawn again): one
-    `token_bytes` call instead of twelve `secrets.choice`."""
-    code = ""
-    while len(code) < CODE_LENGTH:
-        code += "".join(CODE_ALPHABET[b % len(CODE_ALPHABET)] for b in secrets.token_bytes(16) if b < _UNBIASED)
-    return code[:CODE_LENGTH]
-
-
-def voucher_code_normalize(code: str) -> str:
-    """What a cashier types: case, spaces and dashes do not matter."""
-    return re.sub(r"[\s\-]", "", str(code or ""))[:32].upper()
-
-
-def request_hash(*, reward_id: int, body) -> str:
-    canonical = json.dumps({"reward": reward_id, "body": body}, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-def hold_key(voucher_id: int) -> str:
-    return f"voucher:{voucher_id}:hold"
-
-
-# --- authorisation ----------------------------------------------------------------------------------------
-
-
-def _replay(*, resident_id: int, idempotency_key: str, rhash: str) -> Voucher | None:
-    voucher = (
-        Voucher.objects.select_related("reward", "merchant")
-        .filter(resident_id=resident_id, idempotency_key=idempotency_key)
-        .first()
-    )
-    if voucher is not None and voucher.request_hash != rhash:
-        raise ApplicationError(
-            _("This Idempotency-Key was used for a different request."),
-            code="idempotency_key_reused",
-            status_code=422,
-        )
-    return voucher
-
-
-def _unavailable(detail) -> ApplicationError:
-    return ApplicationError(detail, code="reward_not_available", status_code=409)
-
-
-def _check_available(reward: Reward, resident, now: datetime) -> None:
-    if reward.status != Reward.Status.ACTIVE or reward.merchant.status != Merchant.Status.ACTIVE:
-        raise _unavailable(_("This reward is not available."))
-    if now < reward.valid_from or (reward.valid_until and now >= reward.valid_until):
-        raise _unavailable(_("This reward is not available at this time."))
-    if reward.district_id and reward.district_id != resident.district_id:
-        raise _unavailable(_("This reward is only for residents of another district."))
-    if reward.stock == 0:  # fast path only: the guarded UPDATE below is what decides
-        raise ApplicationError(_("This reward is out of stock."), code="reward_out_of_stock", status_code=409)
-
-
-def reward_redeem(*, resident, reward_id: int, idempotency_key: str | None, body=None) -> tuple[Voucher, bool]:
-    """Redeem a reward for a voucher, exactly once per (resident, Idempotency-Key). Returns (voucher, created):
-    the same key and body again returns the first voucher (created False); another body is 422
-    `idempotency_key_reused`. Refusals: `insufficient_points`, `reward_out_of_stock`, `reward_limit_reached`,
-    `reward_not_available` (409), an unknown reward is 404. Nothing is held or taken unless all succeed."""
-    if not idempotency_key:
-        raise ApplicationError(_("The Idempotency-Key header is required."), code="idempotency_key_required")
-    if not IDEMPOTENCY_KEY_RE.match(idempotency_key):
-        raise ApplicationError(
-            _("Idempotency-Key: 1 to 100 letters, digits or _ . : -"), code="idempotency_key_invalid"
-        )
-    rhash = request_hash(reward_id=reward_id, body=body or {})
-    # No look-up of the key first: the voucher INSERT's unique index is the idempotency check (a replay is the
-    # rare case and pays for it below). A refusal before that INSERT looks for a replay first, so the same key
-    # still answers the same voucher after the reward ran out or was paused.
-    try:
-        reward = reward_for_redemption(reward_id=reward_id)
-        if reward is None:
-            raise ApplicationError(_("No such reward."), code="not_found", status_code=404)
-        now = timezone.now()
-        _check_available(reward, resident, now)
-    except ApplicationError:
-        replay = _replay(resident_id=resident.pk, idempotency_key=idempotency_key, rhash=rhash)
-        if replay is not None:
-            return replay, False
-        raise
-    for _attempt in range(3):
-        try:
-            return _authorise(resident=resident, reward=reward, key=idempotency_key, rhash=rhash, now=now), True
-        except IntegrityError as exc:
-            # The key was used before (a replay), or a concurrent request with it committed first: answer with
-            # its voucher. (Asked of the table, not of the message: SQLite does not name the constraint.)
-            replay = _replay(resident_id=resident.pk, idempotency_key=idempotency_key, rhash=rhash)
-            if replay is not None:
-                return replay, False
-            if "code" not in str(exc):  # else a voucher code collision: again with a new code
-                raise
-    raise ApplicationError(_("Please try again."), code="retry", status_code=503)
-
-
-@transaction.atomic
-def _authorise(*, resident, reward: Reward, key: str, rhash: str, now: datetime) -> Voucher:
-    period_key = locking.limit_period_key(reward.limit_period, now) if reward.limit_count else ""
-    # (1) The idempotency claim. A concurrent request with the same key waits here on the unique index until
-    # the first commits (then fails with IntegrityError and replays) or rolls back (then goes on).
-    voucher = Voucher(
-        code=voucher_code_new(),
-        reward=reward,
-        merchant=reward.merchant,  # already loaded: the response needs no further query
-        resident=resident,
-        idempotency_key=key,
-        request_hash=rhash,
-        points_cost=reward.points_cost,
-        face_value_minor=reward.face_value_minor,
-        currency=reward.currency,
-        limit_period_key=period_key,
-        stock_taken=reward.stock is not None,
-        issued_at=now,
-        expires_at=now + timedelta(days=reward.voucher_validity_days),
-    )
-    locking.voucher_claim(voucher)
-    # (2) The per-resident limit: one guarded upsert is the claim.
-    if reward.limit_count and not locking.limit_claim(
-        reward_id=reward.pk, resident_id=resident.pk, period_key=period_key, limit=reward.limit_count
-    ):
-        raise ApplicationError(
-            _("You have reached this reward's limit for the period."), code="reward_limit_reached", status_code=409
-        )
-    # (3) The points: resident -> hold, lots soonest expiry first; the balance CHECK is the backstop.
-    try:
-        points_spend(
-            resident_id=resident.pk,
-            points=reward.points_cost,
-            idempotency_key=hold_key(voucher.pk),
-            reason=f"Reward: {reward.title_zh}"[:255],
-            source_type="voucher",
-            source_id=voucher.pk,
-            savepoint=False,  # any refusal rolls back the whole redemption: no partial rollback needed
-        )
-    except ApplicationError as exc:
-        if exc.get_codes() == "insufficient_points":
-            raise ApplicationError(_("Not enough points."), code="insufficient_points", status_code=409) from None
-        raise
-    # (4) The item: the hot row, locked last and only until commit, which goes out in the same round trip
-    # (`stock_take_and_commit`: nothing may be written after it).
-    if reward.stock is not None:
-        catalogue_changed()  # registered now, run after the commit (dropped with a rollback)
-        if not locking.stock_take_and_commit(reward_id=reward.pk):
-            raise ApplicationError(_("This reward is out of stock."), code="reward_out_of_stock", status_code=409)
-    return voucher
 
 
 # --- capture at the counter -------------------------------------------------------------------------------

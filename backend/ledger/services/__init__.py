@@ -66,6 +66,7 @@ from backend.ledger.services.posting import (
     LotHandler,
     action_credits_post_bulk,
     ledger_backfill,
+    ledger_backfilling,
     ledger_post,
     ledger_post_bulk,
 )
@@ -102,6 +103,7 @@ __all__ = [
     "action_credits_post_bulk",
     "balances_reconcile",
     "ledger_backfill",
+    "ledger_backfilling",
     "ledger_post",
     "ledger_post_bulk",
     "lot_expires_at",

@@ -92,6 +92,11 @@ def ledger_backfill() -> Iterator[None]:
         _backfilling.reset(token)
 
 
+def ledger_backfilling() -> bool:
+    """True inside `ledger_backfill()`: write paths that bypass `_post_one` must use it then."""
+    return _backfilling.get()
+
+
 def _booking_day(effective_at: datetime) -> date | None:
     """The past day a backfilled transaction is booked on, or None for today (the column's default)."""
     if not _backfilling.get():

@@ -86,10 +86,13 @@ def points_spend(
     source_id: int,
     to_account: str = "redemption_hold",
     savepoint: bool = True,
+    content: dict | None = None,
 ) -> int:
     """Spend a resident's points, consuming lots soonest expiry first (lots already due are not spendable).
     `to_account` is a system account name or a full account key. Raises `insufficient_points` when short.
-    `savepoint=False` inside a transaction that is rolled back as a whole on any error (as `ledger_post`)."""
+    `savepoint=False` inside a transaction that is rolled back as a whole on any error (as `ledger_post`).
+    `content`: what the idempotency key's content hash covers, when the caller defines it (as the database
+    function `ledger_points_spend`'s callers do); by default the generic content of a posting."""
     if points <= 0:
         raise ApplicationError(_("Spend a positive number of points."), code="ledger_invalid_amount")
     target = to_account if ":" in to_account else f"system:{to_account}"
@@ -101,6 +104,7 @@ def points_spend(
         idempotency_key=idempotency_key,
         legs=[Leg(resident_account_key(resident_id, "points"), -points), Leg(target, points)],
         savepoint=savepoint,
+        content=content,
     )
 
 
