@@ -628,18 +628,19 @@ def calculate(
         "credited_quantity": str(credited),
         "capped_quantity": str(quantity - credited),
     }
+    # What an action stores (the lean breakdown); the full one puts the version's inputs and parameters first.
+    stored = {
+        "baseline_g": str(outcome.baseline),
+        "project_g": str(outcome.project),
+        "net_g": str(outcome.net),
+        "evidence_share": str(share),
+        "cap": cap_breakdown,
+        "exact_g": str(exact),
+        "rounding": f"floor({exact}) = {grams} g (rounded down once)",
+        "grams": grams,
+    }
     if lean:
-        breakdown = {
-            "baseline_g": str(outcome.baseline),
-            "project_g": str(outcome.project),
-            "net_g": str(outcome.net),
-            "evidence_share": str(share),
-            "cap": cap_breakdown,
-            "exact_g": str(exact),
-            "rounding": f"floor({exact}) = {grams} g (rounded down once)",
-            "grams": grams,
-        }
-        return CalculationResult(grams, breakdown, quantity, credited, quantity - credited)
+        return CalculationResult(grams, stored, quantity, credited, quantity - credited)
     breakdown = {
         "methodology": methodology.code,
         "version": version.number,
@@ -653,14 +654,7 @@ def calculate(
             }
             for name, value in params.items()
         },
-        "baseline_g": str(outcome.baseline),
-        "project_g": str(outcome.project),
-        "net_g": str(outcome.net),
-        "evidence_share": str(share),
-        "cap": cap_breakdown,
-        "exact_g": str(exact),
-        "rounding": f"floor({exact}) = {grams} g (rounded down once)",
-        "grams": grams,
+        **stored,
     }
     return CalculationResult(
         grams=grams,
