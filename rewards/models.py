@@ -39,6 +39,10 @@ class Merchant(models.Model):
     # Stripe Connect account (acct_...) that settlements are transferred to; blank = paid by hand (`manual`).
     stripe_account_id = models.CharField(max_length=255, blank=True, default="")
 
+    class Meta:
+        verbose_name = _("merchant")
+        verbose_name_plural = _("merchants")
+
     def __str__(self) -> str:
         return f"{self.name_zh} ({self.pk})"
 
@@ -95,6 +99,8 @@ class Reward(models.Model):
     updated_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
+        verbose_name = _("reward")
+        verbose_name_plural = _("rewards")
         indexes = [
             models.Index(fields=["merchant", "-id"], name="reward_merchant"),
             models.Index(fields=["status", "-id"], name="reward_status"),
@@ -155,6 +161,8 @@ class Voucher(models.Model):
     closed_at = models.DateTimeField(null=True, blank=True)  # cancelled or expired
 
     class Meta:
+        verbose_name = _("voucher")
+        verbose_name_plural = _("vouchers")
         indexes = [
             models.Index(fields=["resident", "-id"], name="voucher_resident"),
             models.Index(fields=["merchant", "-id"], name="voucher_merchant"),

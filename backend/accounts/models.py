@@ -14,6 +14,8 @@ class District(models.Model):
     co2_intensity_target_pct = models.DecimalField(max_digits=4, decimal_places=1)
 
     class Meta:
+        verbose_name = _("district")
+        verbose_name_plural = _("districts")
         ordering = ["code"]
 
     def __str__(self) -> str:
@@ -75,6 +77,8 @@ class User(AbstractBaseUser, PermissionsMixin):
     REQUIRED_FIELDS: list[str] = []
 
     class Meta:
+        verbose_name = _("user")
+        verbose_name_plural = _("users")
         constraints = [
             models.CheckConstraint(
                 condition=Q(status="erased") | Q(phone_hash__isnull=False), name="user_phone_unless_erased"

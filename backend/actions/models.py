@@ -52,6 +52,8 @@ class SubjectBinding(models.Model):
     objects = SubjectBindingQuerySet.as_manager()
 
     class Meta:
+        verbose_name = _("subject binding")
+        verbose_name_plural = _("subject bindings")
         ordering = ["-created_at", "-id"]
         constraints = [
             # One live binding per card: the database, not a check-then-insert, decides (a partial unique
@@ -117,6 +119,8 @@ class IngestBatch(models.Model):
     processed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        verbose_name = _("ingest batch")
+        verbose_name_plural = _("ingest batches")
         indexes = [
             models.Index(fields=["received_at"], name="ingestbatch_unprocessed", condition=Q(processed_at__isnull=True))
         ]
@@ -213,6 +217,8 @@ class Action(models.Model):
     needs_review = models.BooleanField(default=False)
 
     class Meta:
+        verbose_name = _("action")
+        verbose_name_plural = _("actions")
         indexes = [
             models.Index(fields=["resident", "occurred_at"]),
             # Unclaimed actions (no resident) are looked up by subject when a card is bound, and expired by

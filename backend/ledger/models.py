@@ -8,6 +8,7 @@ accounts can never go below zero (CHECK), lots never hold more than they were is
 from django.db import models
 from django.db.models import Q
 from django.db.models.functions import Now
+from django.utils.translation import gettext_lazy as _
 
 from backend.core.days import LocalToday
 
@@ -42,6 +43,8 @@ class Account(models.Model):
     balance = models.BigIntegerField(default=0)
 
     class Meta:
+        verbose_name = _("account")
+        verbose_name_plural = _("accounts")
         indexes = [models.Index(fields=["owner_id", "kind"], name="ledger_acct_owner")]
         constraints = [
             models.CheckConstraint(condition=Q(balance__gte=0), name="ledger_account_balance_gte_0"),
@@ -94,6 +97,8 @@ class LedgerTransaction(models.Model):
     lot_expiry_months = models.PositiveSmallIntegerField(null=True, blank=True)
 
     class Meta:
+        verbose_name = _("ledger transaction")
+        verbose_name_plural = _("ledger transactions")
         # `created_at` (the statistics' watermark slices) is indexed by BRIN on PostgreSQL, migration 0007:
         # transactions arrive in created_at order, so a block range summary serves the range reads and a new
         # transaction adds no index entry (a b-tree entry per action credit before).
@@ -151,6 +156,8 @@ class PointsLot(models.Model):
     expired_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        verbose_name = _("points lot")
+        verbose_name_plural = _("points lots")
         # No index mentions `amount` or `remaining` (not even in a predicate): adding a credit to a lot and
         # spending from it are HOT updates that write no index entry (the table keeps free space for them,
         # fillfactor in migration 0008). A spent-out lot stays in these indexes until its expiry date.
@@ -206,6 +213,8 @@ class MerkleRoot(models.Model):
     computed_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
+        verbose_name = _("merkle root")
+        verbose_name_plural = _("merkle roots")
         ordering = ["-day"]
 
     def __str__(self):
@@ -248,6 +257,8 @@ class ReconciliationRun(models.Model):
     drift = models.JSONField(default=list, blank=True)
 
     class Meta:
+        verbose_name = _("reconciliation run")
+        verbose_name_plural = _("reconciliation runs")
         ordering = ["-started_at"]
 
     def __str__(self):

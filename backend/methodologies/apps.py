@@ -1,7 +1,8 @@
 from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
 
 
 class MethodologiesConfig(AppConfig):
     name = "backend.methodologies"
     label = "methodologies"
-    verbose_name = "Methodologies"
+    verbose_name = _("Methodologies")

@@ -6,6 +6,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
 
 
 class VersionStatus(models.TextChoices):
@@ -65,8 +66,9 @@ class Methodology(ListCacheInvalidating):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
+        verbose_name = _("methodology")
+        verbose_name_plural = _("methodologies")
         ordering = ["code"]
-        verbose_name_plural = "methodologies"
 
     def __str__(self) -> str:
         return f"{self.code} {self.name_zh}"
@@ -134,6 +136,8 @@ class MethodologyVersion(ListCacheInvalidating, GovernedVersion):
     CONTENT_FIELDS = ("parameters", "validity_rules", "daily_cap", "evidence_shares", "self_report_allowed", "sources")
 
     class Meta:
+        verbose_name = _("methodology version")
+        verbose_name_plural = _("methodology versions")
         ordering = ["methodology_id", "number"]
         constraints = [
             models.UniqueConstraint(fields=["methodology", "number"], name="methodology_version_number_unique"),
@@ -180,6 +184,8 @@ class PointsPolicyVersion(GovernedVersion):
     PARENT_FIELD = "policy"
 
     class Meta:
+        verbose_name = _("points policy version")
+        verbose_name_plural = _("points policy versions")
         ordering = ["policy_id", "number"]
         constraints = [
             models.UniqueConstraint(fields=["policy", "number"], name="points_policy_version_number_unique"),
@@ -254,6 +260,8 @@ class ImpactPreview(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        verbose_name = _("impact preview")
+        verbose_name_plural = _("impact previews")
         ordering = ["-id"]
 
     def __str__(self) -> str:

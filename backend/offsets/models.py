@@ -24,6 +24,10 @@ class Buyer(models.Model):
     tax_id = models.CharField(max_length=18, unique=True)
     created_at = models.DateTimeField(default=timezone.now)
 
+    class Meta:
+        verbose_name = _("buyer")
+        verbose_name_plural = _("buyers")
+
     def __str__(self) -> str:
         return f"{self.company_name} ({self.tax_id})"
 
@@ -58,8 +62,9 @@ class CertificationBatch(models.Model):
     shortfall_kg = models.BigIntegerField(default=0)
 
     class Meta:
+        verbose_name = _("certification batch")
+        verbose_name_plural = _("certification batches")
         ordering = ["id"]
-        verbose_name_plural = "certification batches"
         constraints = [
             models.CheckConstraint(
                 condition=Q(available_kg__gte=0)
@@ -178,6 +183,8 @@ class OffsetOrder(models.Model):
     refund_shortfall_fen = models.BigIntegerField(default=0)
 
     class Meta:
+        verbose_name = _("offset order")
+        verbose_name_plural = _("offset orders")
         ordering = ["-id"]
         indexes = [
             models.Index(fields=["reserved_until"], condition=Q(status="reserved"), name="offsets_order_due"),
@@ -219,6 +226,8 @@ class Certificate(models.Model):
     revoked_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        verbose_name = _("certificate")
+        verbose_name_plural = _("certificates")
         ordering = ["-id"]
         constraints = [models.CheckConstraint(condition=Q(quantity_kg__gt=0), name="offsets_cert_qty_gt_0")]
 
@@ -243,6 +252,8 @@ class StripeEvent(models.Model):
     failed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        verbose_name = _("stripe event")
+        verbose_name_plural = _("stripe events")
         ordering = ["-received_at"]
         indexes = [
             models.Index(
@@ -286,6 +297,8 @@ class MerchantPayable(models.Model):
     )
 
     class Meta:
+        verbose_name = _("merchant payable")
+        verbose_name_plural = _("merchant payables")
         ordering = ["id"]
         indexes = [
             models.Index(fields=["id"], condition=Q(status="waiting_funds"), name="offsets_payable_waiting"),
@@ -343,6 +356,8 @@ class Settlement(models.Model):
     paid_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        verbose_name = _("settlement")
+        verbose_name_plural = _("settlements")
         ordering = ["-period_start", "merchant_id"]
         constraints = [
             models.UniqueConstraint(

@@ -26,6 +26,10 @@ class Partner(models.Model):
     )
     created_at = models.DateTimeField(default=timezone.now)
 
+    class Meta:
+        verbose_name = _("partner")
+        verbose_name_plural = _("partners")
+
     def __str__(self) -> str:
         return self.name
 

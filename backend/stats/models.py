@@ -11,6 +11,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 ALL = ""  # methodology / source of rows that are not specific to one
 
@@ -85,6 +86,8 @@ class DailyStat(_Figures):
     new_residents = models.IntegerField(default=0, help_text="Registrations that day (methodology '' rows only).")
 
     class Meta:
+        verbose_name = _("daily stat")
+        verbose_name_plural = _("daily stats")
         constraints = [
             models.UniqueConstraint(fields=["day", "district", "methodology", "source"], name="stats_daily_key")
         ]
@@ -102,6 +105,8 @@ class MonthlyStat(_Figures):
     residents = models.IntegerField(default=0)
 
     class Meta:
+        verbose_name = _("monthly stat")
+        verbose_name_plural = _("monthly stats")
         constraints = [models.UniqueConstraint(fields=["month", "district", "methodology"], name="stats_monthly_key")]
 
     def __str__(self) -> str:

@@ -17,6 +17,7 @@ CJK = re.compile(r"[\u4e00-\u9fff]")
 
 # (page, a phrase shown in Chinese, the same phrase in English)
 PAGES = [
+    ("/admin/", "低碳行为", "Ingest batches"),
     ("/admin/offsets/offsetorder/", "奖励基金", "Reward fund"),
     ("/admin/offsets/offsetorder/", "账本对账一致。", "the ledger reconciles."),
     ("/admin/offsets/certificationbatch/", "核证一个批次", "Certify a batch"),
@@ -58,6 +59,16 @@ def test_every_action_and_column_of_our_admins_has_a_chinese_name(rf, make_user)
     with translation.override("zh-hans"):
         untranslated = [str(name) for name in names if not CJK.search(str(name) % {"verbose_name_plural": ""})]
     assert untranslated == []
+
+
+def test_every_model_and_app_of_ours_in_the_admin_has_a_chinese_name():
+    ours = [model for model in admin.site._registry if model.__module__.startswith(("backend.", "rewards."))]
+    assert len(ours) > 20
+    with translation.override("zh-hans"):
+        names = [str(model._meta.verbose_name) for model in ours]
+        names += [str(model._meta.verbose_name_plural) for model in ours]
+        names += sorted({str(model._meta.app_config.verbose_name) for model in ours})
+    assert [name for name in names if not CJK.search(name)] == []
 
 
 def test_a_confirmation_page_and_its_note_are_chinese(make_user, resident):
