@@ -94,7 +94,7 @@ def voucher_claim(voucher: Voucher) -> None:
 
 # A whole redemption, (1) to (4) above in this order after reading the reward and checking it is available, as
 # one statement: the PostgreSQL function of rewards/migrations/0004 (which calls ledger_points_spend, ledger
-# migration 0008). Its refusals are P0001 errors whose message is the error code; the statement rolls back whole.
+# migration 0009). Its refusals are P0001 errors whose message is the error code; the statement rolls back whole.
 REDEEM_SQL = (
     "SELECT * FROM rewards_redeem(%s::bigint, %s::bigint, %s::text, %s::text, %s::text, %s::text,"
     " %s::timestamptz, %s::text[])"

@@ -76,19 +76,17 @@ def _replay(*, resident_id: int, idempotency_key: str, rhash: str) -> Voucher | 
     return voucher
 
 
-def _unavailable(detail) -> ApplicationError:
-    return ApplicationError(detail, code="reward_not_available", status_code=409)
-
-
 def _check_available(reward: Reward, resident, now: datetime) -> None:
+    """The step-by-step path's availability checks; `rewards_redeem` makes the same ones in SQL and names them
+    with the same codes (`_refusal`)."""
     if reward.status != Reward.Status.ACTIVE or reward.merchant.status != Merchant.Status.ACTIVE:
-        raise _unavailable(_("This reward is not available."))
+        raise _refusal("reward_not_available:status")
     if now < reward.valid_from or (reward.valid_until and now >= reward.valid_until):
-        raise _unavailable(_("This reward is not available at this time."))
+        raise _refusal("reward_not_available:time")
     if reward.district_id and reward.district_id != resident.district_id:
-        raise _unavailable(_("This reward is only for residents of another district."))
+        raise _refusal("reward_not_available:district")
     if reward.stock == 0:  # fast path only: the guarded UPDATE below is what decides
-        raise ApplicationError(_("This reward is out of stock."), code="reward_out_of_stock", status_code=409)
+        raise _refusal("reward_out_of_stock")
 
 
 def reward_redeem(*, resident, reward_id: int, idempotency_key: str | None, body=None) -> tuple[Voucher, bool]:
@@ -111,7 +109,7 @@ def reward_redeem(*, resident, reward_id: int, idempotency_key: str | None, body
     try:
         reward = reward_for_redemption(reward_id=reward_id)
         if reward is None:
-            raise ApplicationError(_("No such reward."), code="not_found", status_code=404)
+            raise _refusal("not_found")
         now = timezone.now()
         _check_available(reward, resident, now)
     except ApplicationError:
@@ -152,15 +150,22 @@ def _voucher_new(*, resident, reward: Reward, key: str, rhash: str, now: datetim
     )
 
 
-_REFUSALS = {  # the error of each refusal of the write half (both paths)
+_REFUSALS = {  # the message of each refusal, on both paths (the SQL function raises these codes)
     "reward_limit_reached": _("You have reached this reward's limit for the period."),
     "insufficient_points": _("Not enough points."),
     "reward_out_of_stock": _("This reward is out of stock."),
+    "reward_not_available:status": _("This reward is not available."),
+    "reward_not_available:time": _("This reward is not available at this time."),
+    "reward_not_available:district": _("This reward is only for residents of another district."),
 }
 
 
-def _refused(code: str) -> ApplicationError:
-    return ApplicationError(_REFUSALS[code], code=code, status_code=409)
+def _refusal(code: str) -> ApplicationError:
+    """The API error of a refusal code: 404 for an unknown reward, else 409 (`reward_not_available:<why>` is
+    answered as `reward_not_available` with the reason's message)."""
+    if code == "not_found":
+        return ApplicationError(_("No such reward."), code="not_found", status_code=404)
+    return ApplicationError(_REFUSALS[code], code=code.partition(":")[0], status_code=409)
 
 
 def _hold_reason(reward: Reward) -> str:
@@ -176,21 +181,6 @@ def hold_content(*, resident_id: int, points: int, reward_id: int, voucher_id: i
         "reward": reward_id,
         "source": ["voucher", voucher_id],
     }
-
-
-_NOT_AVAILABLE = {
-    "reward_not_available:status": _("This reward is not available."),
-    "reward_not_available:time": _("This reward is not available at this time."),
-    "reward_not_available:district": _("This reward is only for residents of another district."),
-}
-
-
-def _refusal(code: str) -> ApplicationError:
-    if code == "not_found":
-        return ApplicationError(_("No such reward."), code="not_found", status_code=404)
-    if code in _NOT_AVAILABLE:
-        return _unavailable(_NOT_AVAILABLE[code])
-    return _refused(code)
 
 
 def _redeem_in_one_statement(*, resident, reward_id: int, key: str, rhash: str) -> tuple[Voucher, bool]:
@@ -262,7 +252,7 @@ def _authorise(*, resident, reward: Reward, key: str, rhash: str, now: datetime)
     if reward.limit_count and not locking.limit_claim(
         reward_id=reward.pk, resident_id=resident.pk, period_key=voucher.limit_period_key, limit=reward.limit_count
     ):
-        raise _refused("reward_limit_reached")
+        raise _refusal("reward_limit_reached")
     # (3) The points: resident -> hold, lots soonest expiry first; the balance CHECK is the backstop.
     try:
         points_spend(
@@ -279,12 +269,12 @@ def _authorise(*, resident, reward: Reward, key: str, rhash: str, now: datetime)
         )
     except ApplicationError as exc:
         if exc.get_codes() == "insufficient_points":
-            raise _refused("insufficient_points") from None
+            raise _refusal("insufficient_points") from None
         raise
     # (4) The item: the hot row, locked last and only until commit, which goes out in the same round trip
     # (`stock_take_and_commit`: nothing may be written after it).
     if reward.stock is not None:
         catalogue_changed()  # registered now, run after the commit (dropped with a rollback)
         if not locking.stock_take_and_commit(reward_id=reward.pk):
-            raise _refused("reward_out_of_stock")
+            raise _refusal("reward_out_of_stock")
     return voucher

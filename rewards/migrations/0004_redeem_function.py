@@ -12,7 +12,7 @@ rewards/locking.py:
      for); outcome `conflict` when the key was used or the code collided: the caller looks which;
   2. the per-resident limit: the guarded upsert of `LIMIT_CLAIM_SQL` (`reward_limit_reached`); the period keys
      (Asia/Shanghai day, ISO week, month) come from the caller's `limit_period_key`;
-  3. the points: `ledger_points_spend` (ledger migration 0008), key `voucher:<id>:hold`, source (voucher, id),
+  3. the points: `ledger_points_spend` (ledger migration 0009), key `voucher:<id>:hold`, source (voucher, id),
      content hash = sha256 of `rewards.redemption.hold_content` (the same definition on both paths);
   4. the item: the guarded stock UPDATE of the hot row, last (`reward_out_of_stock`, also when the reward
      stopped being active meanwhile).

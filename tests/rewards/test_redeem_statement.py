@@ -1,5 +1,5 @@
 """A whole redemption as one PostgreSQL statement (`rewards_redeem`, rewards/migrations/0004, calling
-`ledger_points_spend`, ledger migration 0008): it writes what the step-by-step path (`_authorise`, used on SQLite
+`ledger_points_spend`, ledger migration 0009): it writes what the step-by-step path (`_authorise`, used on SQLite
 and in a ledger backfill) writes, the ledger transaction's content hash included; every refusal rolls the whole
 statement back, in autocommit (the API) and nested in a caller's transaction (a savepoint), the hot row's last
 guarded UPDATE included; a refusal still answers a replay; a voucher code collision is retried with a new code."""
