@@ -87,7 +87,12 @@ def _validate_item(item, index: int, partner: Partner, methodologies: dict, now:
             "invalid_subject", _("subject.kind must be one of: %s.") % ", ".join(SubjectKind.values), "subject.kind"
         )
     identifier = subject.get("identifier")
-    if not isinstance(identifier, str | int) or not normalize_identifier(str(identifier)) or len(str(identifier)) > 128:
+    if (
+        not isinstance(identifier, str | int)
+        or not normalize_identifier(str(identifier))
+        or len(str(identifier)) > 128
+        or not _text_storable(str(identifier))  # its last 4 characters are stored
+    ):
         return None, _item_error("invalid_subject", _("subject.identifier is required."), "subject.identifier")
     occurred_at = parse_occurred_at(item.get("occurred_at"))
     if occurred_at is None or occurred_at.tzinfo is None:

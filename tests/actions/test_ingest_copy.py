@@ -117,3 +117,17 @@ def test_an_external_id_postgresql_cannot_store_is_that_items_error_not_a_500(ap
     results = [(r["status"], (r["error"] or {}).get("code")) for r in response.json()["results"]]
     assert results == [("rejected", "invalid_external_id"), ("accepted", None)]
     assert list(Action.objects.values_list("external_id", flat=True)) == ["fine"]
+
+
+@pytest.mark.django_db
+def test_a_card_number_postgresql_cannot_store_is_that_items_error_not_a_500(api, partner_factory):
+    # Failed before: a NUL in subject.identifier reached the stored last 4 characters and failed the whole
+    # batch's insert with a 500 (the external_id check above did not cover the subject).
+    partner = partner_factory(methodologies=["bus_ride"])
+    bad = ride("bad")
+    bad["subject"] = {**bad["subject"], "identifier": "12\x0034"}
+    response = signed_post(api, partner.pk, partner.secret, json.dumps({"actions": [bad, ride("fine")]}).encode())
+    assert response.status_code == 202
+    results = [(r["status"], (r["error"] or {}).get("code")) for r in response.json()["results"]]
+    assert results == [("rejected", "invalid_subject"), ("accepted", None)]
+    assert list(Action.objects.values_list("external_id", flat=True)) == ["fine"]
