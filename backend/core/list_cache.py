@@ -15,7 +15,7 @@ import logging
 from django.core.cache import cache
 from django.db import transaction
 
-from backend.core.throttling import prefetched_reads
+from backend.core.throttling import _redis_client, prefetched_reads
 
 logger = logging.getLogger(__name__)
 
@@ -36,12 +36,21 @@ class VersionedListCache:
             return 0
 
     def bump(self) -> None:
+        """One round trip of two plain commands on Redis: SET NX 1 (no version yet: the first change, or the key was
+        flushed or evicted) then INCR, so the version is at least 2 and never one a page was stored at before
+        (`version()` starts at 1). django-redis's `incr` is a Lua EVAL that raises on a missing key (then two more
+        round trips): every redemption of a limited reward runs this right after its commit."""
         try:
-            try:
+            client = _redis_client()
+            if client is None:  # the embedded default's local-memory cache
+                cache.add(self.version_key, 1, timeout=None)
                 cache.incr(self.version_key)
-            except ValueError:  # no version yet (first change, or the cache was flushed)
-                cache.add(self.version_key, 2, timeout=None)
-                cache.incr(self.version_key)
+                return
+            key = cache.make_key(self.version_key)
+            pipe = client.pipeline(transaction=False)
+            pipe.set(key, 1, nx=True)
+            pipe.incr(key)
+            pipe.execute()
         except Exception:
             logger.warning("could not bump the %s cache version", self.prefix, exc_info=True)
 
