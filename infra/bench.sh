@@ -7,7 +7,7 @@
 #   2. runs each benchmark, printing progress; each one's stdout (JSON lines) is kept in .local/bench/logs/:
 #      ledger, stats (in-process, scratch database), then against the stack of `make up` on port PORT:
 #      ingest, reads, the capacity probe and the Locust step load (load ceiling), then redeem (gunicorn with
-#      2 workers x 2 threads by default: few sessions on the hot row). A script that does not exist is skipped;
+#      more threads: 2 workers x 16 by default). A script that does not exist is skipped;
 #   3. `locust/benchkit.py report`: .local/bench/summary.json (every summary line), the table of every ratio
 #      with its two sides and target, one chart (.local/bench/bench.svg, copied to docs/bench.svg) and the
 #      capacity model computed from the measured figures (.local/bench/capacity.json).
@@ -56,7 +56,7 @@ if ! durable; then  # a cluster left running without PG_DURABLE: restart it dura
 fi
 cleanup() { infra/stack.sh app-down >/dev/null 2>&1 || true; infra/services.sh stop || true; }
 trap cleanup EXIT
-export BENCH_REDEEM_GUNICORN="${BENCH_REDEEM_WORKERS:-2} workers x ${BENCH_REDEEM_THREADS:-2} threads"
+export BENCH_REDEEM_GUNICORN="${BENCH_REDEEM_WORKERS:-2} workers x ${BENCH_REDEEM_THREADS:-16} threads"
 if ! $PY locust/benchkit.py machine "$OUT" --dsn "$DATABASE_URL"; then
   echo "FATAL: the benchmark cluster is not durable (SHOW fsync / synchronous_commit / full_page_writes)" >&2
   exit 3
@@ -94,13 +94,11 @@ if [ "$ONLY" != redeem ]; then
   infra/stack.sh app-down >/dev/null
 fi
 if ! skip redeem && [ -f locust/bench_redeem.py ]; then
-  # Redemption runs 2 workers x 2 threads: at most 4 redemptions inside PostgreSQL at once. Every session queued on
-  # the popular reward's row makes each commit's lock hand-over dearer (pg_stat_activity: LWLock:LockManager waits as
-  # many as the row-lock waits with 50 sessions), so the database's CPU per redemption grows with the sessions in
-  # flight: the product's statement alone from raw psycopg threads (same durable cluster) costs 0.84 ms of
-  # PostgreSQL CPU at 4 sessions, 1.47 at 8, 2.04 at 16, 2.64 at 50 (1,100, 894, 706, 559/s). Over HTTP: 2x16 274/s,
-  # 2x4 378/s, 3x2 428/s, 1x4 351/s, 2x2 440/s (README, "Redemption: sessions in flight").
-  app_up "${BENCH_REDEEM_WORKERS:-2}" "${BENCH_REDEEM_THREADS:-2}"
+  # Redemption runs 2 workers x 16 threads. The statement alone costs PostgreSQL more CPU the more sessions queue on
+  # the hot row (locust/redeem_sessions.py: 0.84 ms at 4 sessions, 2.1-2.64 ms at 50), but over HTTP the web tier
+  # decides how many are in flight, and fewer threads did not win: alternating runs on 2026-12-07 gave 2x16
+  # 0.684 and 0.686 of the floor, 2x2 0.589 and 0.573 (README, "Redemption: sessions in flight").
+  app_up "${BENCH_REDEEM_WORKERS:-2}" "${BENCH_REDEEM_THREADS:-16}"
   bench redeem locust/bench_redeem.py --host "$HOST" ${BENCH_REDEEM_ARGS:-}
   infra/stack.sh app-down >/dev/null
 fi
