@@ -11,6 +11,7 @@ pages are rendered from the database. Used by the rewards catalogue and the meth
 
 import hashlib
 import logging
+import time
 
 from django.core.cache import cache
 from django.db import transaction
@@ -18,6 +19,14 @@ from django.db import transaction
 from backend.core.throttling import _redis_client, prefetched_reads
 
 logger = logging.getLogger(__name__)
+
+
+def _fresh_version() -> int:
+    """Where a missing version starts (first use, or the key was flushed or evicted): the clock in microseconds.
+    Pages of the lost version carry smaller numbers, and the counter they were stored at climbs by one per change,
+    far slower than the clock, so a recreated version never meets a page from before the loss. Starting again at
+    1 did: a few dozen redemptions within a page's TTL counted back up to a stored page's version and served it."""
+    return time.time_ns() // 1000
 
 
 class VersionedListCache:
@@ -28,27 +37,26 @@ class VersionedListCache:
         try:
             version = cache.get(self.version_key)
             if version is None:
-                cache.add(self.version_key, 1, timeout=None)
-                version = cache.get(self.version_key) or 1
+                cache.add(self.version_key, _fresh_version(), timeout=None)
+                version = cache.get(self.version_key) or 0
             return int(version)
         except Exception:  # Redis down: serve from the database
             logger.warning("%s cache unavailable", self.prefix, exc_info=True)
             return 0
 
     def bump(self) -> None:
-        """One round trip of two plain commands on Redis: SET NX 1 (no version yet: the first change, or the key was
-        flushed or evicted) then INCR, so the version is at least 2 and never one a page was stored at before
-        (`version()` starts at 1). django-redis's `incr` is a Lua EVAL that raises on a missing key (then two more
-        round trips): every redemption of a limited reward runs this right after its commit."""
+        """One round trip of two plain commands on Redis: SET NX of a fresh version (none yet: the first change, or the
+        key was flushed or evicted; `_fresh_version`) then INCR. django-redis's `incr` is a Lua EVAL that raises on a
+        missing key (then two more round trips): every redemption of a limited reward runs this after its commit."""
         try:
             client = _redis_client()
             if client is None:  # the embedded default's local-memory cache
-                cache.add(self.version_key, 1, timeout=None)
+                cache.add(self.version_key, _fresh_version(), timeout=None)
                 cache.incr(self.version_key)
                 return
             key = cache.make_key(self.version_key)
             pipe = client.pipeline(transaction=False)
-            pipe.set(key, 1, nx=True)
+            pipe.set(key, _fresh_version(), nx=True)
             pipe.incr(key)
             pipe.execute()
         except Exception:
