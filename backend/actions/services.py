@@ -584,8 +584,8 @@ def _pending_credit_undo(action: Action, *, reason: str) -> None:
     from backend.actions.pipeline import cap_usage_release, shanghai_day
     from backend.ledger.services import pending_credit_reverse
 
-    if has_credit(action.status, action.grams, action.points):
-        pending_credit_reverse(idempotency_key=f"action:{action.id}", reason=reason)
+    # Cap row before ledger accounts, the pipeline's order: a self-report holds its cap row while it posts its
+    # credit, and the other order deadlocked with it (tests/actions/test_lock_order.py).
     if action.credited_quantity:
         cap_usage_release(
             action_id=action.id,
@@ -594,6 +594,8 @@ def _pending_credit_undo(action: Action, *, reason: str) -> None:
             day=shanghai_day(action.occurred_at),
             quantity=action.credited_quantity,
         )
+    if has_credit(action.status, action.grams, action.points):
+        pending_credit_reverse(idempotency_key=f"action:{action.id}", reason=reason)
     claims_release(action_ids=[action.id])  # a serial, month or trip it held is free again
     action.grams = 0
     action.points = 0
