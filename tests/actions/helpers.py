@@ -84,3 +84,19 @@ def link_card(resident, partner, *, kind="transit_card", identifier="3100-0000-0
     payload = {"code": code.json()["code"], "subject": {"kind": kind, "identifier": identifier}}
     with TestCase.captureOnCommitCallbacks(execute=True):
         return signed_request(APIClient(), "POST", LINKS_URL, partner.pk, partner.secret, payload)
+
+
+def wait_for_a_lock_wait(what: str, timeout: float = 15.0) -> None:
+    """Return once some PostgreSQL session waits on a lock (the interleaving a race test needs); fail with
+    `what` if none does within `timeout` seconds."""
+    import pytest
+    from django.db import connection
+
+    deadline = time.monotonic() + timeout
+    with connection.cursor() as cursor:
+        while time.monotonic() < deadline:
+            cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
+            if cursor.fetchone()[0]:
+                return
+            time.sleep(0.02)
+    pytest.fail(what)

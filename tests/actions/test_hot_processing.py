@@ -15,7 +15,7 @@ from django.utils import timezone
 from backend.actions.models import Action, IngestBatch
 from backend.actions.services import actions_reconcile, binding_create
 from backend.actions.tasks import process_batch
-from tests.actions.helpers import PARTNER_URL, ride, signed_headers, signed_post
+from tests.actions.helpers import PARTNER_URL, ride, signed_headers, signed_post, wait_for_a_lock_wait
 from tests.conftest import requires_postgres
 
 CARD = "HOT-0001"
@@ -148,7 +148,6 @@ def test_closing_a_batch_never_overrides_a_claim_that_reopened_it(api, partner, 
     of its unclaimed actions back to `received` and reopens it. The close must not win: the batch would stay
     closed with a `received` action that the reconciler (which reads open batches only) never finds again."""
     import threading
-    import time
 
     from django.db import connections
 
@@ -184,14 +183,7 @@ def test_closing_a_batch_never_overrides_a_claim_that_reopened_it(api, partner, 
     assert claimed.wait(30)
     closer = threading.Thread(target=close)
     closer.start()
-    with connection.cursor() as cursor:  # the close waits for the claim's lock on the batch row
-        for _ in range(300):
-            cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
-            if cursor.fetchone()[0]:
-                break
-            time.sleep(0.05)
-        else:
-            pytest.fail("the close never waited for the claim")
+    wait_for_a_lock_wait("the close never waited for the claim")  # for the claim's lock on the batch row
     release.set()
     claimer.join(30)
     closer.join(30)

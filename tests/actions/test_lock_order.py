@@ -7,15 +7,15 @@ self-report and a rejection of the same resident's action of the same day deadlo
 one of them with a 500."""
 
 import threading
-import time
 from datetime import timedelta
 
 import pytest
 from django.core.management import call_command
-from django.db import connection, connections, transaction
+from django.db import connections, transaction
 from django.utils import timezone
 
 from backend.actions.models import Action
+from tests.actions.helpers import wait_for_a_lock_wait
 from tests.actions.test_self_report import PNG, sample_data
 from tests.conftest import requires_postgres
 
@@ -29,17 +29,6 @@ def capped_self_report_methodology():
         if version.daily_cap:
             return version.methodology
     pytest.skip("no seeded methodology allows self-reports under a daily cap")
-
-
-def wait_for_a_lock_wait(timeout=15.0):
-    with connection.cursor() as cursor:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
-            if cursor.fetchone()[0]:
-                return
-            time.sleep(0.02)
-    pytest.fail("the rejection never waited for the pipeline's lock")
 
 
 @requires_postgres
@@ -118,7 +107,7 @@ def test_a_rejection_and_a_self_report_of_the_same_resident_and_day_do_not_deadl
     assert holding.wait(30)
     rejection = threading.Thread(target=reject)
     rejection.start()
-    wait_for_a_lock_wait()  # the rejection queues behind the pipeline's cap row
+    wait_for_a_lock_wait("the rejection never waited for the pipeline's lock")  # behind its cap row
     go.set()
     pipeline.join(30)
     rejection.join(30)
