@@ -58,6 +58,21 @@ def limit_claim(*, reward_id: int, resident_id: int, period_key: str, limit: int
         return cur.fetchone() is not None
 
 
+def limit_rows_lock(*, resident_id: int, keys: list[tuple[int, str]]) -> None:
+    """(2) Lock a resident's limit-usage rows of these (reward, period) keys, in (reward, period) order, ahead of
+    releasing them later in the same transaction (erasure: before anything takes a ledger account). The
+    filter is the product of the rewards and the periods: a few more rows of this resident may be locked too."""
+    if not keys:
+        return
+    rewards, periods = zip(*sorted(set(keys)), strict=True)
+    list(
+        RewardLimitUsage.objects.select_for_update()
+        .filter(resident_id=resident_id, reward_id__in=rewards, period_key__in=periods)
+        .order_by("reward_id", "period_key")
+        .values_list("id", flat=True)
+    )
+
+
 def limit_release(*, reward_id: int, resident_id: int, period_key: str) -> None:
     """(2) Give a claim back (the voucher was cancelled or expired)."""
     RewardLimitUsage.objects.filter(
@@ -218,9 +233,9 @@ def stock_take_and_commit(*, reward_id: int) -> bool:
     return True
 
 
-def stock_return(*, reward_id: int) -> None:
-    """(4) Put one item back (a cancelled or expired voucher that had taken one)."""
-    Reward.objects.filter(id=reward_id, stock__isnull=False).update(stock=F("stock") + 1)
+def stock_return(*, reward_id: int, items: int = 1) -> None:
+    """(4) Put items back (cancelled or expired vouchers that had taken one each)."""
+    Reward.objects.filter(id=reward_id, stock__isnull=False).update(stock=F("stock") + items)
 
 
 def stock_adjust(*, reward_id: int, delta: int) -> int | None:

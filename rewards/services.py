@@ -17,6 +17,7 @@ most once per voucher, whatever retries or races do. Locks follow the order of r
 """
 
 import logging
+from collections import Counter
 from datetime import datetime
 
 from django.db import transaction
@@ -52,6 +53,7 @@ __all__ = [
     "hold_key",
     "request_hash",
     "reward_redeem",
+    "rewards_erase_lock",
     "rewards_erase_personal_data",
     "voucher_cancel",
     "voucher_capture",
@@ -121,15 +123,17 @@ def voucher_capture(*, staff: MerchantStaff, code: str) -> Voucher:
 # --- release: cancel and expiry ---------------------------------------------------------------------------
 
 
-def _release(voucher: Voucher, status: str, reason: str, now: datetime) -> None:
-    """Give everything back, once: caller holds the voucher row lock and has checked it is `issued`."""
+def _release(voucher: Voucher, status: str, reason: str, now: datetime, *, stock: bool = True) -> None:
+    """Give everything back, once: caller holds the voucher row lock and has checked it is `issued`.
+    `stock=False`: the caller returns the item itself, after the ledger of every voucher it releases (erasure:
+    reward rows come last in the lock order, each reward once and in id order)."""
     if voucher.limit_period_key:
         locking.limit_release(
             reward_id=voucher.reward_id, resident_id=voucher.resident_id, period_key=voucher.limit_period_key
         )
     hold = LedgerTransaction.objects.filter(idempotency_key=hold_key(voucher.pk)).values_list("id", flat=True).get()
     transaction_reverse(transaction_id=hold, reason=reason[:255], idempotency_key=f"voucher:{voucher.pk}:release")
-    if voucher.stock_taken:
+    if voucher.stock_taken and stock:
         locking.stock_return(reward_id=voucher.reward_id)
         catalogue_changed()
     voucher.status = status
@@ -195,16 +199,40 @@ def vouchers_expire_due(*, now: datetime | None = None, batch: int = 500) -> int
 # Every foreign key of this app to the user, and what erasure does with it (for the erasure declaration).
 
 
+def rewards_erase_lock(*, user, context: dict) -> None:
+    """Erasure step, before any step that writes the ledger: lock the resident's live vouchers (id order) and
+    their limit-usage rows, the first two places of the lock order (rewards/locking.py). Cancelling them
+    (`rewards_erase_personal_data`, later) takes ledger accounts and reward rows; had the actions step taken the
+    resident's accounts first, a voucher or limit row locked after them would reverse the order of a concurrent
+    redemption of the same resident (limit row, then accounts) and deadlock with it."""
+    live = list(Voucher.objects.select_for_update().filter(resident=user, status=Voucher.Status.ISSUED).order_by("id"))
+    locking.limit_rows_lock(
+        resident_id=user.pk, keys=[(v.reward_id, v.limit_period_key) for v in live if v.limit_period_key]
+    )
+    context["rewards_live_vouchers"] = live
+
+
+@transaction.atomic
 def rewards_erase_personal_data(*, user, context: dict | None = None) -> None:
     """Erasure step (backend/accounts/erasure.py declares what is left, column by column). Vouchers are
     settlement records (what a merchant is paid for) and stay, pointing at the anonymised user row; they hold no
     personal data of their own beyond that link. A resident's live (`issued`) vouchers are cancelled first: the
     held points go back to the resident's (anonymous) points account and the items back to stock, so nobody can
-    use a code of an erased person. A member of merchant staff loses the merchant link."""
-    live = list(Voucher.objects.filter(resident=user, status=Voucher.Status.ISSUED).values_list("id", flat=True))
-    for voucher_id in live:
-        with transaction.atomic():
-            voucher = Voucher.objects.select_for_update().get(pk=voucher_id)
-            if voucher.status == Voucher.Status.ISSUED:
-                _release(voucher, Voucher.Status.CANCELLED, "Voucher cancelled: account erased", timezone.now())
+    use a code of an erased person. A member of merchant staff loses the merchant link.
+
+    The vouchers are those `rewards_erase_lock` locked (or locked here when this step runs alone); the items go
+    back last, one UPDATE per reward in id order, so two erasures returning items of the same rewards never wait
+    on each other in a cycle."""
+    context = {} if context is None else context
+    if "rewards_live_vouchers" not in context:
+        rewards_erase_lock(user=user, context=context)
+    now, returned = timezone.now(), Counter()
+    for voucher in context.pop("rewards_live_vouchers"):
+        _release(voucher, Voucher.Status.CANCELLED, "Voucher cancelled: account erased", now, stock=False)
+        if voucher.stock_taken:
+            returned[voucher.reward_id] += 1
+    for reward_id in sorted(returned):
+        locking.stock_return(reward_id=reward_id, items=returned[reward_id])
+    if returned:
+        catalogue_changed()
     MerchantStaff.objects.filter(user=user).delete()

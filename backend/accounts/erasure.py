@@ -20,6 +20,10 @@ from django.utils.module_loading import import_string
 # step records there whether the resident consented to statistics before consents are withdrawn).
 ERASURE_STEPS = [
     "backend.accounts.services.account_erase_prepare",  # read consents before anything is withdrawn
+    # Lock order across the steps: live vouchers and their limit rows, then daily cap rows, then ledger accounts,
+    # then reward rows (rewards/locking.py, backend/actions/services.py `_pending_credits_undo`). The actions
+    # step takes the resident's accounts, so the vouchers it would reach later are locked before it.
+    "rewards.services.rewards_erase_lock",  # live vouchers and their limit rows (cancelled below)
     "backend.actions.services.actions_erase_personal_data",  # withdraw pending reports, strip actions, unbind
     "rewards.services.rewards_erase_personal_data",  # cancel live vouchers, drop merchant staff links
     "backend.offsets.services.offsets_erase_personal_data",  # release a buyer's unpaid reservations

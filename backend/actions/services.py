@@ -393,12 +393,14 @@ def actions_erase_personal_data(*, user, context: dict | None = None) -> None:
     quantities, the Asia/Shanghai day) and loses its data, subject, partner record id, notes and exact times."""
     from backend.core.crypto import keyed_hash
 
-    waiting = Action.objects.select_for_update().filter(
-        resident=user, status__in=[Action.Status.PENDING_REVIEW, Action.Status.FLAGGED]
+    waiting = list(
+        Action.objects.select_for_update()
+        .filter(resident=user, status__in=[Action.Status.PENDING_REVIEW, Action.Status.FLAGGED])
+        .order_by("id")
     )
-    for action in waiting.order_by("id"):
-        history_materialize([action.id])
-        _pending_credit_undo(action, reason="Withdrawn: the resident deleted the account")
+    history_materialize([action.id for action in waiting])
+    _pending_credits_undo(waiting, reason="Withdrawn: the resident deleted the account")
+    for action in waiting:
         action.status = Action.Status.REJECTED
         action.needs_review = False
         action.reason = "withdrawn_erasure"
@@ -575,30 +577,37 @@ def review_reject(*, action_id: int, reviewer, note: str = "") -> Action:
     action = _review_target(action_id)
     if action.resident_id == reviewer.id:
         raise ApplicationError(_("You cannot review your own action."), code="review_own_action", status_code=403)
-    _pending_credit_undo(action, reason=f"Review rejected: {note}"[:200])
+    _pending_credits_undo([action], reason=f"Review rejected: {note}"[:200])
     return _reviewed(action, Action.Status.REJECTED, reviewer, note, "review_rejected")
 
 
-def _pending_credit_undo(action: Action, *, reason: str) -> None:
-    """Reverse a waiting action's pending credit and give back the daily cap it used (grams, points -> 0)."""
+def _pending_credits_undo(actions: list[Action], *, reason: str) -> None:
+    """Reverse waiting actions' pending credits and give back the daily cap they used (grams, points -> 0).
+
+    Every cap row first, in the pipeline's order (resident, methodology, day), and only then the ledger
+    accounts: a self-report holds its cap row while it posts its credit, so taking an account before a cap row
+    deadlocks with it. That was the order for one action (a rejection, tests/actions/test_lock_order.py) and,
+    for an erasure withdrawing several, between one action's accounts and the next action's cap row."""
     from backend.actions.pipeline import cap_usage_release, shanghai_day
     from backend.ledger.services import pending_credit_reverse
 
-    # Cap row before ledger accounts, the pipeline's order: a self-report holds its cap row while it posts its
-    # credit, and the other order deadlocked with it (tests/actions/test_lock_order.py).
-    if action.credited_quantity:
-        cap_usage_release(
-            action_id=action.id,
-            resident_id=action.resident_id,
-            methodology=action.methodology,
-            day=shanghai_day(action.occurred_at),
-            quantity=action.credited_quantity,
-        )
-    if has_credit(action.status, action.grams, action.points):
-        pending_credit_reverse(idempotency_key=f"action:{action.id}", reason=reason)
-    claims_release(action_ids=[action.id])  # a serial, month or trip it held is free again
-    action.grams = 0
-    action.points = 0
+    capped = [(action.resident_id, action.methodology, shanghai_day(action.occurred_at), action) for action in actions]
+    for resident_id, methodology, day, action in sorted(capped, key=lambda c: (c[0], c[1], c[2], c[3].id)):
+        if action.credited_quantity:
+            cap_usage_release(
+                action_id=action.id,
+                resident_id=resident_id,
+                methodology=methodology,
+                day=day,
+                quantity=action.credited_quantity,
+            )
+    for action in actions:
+        if has_credit(action.status, action.grams, action.points):
+            pending_credit_reverse(idempotency_key=f"action:{action.id}", reason=reason)
+    claims_release(action_ids=[action.id for action in actions])  # a serial, month or trip they held is free
+    for action in actions:
+        action.grams = 0
+        action.points = 0
 
 
 def _reviewed(action: Action, status: str, reviewer, note: str, reason: str) -> Action:

@@ -86,17 +86,20 @@ def link_card(resident, partner, *, kind="transit_card", identifier="3100-0000-0
         return signed_request(APIClient(), "POST", LINKS_URL, partner.pk, partner.secret, payload)
 
 
-def wait_for_a_lock_wait(what: str, timeout: float = 15.0) -> None:
-    """Return once some PostgreSQL session waits on a lock (the interleaving a race test needs); fail with
-    `what` if none does within `timeout` seconds."""
+def wait_for_a_lock_wait(what: str, timeout: float = 15.0, *, sessions: int = 1) -> None:
+    """Return once `sessions` PostgreSQL sessions of this test's database wait on a lock (the interleaving a
+    race test needs); fail with `what` if they do not within `timeout` seconds. (Only this database: the other
+    pytest-xdist worker runs its own race tests on the same cluster.)"""
     import pytest
     from django.db import connection
 
     deadline = time.monotonic() + timeout
     with connection.cursor() as cursor:
         while time.monotonic() < deadline:
-            cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
-            if cursor.fetchone()[0]:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
+            )
+            if cursor.fetchone()[0] >= sessions:
                 return
             time.sleep(0.02)
     pytest.fail(what)
