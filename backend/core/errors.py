@@ -13,6 +13,7 @@ import logging
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import OperationalError as DatabaseOperationalError
 from django.http import Http404, JsonResponse
 from django.utils.translation import gettext_lazy as _
 from rest_framework import exceptions, status
@@ -80,6 +81,36 @@ class RequestTooLarge(ApplicationError):
     default_detail = _("The request body is too large.")
 
 
+def _concurrency_failure(exc) -> bool:
+    """PostgreSQL gave up on this transaction because of a concurrent one (a deadlock, a serialization failure,
+    a lock wait past lock_timeout): the whole transaction was rolled back, and the same request again can
+    succeed. Every write path takes its locks in one order (rewards/locking.py, backend/accounts/erasure.py),
+    so this should not happen; when it does, it is not the server's fault in the sense of a 500."""
+    if not isinstance(exc, DatabaseOperationalError):
+        return False
+    import psycopg
+
+    cause = exc.__cause__
+    return isinstance(
+        cause, (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure, psycopg.errors.LockNotAvailable)
+    )
+
+
+def _retry_later(exc, context) -> ApplicationError:
+    logger.warning(
+        "concurrency failure in %s, answered 503 retry: %s",
+        context.get("view").__class__.__name__ if context else "?",
+        str(exc).splitlines()[0],
+    )
+    retry = ApplicationError(
+        _("A concurrent request got in the way; nothing was changed. Please try again."),
+        code="retry",
+        status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+    )
+    retry.wait = 1  # Retry-After: 1
+    return retry
+
+
 def exception_handler(exc, context):
     if context and context.get("request") is not None:  # stopped before its throttles ran: nothing counted
         throttling.prefetch_release(context["request"])
@@ -95,6 +126,8 @@ def exception_handler(exc, context):
         exc = ApplicationError(_("The request body is too large."), code="request_too_large", status_code=413)
     elif isinstance(exc, RecursionError):  # JSON nested deeper than the parser's recursion limit
         exc = exceptions.ParseError(_("The JSON is nested too deeply."))
+    elif _concurrency_failure(exc):
+        exc = _retry_later(exc, context)
 
     if not isinstance(exc, exceptions.APIException):
         # Unhandled: log with the traceback (the request id ties it to the access log), answer in our shape.

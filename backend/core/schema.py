@@ -78,6 +78,8 @@ def _generic_statuses(method: str, requires_auth: bool, has_path_params: bool) -
     statuses = []
     if method in ("POST", "PUT", "PATCH"):
         statuses += [400, 413, 415]
+    if method in ("POST", "PUT", "PATCH", "DELETE"):
+        statuses.append(503)  # `retry`: PostgreSQL gave up on the write for a concurrent one (backend/core/errors.py)
     if requires_auth:
         statuses += [401, 403]
     if has_path_params:

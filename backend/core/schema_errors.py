@@ -54,6 +54,7 @@ GENERIC_CODES = {
     415: ["unsupported_media_type"],
     429: ["throttled"],
     500: ["server_error"],
+    503: ["retry"],  # writes: a deadlock or serialization failure rolled the transaction back; send it again
 }
 
 # Signed partner endpoints (backend/partners/services.py signed_request_verify, partner_nonce_record).

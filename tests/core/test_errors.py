@@ -3,7 +3,7 @@
 import pytest
 from django.test import Client
 
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, requires_postgres
 
 
 def assert_error_shape(response, status, error_type, code=None):
@@ -118,3 +118,24 @@ def test_error_messages_follow_accept_language(api):
     en = api.get("/api/v1/me", HTTP_ACCEPT_LANGUAGE="en").json()["errors"][0]["detail"]
     assert en == "Authentication credentials were not provided."
     assert zh != en
+
+
+@requires_postgres
+@pytest.mark.django_db
+@pytest.mark.urls("tests.core.error_urls")
+@pytest.mark.parametrize("kind", ["deadlock", "serialization", "lock_timeout"])
+def test_postgresql_giving_up_for_a_concurrent_transaction_is_503_retry_not_500(kind, caplog):
+    """A deadlock used to answer 500 server_error: the request did nothing wrong, its transaction was rolled
+    back whole, and the same request again can succeed."""
+    from backend.accounts.models import District
+
+    before = District.objects.get(code="370202").name_en
+    with caplog.at_level("WARNING"):
+        response = Client(raise_request_exception=False).post(
+            "/api/v1/test/concurrency-failure", {"kind": kind}, content_type="application/json"
+        )
+    body = assert_error_shape(response, 503, "server_error", "retry")
+    assert response["Retry-After"] == "1"
+    assert "concurrent'" not in str(body)
+    assert District.objects.get(code="370202").name_en == before  # the write before the failure was undone
+    assert any("answered 503 retry" in r.getMessage() for r in caplog.records)
