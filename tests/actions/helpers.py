@@ -103,3 +103,32 @@ def wait_for_a_lock_wait(what: str, timeout: float = 15.0, *, sessions: int = 1)
                 return
             time.sleep(0.02)
     pytest.fail(what)
+
+
+def self_report_in_flight(action, *, holding, go) -> None:
+    """What self_report_create's transaction does for `action`: its daily cap row locked, then its pending
+    credit posted. Sets `holding` once the cap row is locked and posts only after `go` (a lock-order test lets
+    the other path run in between)."""
+    from django.db import transaction
+
+    from backend.actions.pipeline import shanghai_day
+    from backend.actions.pipeline.caps import _lock_cap_usage
+    from backend.ledger.services import ActionCredit, action_credits_post_bulk
+
+    with transaction.atomic():
+        _lock_cap_usage({(action.resident_id, action.methodology, shanghai_day(action.occurred_at))})
+        holding.set()
+        assert go.wait(30)
+        credit = ActionCredit(
+            idempotency_key=f"action:{action.id}",
+            resident_id=action.resident_id,
+            methodology=action.methodology,
+            grams=10,
+            points=1,
+            reason="lock order",
+            source_type="action",
+            source_id=action.id,
+            effective_at=action.occurred_at,
+            pending=True,
+        )
+        action_credits_post_bulk(credits=[credit])

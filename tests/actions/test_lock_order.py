@@ -11,11 +11,11 @@ from datetime import timedelta
 
 import pytest
 from django.core.management import call_command
-from django.db import connections, transaction
+from django.db import connections
 from django.utils import timezone
 
 from backend.actions.models import Action
-from tests.actions.helpers import wait_for_a_lock_wait
+from tests.actions.helpers import self_report_in_flight, wait_for_a_lock_wait
 from tests.actions.test_self_report import PNG, sample_data
 from tests.conftest import requires_postgres
 
@@ -38,10 +38,7 @@ def test_a_rejection_and_a_self_report_of_the_same_resident_and_day_do_not_deadl
 ):
     from django.core.files.uploadedfile import SimpleUploadedFile
 
-    from backend.actions.pipeline import shanghai_day
-    from backend.actions.pipeline.caps import _lock_cap_usage
     from backend.actions.services import review_reject, self_report_create
-    from backend.ledger.services import ActionCredit, action_credits_post_bulk
 
     settings.MEDIA_ROOT = tmp_path
     methodology = capped_self_report_methodology()
@@ -66,29 +63,9 @@ def test_a_rejection_and_a_self_report_of_the_same_resident_and_day_do_not_deadl
     holding, go = threading.Event(), threading.Event()
     errors: list[BaseException] = []
 
-    def self_report_in_flight():
-        """What self_report_create's transaction does: the cap row locked, then the pending credit posted."""
+    def self_report_of_the_other_action():
         try:
-            with transaction.atomic():
-                _lock_cap_usage({(resident.id, methodology.code, shanghai_day(at))})
-                holding.set()
-                assert go.wait(30)
-                action_credits_post_bulk(
-                    credits=[
-                        ActionCredit(
-                            idempotency_key=f"action:{other.id}",
-                            resident_id=resident.id,
-                            methodology=methodology.code,
-                            grams=10,
-                            points=1,
-                            reason="lock order",
-                            source_type="action",
-                            source_id=other.id,
-                            effective_at=at,
-                            pending=True,
-                        )
-                    ]
-                )
+            self_report_in_flight(other, holding=holding, go=go)
         except BaseException as exc:  # reported below
             errors.append(exc)
         finally:
@@ -102,7 +79,7 @@ def test_a_rejection_and_a_self_report_of_the_same_resident_and_day_do_not_deadl
         finally:
             connections.close_all()
 
-    pipeline = threading.Thread(target=self_report_in_flight)
+    pipeline = threading.Thread(target=self_report_of_the_other_action)
     pipeline.start()
     assert holding.wait(30)
     rejection = threading.Thread(target=reject)

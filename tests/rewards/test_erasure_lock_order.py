@@ -9,11 +9,11 @@ from datetime import timedelta
 
 import pytest
 from django.core.management import call_command
-from django.db import connection, connections, transaction
+from django.db import connection, connections
 from django.utils import timezone
 
 from backend.actions.models import Action
-from tests.actions.helpers import wait_for_a_lock_wait
+from tests.actions.helpers import self_report_in_flight, wait_for_a_lock_wait
 from tests.actions.test_lock_order import capped_self_report_methodology
 from tests.actions.test_self_report import PNG, sample_data
 from tests.conftest import requires_postgres
@@ -45,10 +45,7 @@ def test_erasure_withdrawing_two_days_of_self_reports_does_not_deadlock_with_a_s
     from django.core.files.uploadedfile import SimpleUploadedFile
 
     from backend.accounts.services import user_erase
-    from backend.actions.pipeline import shanghai_day
-    from backend.actions.pipeline.caps import _lock_cap_usage
     from backend.actions.services import self_report_create
-    from backend.ledger.services import ActionCredit, action_credits_post_bulk
 
     settings.MEDIA_ROOT = tmp_path
     methodology = capped_self_report_methodology()
@@ -72,30 +69,7 @@ def test_erasure_withdrawing_two_days_of_self_reports_does_not_deadlock_with_a_s
     )
     holding, go, errors = threading.Event(), threading.Event(), []
 
-    def self_report_in_flight():
-        """What self_report_create's transaction does: today's cap row locked, then the pending credit posted."""
-        with transaction.atomic():
-            _lock_cap_usage({(resident.id, methodology.code, shanghai_day(today))})
-            holding.set()
-            assert go.wait(30)
-            action_credits_post_bulk(
-                credits=[
-                    ActionCredit(
-                        idempotency_key=f"action:{other.id}",
-                        resident_id=resident.id,
-                        methodology=methodology.code,
-                        grams=10,
-                        points=1,
-                        reason="lock order",
-                        source_type="action",
-                        source_id=other.id,
-                        effective_at=today,
-                        pending=True,
-                    )
-                ]
-            )
-
-    pipeline = in_thread(self_report_in_flight, errors)
+    pipeline = in_thread(lambda: self_report_in_flight(other, holding=holding, go=go), errors)
     assert holding.wait(30)
     erasure = in_thread(lambda: user_erase(user=resident), errors)
     wait_for_a_lock_wait("erasure never waited for today's cap row")
