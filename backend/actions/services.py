@@ -591,16 +591,18 @@ def _pending_credits_undo(actions: list[Action], *, reason: str) -> None:
     from backend.actions.pipeline import cap_usage_release, shanghai_day
     from backend.ledger.services import pending_credit_reverse
 
-    capped = [(action.resident_id, action.methodology, shanghai_day(action.occurred_at), action) for action in actions]
-    for resident_id, methodology, day, action in sorted(capped, key=lambda c: (c[0], c[1], c[2], c[3].id)):
-        if action.credited_quantity:
-            cap_usage_release(
-                action_id=action.id,
-                resident_id=resident_id,
-                methodology=methodology,
-                day=day,
-                quantity=action.credited_quantity,
-            )
+    def cap_row(action: Action) -> tuple:
+        return action.resident_id, action.methodology, shanghai_day(action.occurred_at)
+
+    for action in sorted((a for a in actions if a.credited_quantity), key=lambda a: (*cap_row(a), a.id)):
+        resident_id, methodology, day = cap_row(action)
+        cap_usage_release(
+            action_id=action.id,
+            resident_id=resident_id,
+            methodology=methodology,
+            day=day,
+            quantity=action.credited_quantity,
+        )
     for action in actions:
         if has_credit(action.status, action.grams, action.points):
             pending_credit_reverse(idempotency_key=f"action:{action.id}", reason=reason)
